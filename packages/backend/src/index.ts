@@ -1,0 +1,142 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+/**
+ * Tensor backend selection. `auto` prefers TensorFlow (tfjs-node-gpu, then tfjs-node: optional dependencies that only
+ * install where libtensorflow can be downloaded, e.g. the Docker images), then WebAssembly, then plain JavaScript.
+ */
+
+export const BACKEND_CHOICES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendChoice = (typeof BACKEND_CHOICES)[number];
+
+/** Which backend is active and why. */
+export interface BackendInfo {
+  /** What was asked for (TRAJLAB_BACKEND or an option). */
+  requested: BackendChoice;
+  /** The tfjs backend name now active: tensorflow | wasm | cpu. */
+  name: string;
+  /** The package that provides it. */
+  package: string;
+  /** Why the preferred backends were skipped (auto only). */
+  skipped: string[];
+}
+
+let active: BackendInfo | null = null;
+
+/** Reads TRAJLAB_BACKEND; an unknown value is an error naming the variable. */
+export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendChoice {
+  const v = (env.TRAJLAB_BACKEND ?? 'auto').trim().toLowerCase();
+  if ((BACKEND_CHOICES as readonly string[]).includes(v)) return v as BackendChoice;
+  throw new Error(`TRAJLAB_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}; got '${env.TRAJLAB_BACKEND}'`);
+}
+
+/** Imports a module by a runtime name, so optional packages need not be present at type-check time. */
+async function importOptional(name: string): Promise<unknown> {
+  return import(name);
+}
+
+/**
+ * Where tfjs-node(-gpu) is installed without its native binding (its install script, which downloads libtensorflow,
+ * did not run), importing it registers every kernel and then fails; check for the binding first to fail quietly.
+ */
+function nativeBindingProblem(pkg: string): string | null {
+  let dir: string;
+  try {
+    dir = dirname(createRequire(import.meta.url).resolve(`${pkg}/package.json`));
+  } catch {
+    return 'not installed';
+  }
+  const lib = join(dir, 'lib');
+  const built = existsSync(lib) && readdirSync(lib).some((d) => d.startsWith('napi-v') && existsSync(join(lib, d, 'tfjs_binding.node')));
+  return built ? null : 'installed without its native binding (libtensorflow was not downloaded)';
+}
+
+async function tryTensorflow(): Promise<string> {
+  const errors: string[] = [];
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    const problem = nativeBindingProblem(pkg);
+    if (problem) {
+      errors.push(`${pkg}: ${problem}`);
+      continue;
+    }
+    try {
+      await importOptional(pkg);
+      if (await tf.setBackend('tensorflow')) return pkg;
+      errors.push(`${pkg}: loaded but the 'tensorflow' backend did not initialise`);
+    } catch (err) {
+      errors.push(`${pkg}: ${firstLine(err)}`);
+    }
+  }
+  throw new Error(errors.join('; '));
+}
+
+async function tryWasm(): Promise<string> {
+  // The Emscripten glue adds process-wide uncaughtException/unhandledRejection handlers that rethrow and print its whole
+  // minified source; remove whatever it added so our own error reporting stays readable.
+  const before = {
+    uncaughtException: new Set(process.listeners('uncaughtException')),
+    unhandledRejection: new Set(process.listeners('unhandledRejection')),
+  };
+  try {
+    await import('@tensorflow/tfjs-backend-wasm');
+    if (!(await tf.setBackend('wasm'))) throw new Error("the 'wasm' backend did not initialise");
+    await tf.ready();
+  } finally {
+    for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
+      for (const l of process.listeners(event)) if (!before[event].has(l)) process.removeListener(event, l);
+    }
+  }
+  return '@tensorflow/tfjs-backend-wasm';
+}
+
+async function tryCpu(): Promise<string> {
+  await import('@tensorflow/tfjs-backend-cpu');
+  // tfjs prints a one-time advert for tfjs-node when the cpu backend first runs in Node; we log our own choice instead.
+  tf.env().set('IS_TEST', true);
+  if (!(await tf.setBackend('cpu'))) throw new Error("the 'cpu' backend did not initialise");
+  return '@tensorflow/tfjs-backend-cpu';
+}
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0]!.slice(0, 200);
+}
+
+/**
+ * Activates a backend once per process (later calls return the first result, and fail if a different explicit
+ * backend is requested). An explicit choice that cannot load is an error.
+ */
+export async function initBackend(requested: BackendChoice = backendFromEnv()): Promise<BackendInfo> {
+  if (active) {
+    if (requested !== 'auto' && requested !== active.requested && !(requested === 'tensorflow' ? active.name === 'tensorflow' : active.name === requested)) {
+      throw new Error(`backend '${active.name}' is already active in this process; cannot switch to '${requested}'`);
+    }
+    return active;
+  }
+  const order: { name: string; load: () => Promise<string> }[] =
+    requested === 'auto'
+      ? [
+          { name: 'tensorflow', load: tryTensorflow },
+          { name: 'wasm', load: tryWasm },
+          { name: 'cpu', load: tryCpu },
+        ]
+      : [{ name: requested, load: { tensorflow: tryTensorflow, wasm: tryWasm, cpu: tryCpu }[requested] }];
+  const skipped: string[] = [];
+  for (const candidate of order) {
+    try {
+      const pkg = await candidate.load();
+      active = { requested, name: tf.getBackend(), package: pkg, skipped };
+      return active;
+    } catch (err) {
+      if (requested !== 'auto') throw new Error(`TRAJLAB_BACKEND=${requested} could not be loaded: ${firstLine(err)}`);
+      skipped.push(`${candidate.name}: ${firstLine(err)}`);
+    }
+  }
+  throw new Error(`no tensor backend could be loaded (${skipped.join('; ')})`);
+}
+
+/** The active backend, or null before initBackend. */
+export function activeBackend(): BackendInfo | null {
+  return active;
+}

@@ -1,0 +1,40 @@
+import type { Tensor2D } from '@tensorflow/tfjs-core';
+
+/**
+ * A denoiser D(x; sigma): the posterior-mean estimate of x_0 for a batch x of shape [batch, dim] at noise level sigma.
+ * It returns a new tensor owned by the caller.
+ */
+export type DenoiseFn = (x: Tensor2D, sigma: number) => Tensor2D;
+
+/** What a solver reports at each visited time point t_i (k-diffusion's `callback`). */
+export interface StepEvent {
+  /** Index of the time point, 0..S. */
+  i: number;
+  /** t_i = sigma_i. */
+  sigma: number;
+  /** x_i, shape [batch, dim]. Valid only during the callback: copy what you keep. */
+  x: Tensor2D;
+  /** D(x_i; t_i) as evaluated by the solver, or null where the solver did not evaluate it (the last point). */
+  denoised: Tensor2D | null;
+  /** Denoiser evaluations the solver spent to reach x_i (0 at i = 0). */
+  nfe: number;
+}
+
+/** Observer of a solve; solvers await it, so it may download data. */
+export type StepObserver = (event: StepEvent) => void | Promise<void>;
+
+/** Options common to all solvers (none are required yet; solver-specific options extend this). */
+export type SolverOptions = Record<string, never>;
+
+/**
+ * One solver = one function with one signature: integrate the probability-flow ODE dx/dt = (x - D(x; t)) / t
+ * along `sigmas` (S + 1 decreasing points) from x = x_0 (not consumed), reporting every point to `onStep`.
+ * Returns x_S (owned by the caller).
+ */
+export type Solver = (
+  denoise: DenoiseFn,
+  x: Tensor2D,
+  sigmas: readonly number[],
+  opts: SolverOptions,
+  onStep: StepObserver,
+) => Promise<Tensor2D>;

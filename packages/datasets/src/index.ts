@@ -1,0 +1,4 @@
+export * from './types.js';
+export * from './hash.js';
+export * from './synthetic.js';
+export * from './idx.js';

@@ -1,0 +1,4 @@
+export * from './types.js';
+export * from './training-set.js';
+export * from './analytic.js';
+export * from './factory.js';

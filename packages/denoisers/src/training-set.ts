@@ -1,0 +1,226 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/** One slice of the training set kept on the device in both layouts the kernels need. */
+interface Chunk {
+  /** First training index of the chunk. */
+  start: number;
+  size: number;
+  /** [size, dim]: right operand of weights x points. */
+  y: tf.Tensor2D;
+  /** [dim, size]: pre-transposed right operand of x . y_j (avoids the slow transposeB path on wasm). */
+  yt: tf.Tensor2D;
+  /** [1, size]: ||y_j||^2 / 2, cached. */
+  halfNorm: tf.Tensor2D;
+}
+
+/** Nearest and second-nearest training points of a batch of query points. */
+export interface NearestResult {
+  index: Int32Array;
+  dist: Float64Array;
+  /** NaN when the training set has one point. */
+  dist2: Float64Array;
+}
+
+/** Options of the training-set kernel. */
+export interface TrainingSetOptions {
+  /**
+   * Training points per chunk: kernels stream over chunks with a running log-sum-exp, so device memory for a batch of B
+   * queries is O(B * chunkSize) whatever the dataset size. @defaultValue 8192
+   */
+  chunkSize?: number;
+}
+
+/**
+ * A finite training set {y_j} on the device, with the Gaussian-kernel computations of the paper's mean-shift analysis:
+ * the optimal denoiser D*(x; t) = sum_j softmax_j(-||x - y_j||^2 / (2 t^2)) y_j, the change of the kernel density
+ * estimate at bandwidth t between two points, and nearest neighbours.
+ */
+export class TrainingSet {
+  readonly n: number;
+  readonly dim: number;
+  readonly chunkSize: number;
+  private readonly chunks: Chunk[] = [];
+
+  /** `points` is row-major [n, dim] float32; a host copy is kept for exact distance checks. */
+  constructor(
+    readonly points: Float32Array,
+    n: number,
+    dim: number,
+    opts: TrainingSetOptions = {},
+  ) {
+    if (points.length !== n * dim) throw new Error(`training set has ${points.length} values, expected n*dim = ${n}*${dim}`);
+    this.n = n;
+    this.dim = dim;
+    this.chunkSize = Math.max(1, Math.floor(opts.chunkSize ?? 8192));
+    for (let start = 0; start < n; start += this.chunkSize) {
+      const size = Math.min(this.chunkSize, n - start);
+      const slice = points.subarray(start * dim, (start + size) * dim);
+      const y = tf.tensor2d(slice, [size, dim], 'float32');
+      const yt = tf.tidy(() => tf.transpose(y) as tf.Tensor2D);
+      const halfNorm = tf.tidy(() => tf.reshape(tf.mul(tf.sum(tf.square(y), 1), 0.5), [1, size]) as tf.Tensor2D);
+      this.chunks.push({ start, size, y, yt, halfNorm });
+    }
+  }
+
+  /** Bytes of device memory held (both layouts plus norms). */
+  get deviceBytes(): number {
+    return 4 * (2 * this.n * this.dim + this.n);
+  }
+
+  /** Logits (x . y_j - ||y_j||^2 / 2) / t^2 = -(||x - y_j||^2 - ||x||^2) / (2 t^2) of one chunk: [B, size]. */
+  private logits(x: tf.Tensor2D, c: Chunk, invT2: number): tf.Tensor2D {
+    return tf.tidy(() => tf.mul(tf.sub(tf.matMul(x, c.yt), c.halfNorm), invT2) as tf.Tensor2D);
+  }
+
+  /**
+   * The optimal (empirical Bayes) denoiser D*(x; t): a Gaussian-kernel mean-shift step with bandwidth t, computed in
+   * float32 as a softmax streamed over chunks with a running maximum (online log-sum-exp), so no chunk ever overflows.
+   */
+  denoise(x: tf.Tensor2D, t: number): tf.Tensor2D {
+    const invT2 = 1 / (t * t);
+    let runMax: tf.Tensor2D | null = null;
+    let runSum: tf.Tensor2D | null = null;
+    let runAcc: tf.Tensor2D | null = null;
+    for (const c of this.chunks) {
+      const next = tf.tidy(() => {
+        const logits = this.logits(x, c, invT2);
+        const chunkMax = tf.max(logits, 1, true) as tf.Tensor2D;
+        if (!runMax || !runSum || !runAcc) {
+          const e = tf.exp(tf.sub(logits, chunkMax));
+          return [chunkMax, tf.sum(e, 1, true), tf.matMul(e, c.y)] as tf.Tensor2D[];
+        }
+        const newMax = tf.maximum(runMax, chunkMax);
+        const rescale = tf.exp(tf.sub(runMax, newMax));
+        const e = tf.exp(tf.sub(logits, newMax));
+        return [newMax, tf.add(tf.mul(runSum, rescale), tf.sum(e, 1, true)), tf.add(tf.mul(runAcc, rescale), tf.matMul(e, c.y))] as tf.Tensor2D[];
+      });
+      tf.dispose([runMax, runSum, runAcc].filter((v): v is tf.Tensor2D => v !== null));
+      [runMax, runSum, runAcc] = next as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+    }
+    const out = tf.tidy(() => tf.div(runAcc!, runSum!) as tf.Tensor2D);
+    tf.dispose([runMax!, runSum!, runAcc!]);
+    return out;
+  }
+
+  /**
+   * KDE gain log p_t(x') - log p_t(x) per row, for the kernel density estimate p_t = (1/n) sum_j N(y_j, t^2 I).
+   * Computed through the exact identity log p_t(x') - log p_t(x) = log sum_j w_j exp(c_j), with w = softmax(a) the
+   * mean-shift weights at x and c_j = a'_j - a_j = (2 delta . y_j - delta . (x + x')) / (2 t^2), delta = x' - x.
+   * This never subtracts two large log-densities, so the sign of a tiny gain is reliable; by Jensen's inequality the
+   * result is >= delta . (2 D*(x) - x - x') / (2 t^2), which is >= 0 for any step x' = x + lambda (D*(x) - x),
+   * lambda in [0, 2] (the Euler step of annealed mean shift). Reductions run on the host in float64.
+   * `xHost`, `xNextHost` are the same points as `x`, `xNext` (row-major [B, dim]).
+   */
+  kdeGain(x: tf.Tensor2D, xNext: tf.Tensor2D, xHost: Float32Array, xNextHost: Float32Array, t: number): Float64Array {
+    const [B, dim] = x.shape;
+    const invT2 = 1 / (t * t);
+    const rowTerm = new Float64Array(B);
+    for (let r = 0; r < B; r++) {
+      let s = 0;
+      for (let k = 0; k < dim; k++) {
+        const a = xHost[r * dim + k]!;
+        const b = xNextHost[r * dim + k]!;
+        s += (b - a) * (b + a);
+      }
+      rowTerm[r] = s;
+    }
+    const delta = tf.sub(xNext, x) as tf.Tensor2D;
+    // Per row: two log-sum-exps kept relative to a reference (the first chunk's max) so that their difference is small.
+    const ref = new Float64Array(B);
+    const lse0 = new Float64Array(B).fill(-Infinity);
+    const lse1 = new Float64Array(B).fill(-Infinity);
+    this.chunks.forEach((c, ci) => {
+      const a = this.logits(x, c, invT2);
+      const dy = tf.matMul(delta, c.yt);
+      const aHost = a.dataSync();
+      const dyHost = dy.dataSync();
+      tf.dispose([a, dy]);
+      for (let r = 0; r < B; r++) {
+        const base = r * c.size;
+        let m0 = -Infinity;
+        for (let j = 0; j < c.size; j++) m0 = Math.max(m0, aHost[base + j]!);
+        if (ci === 0) ref[r] = m0;
+        let m1 = -Infinity;
+        for (let j = 0; j < c.size; j++) {
+          const z = aHost[base + j]! - m0 + (2 * dyHost[base + j]! - rowTerm[r]!) * 0.5 * invT2;
+          m1 = Math.max(m1, z);
+        }
+        let s0 = 0;
+        let s1 = 0;
+        for (let j = 0; j < c.size; j++) {
+          const z = aHost[base + j]! - m0;
+          s0 += Math.exp(z);
+          s1 += Math.exp(z + (2 * dyHost[base + j]! - rowTerm[r]!) * 0.5 * invT2 - m1);
+        }
+        const shift = m0 - ref[r]!;
+        lse0[r] = logAddExp(lse0[r]!, shift + Math.log(s0));
+        lse1[r] = logAddExp(lse1[r]!, shift + m1 + Math.log(s1));
+      }
+    });
+    delta.dispose();
+    const gain = new Float64Array(B);
+    for (let r = 0; r < B; r++) gain[r] = lse1[r]! - lse0[r]!;
+    return gain;
+  }
+
+  /**
+   * Nearest and second-nearest training points of each row of `queries` ([B, dim] on the host). Candidates come from
+   * the device (top-k of x . y_j - ||y_j||^2 / 2 per chunk); their distances are then recomputed exactly in float64, so
+   * the reported distances are not subject to the cancellation of the expanded form near convergence.
+   */
+  nearest(queries: Float32Array, B: number, candidates = 8): NearestResult {
+    const { dim } = this;
+    const q = tf.tensor2d(queries, [B, dim], 'float32');
+    const cand: number[][] = Array.from({ length: B }, () => []);
+    for (const c of this.chunks) {
+      const k = Math.min(candidates, c.size);
+      const { indices } = tf.tidy(() => {
+        const score = tf.sub(tf.matMul(q, c.yt), c.halfNorm);
+        const top = tf.topk(score, k, true);
+        return { indices: top.indices };
+      });
+      const idx = indices.dataSync();
+      indices.dispose();
+      for (let r = 0; r < B; r++) for (let j = 0; j < k; j++) cand[r]!.push(c.start + idx[r * k + j]!);
+    }
+    q.dispose();
+    const index = new Int32Array(B);
+    const dist = new Float64Array(B);
+    const dist2 = new Float64Array(B).fill(Number.NaN);
+    for (let r = 0; r < B; r++) {
+      let best = Infinity;
+      let second = Infinity;
+      let bestIdx = -1;
+      for (const j of new Set(cand[r]!)) {
+        let s = 0;
+        for (let k = 0; k < dim; k++) {
+          const d = queries[r * dim + k]! - this.points[j * dim + k]!;
+          s += d * d;
+        }
+        if (s < best || (s === best && j < bestIdx)) {
+          second = best;
+          best = s;
+          bestIdx = j;
+        } else if (s < second) {
+          second = s;
+        }
+      }
+      index[r] = bestIdx;
+      dist[r] = Math.sqrt(best);
+      if (Number.isFinite(second)) dist2[r] = Math.sqrt(second);
+    }
+    return { index, dist, dist2 };
+  }
+
+  dispose(): void {
+    for (const c of this.chunks) tf.dispose([c.y, c.yt, c.halfNorm]);
+    this.chunks.length = 0;
+  }
+}
+
+function logAddExp(a: number, b: number): number {
+  if (a === -Infinity) return b;
+  if (b === -Infinity) return a;
+  const m = Math.max(a, b);
+  return m + Math.log(Math.exp(a - m) + Math.exp(b - m));
+}
