@@ -84,9 +84,8 @@ async function tryWasm(): Promise<string> {
     if (!(await tf.setBackend('wasm'))) throw new Error("the 'wasm' backend did not initialise");
     await tf.ready();
   } finally {
-    for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
-      for (const l of process.listeners(event)) if (!before[event].has(l)) process.removeListener(event, l);
-    }
+    for (const l of process.listeners('uncaughtException')) if (!before.uncaughtException.has(l)) process.removeListener('uncaughtException', l);
+    for (const l of process.listeners('unhandledRejection')) if (!before.unhandledRejection.has(l)) process.removeListener('unhandledRejection', l);
   }
   return '@tensorflow/tfjs-backend-wasm';
 }

@@ -7,3 +7,4 @@ export { euler } from './solvers/euler.js';
 export { heun } from './solvers/heun.js';
 export { dpmSolver2 } from './solvers/dpm2.js';
 export * from './metrics/trajectory.js';
+export * from './version.js';

@@ -24,9 +24,10 @@ export type DenoiserSpec =
 export class DenoiserSpecError extends Error {
   constructor(
     readonly field: string,
-    message: string,
+    /** The problem, without the field. */
+    readonly detail: string,
   ) {
-    super(`${field}: ${message}`);
+    super(`${field}: ${detail}`);
     this.name = 'DenoiserSpecError';
   }
 }

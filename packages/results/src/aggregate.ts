@@ -1,0 +1,137 @@
+import type { Table } from 'apache-arrow';
+import { buildTable, makeSchema, readIpcFile, toIpcFile, type ColumnData, type FileMetadata } from './arrow.js';
+import { CURVE_METRICS, CURVES_COLUMNS, STAT_SUFFIXES, SUMMARY_COLUMNS, SUMMARY_METRICS } from './schemas.js';
+import { RunningStats } from './stats.js';
+
+/** What the aggregator needs to know of one config. */
+export interface AggregateConfig {
+  configId: string;
+  solver: string;
+  schedule: string;
+  steps: number;
+  role: 'study' | 'reference';
+  nfe: number;
+  /** Object keys of the config's shards, in sample order (so results do not depend on shard size). */
+  samplesKeys: string[];
+  stepsKeys: string[];
+}
+
+/** The merged outputs. */
+export interface AggregateResult {
+  summary: Uint8Array;
+  curves: Uint8Array;
+  summaryRows: number;
+  curvesRows: number;
+}
+
+function numericColumn(table: Table, name: string, file: string): ArrayLike<number | null> {
+  const col = table.getChild(name);
+  if (!col) throw new Error(`${file}: missing column '${name}'`);
+  return col.toArray() as ArrayLike<number | null>;
+}
+
+/** Values of a nullable column as numbers with NaN for null. */
+function withNulls(table: Table, name: string, file: string): Float64Array {
+  const col = table.getChild(name);
+  if (!col) throw new Error(`${file}: missing column '${name}'`);
+  const out = new Float64Array(col.length);
+  for (let i = 0; i < col.length; i++) {
+    const v = col.get(i) as number | null;
+    out[i] = v === null ? Number.NaN : v;
+  }
+  return out;
+}
+
+function statsColumns(prefixes: readonly string[], stats: RunningStats[][]): Record<string, ColumnData> {
+  const out: Record<string, ColumnData> = {};
+  prefixes.forEach((m, k) => {
+    for (const s of STAT_SUFFIXES) {
+      out[`${m}_${s}`] = {
+        values: Float64Array.from(stats, (row) => {
+          const st = row[k]!;
+          return s === 'mean' ? st.mean : s === 'std' ? st.std : st.quantile(s === 'p05' ? 0.05 : s === 'p50' ? 0.5 : 0.95);
+        }),
+      };
+    }
+  });
+  return out;
+}
+
+/**
+ * Streams every shard of every config once (one shard in memory at a time) into summary.arrow (one row per config)
+ * and curves.arrow (one row per config and step). `read` fetches an object by key.
+ */
+export async function aggregateShards(configs: AggregateConfig[], read: (key: string) => Promise<Uint8Array>, meta: FileMetadata): Promise<AggregateResult> {
+  const summaryStats: RunningStats[][] = [];
+  const summaryCounts: number[] = [];
+  const curve = { configIdx: [] as number[], step: [] as number[], sigma: [] as number[], nfe: [] as number[], count: [] as number[], stats: [] as RunningStats[][] };
+
+  for (const [ci, cfg] of configs.entries()) {
+    const sStats = SUMMARY_METRICS.map(() => new RunningStats());
+    let samples = 0;
+    for (const key of cfg.samplesKeys) {
+      const t = readIpcFile(await read(key), key);
+      const cols = SUMMARY_METRICS.map((m) => withNulls(t, m, key));
+      for (let r = 0; r < t.numRows; r++) cols.forEach((col, k) => sStats[k]!.add(col[r]!));
+      samples += t.numRows;
+    }
+    summaryStats.push(sStats);
+    summaryCounts.push(samples);
+
+    const byStep = new Map<number, { sigma: number; nfe: number; count: number; stats: RunningStats[] }>();
+    for (const key of cfg.stepsKeys) {
+      const t = readIpcFile(await read(key), key);
+      const step = numericColumn(t, 'step', key);
+      const sigma = numericColumn(t, 'sigma', key);
+      const nfe = numericColumn(t, 'nfe', key);
+      const cols = CURVE_METRICS.map((m) => withNulls(t, m, key));
+      for (let r = 0; r < t.numRows; r++) {
+        const s = step[r] as number;
+        let entry = byStep.get(s);
+        if (!entry) {
+          entry = { sigma: sigma[r] as number, nfe: nfe[r] as number, count: 0, stats: CURVE_METRICS.map(() => new RunningStats()) };
+          byStep.set(s, entry);
+        }
+        entry.count++;
+        cols.forEach((col, k) => entry.stats[k]!.add(col[r]!));
+      }
+    }
+    for (const s of [...byStep.keys()].sort((a, b) => a - b)) {
+      const e = byStep.get(s)!;
+      curve.configIdx.push(ci);
+      curve.step.push(s);
+      curve.sigma.push(e.sigma);
+      curve.nfe.push(e.nfe);
+      curve.count.push(e.count);
+      curve.stats.push(e.stats);
+    }
+  }
+
+  const summarySchema = makeSchema(SUMMARY_COLUMNS, 1, meta);
+  const summary = buildTable(SUMMARY_COLUMNS, summarySchema, configs.length, 1, {
+    config_id: { values: configs.map((c) => c.configId) },
+    solver: { values: configs.map((c) => c.solver) },
+    schedule: { values: configs.map((c) => c.schedule) },
+    steps: { values: Int32Array.from(configs, (c) => c.steps) },
+    role: { values: configs.map((c) => c.role) },
+    nfe: { values: Int32Array.from(configs, (c) => c.nfe) },
+    samples: { values: Int32Array.from(summaryCounts) },
+    ...statsColumns(SUMMARY_METRICS, summaryStats),
+  });
+
+  const rows = curve.step.length;
+  const cfgOf = (i: number) => configs[curve.configIdx[i]!]!;
+  const curvesSchema = makeSchema(CURVES_COLUMNS, 1, meta);
+  const curves = buildTable(CURVES_COLUMNS, curvesSchema, rows, 1, {
+    config_id: { values: Array.from({ length: rows }, (_, i) => cfgOf(i).configId) },
+    solver: { values: Array.from({ length: rows }, (_, i) => cfgOf(i).solver) },
+    schedule: { values: Array.from({ length: rows }, (_, i) => cfgOf(i).schedule) },
+    steps: { values: Int32Array.from({ length: rows }, (_, i) => cfgOf(i).steps) },
+    step: { values: Int32Array.from(curve.step) },
+    sigma: { values: Float64Array.from(curve.sigma) },
+    nfe: { values: Int32Array.from(curve.nfe) },
+    count: { values: Int32Array.from(curve.count) },
+    ...statsColumns(CURVE_METRICS, curve.stats),
+  });
+  return { summary: toIpcFile(summary), curves: toIpcFile(curves), summaryRows: configs.length, curvesRows: rows };
+}

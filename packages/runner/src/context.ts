@@ -1,0 +1,44 @@
+import type { Dataset } from '@trajlab/datasets';
+import { createDenoiser, TrainingSet, type Denoiser } from '@trajlab/denoisers';
+import type { FileMetadata } from '@trajlab/results';
+import type { LoadedData, ResolvedStudy, StudyPlan } from '@trajlab/study';
+import { TRAJLAB_VERSION } from '@trajlab/core';
+
+/** Everything a shard needs, built once per process and reused across shards. */
+export interface StudyContext {
+  study: ResolvedStudy;
+  plan: StudyPlan;
+  dataset: Dataset;
+  /** The study's training set on the device (KDE gain, nearest neighbours, and the optimal denoiser when it uses it). */
+  trainingSet: TrainingSet | null;
+  denoiser: Denoiser;
+  compare: Denoiser | null;
+  /** Schema metadata shared by every file of the study. */
+  meta: FileMetadata;
+  dispose(): void;
+}
+
+/** Builds the device state of a study: training set, denoiser and compare denoiser. */
+export function createContext(study: ResolvedStudy, data: LoadedData, plan: StudyPlan): StudyContext {
+  const { spec } = study;
+  const sharesTraining = spec.denoiser.kind === 'optimal' && !spec.denoiser.dataset;
+  const needsTraining = spec.metrics.kde || spec.metrics.nearest || sharesTraining;
+  const chunkSize = spec.denoiser.kind === 'optimal' ? spec.denoiser.chunkSize : 8192;
+  const trainingSet = needsTraining ? new TrainingSet(data.dataset.points, data.dataset.n, data.dataset.dim, { chunkSize }) : null;
+  const denoiser = createDenoiser(spec.denoiser, data.denoiser, 'denoiser', sharesTraining ? (trainingSet ?? undefined) : undefined);
+  const compare = spec.compare && data.compare ? createDenoiser(spec.compare, data.compare, 'compare') : null;
+  return {
+    study,
+    plan,
+    dataset: data.dataset,
+    trainingSet,
+    denoiser,
+    compare,
+    meta: { version: TRAJLAB_VERSION, studyId: study.studyId, spec: study.canonical },
+    dispose() {
+      denoiser.dispose();
+      compare?.dispose();
+      trainingSet?.dispose();
+    },
+  };
+}

@@ -1,0 +1,181 @@
+import { activeBackend } from '@trajlab/backend';
+import { TRAJLAB_VERSION } from '@trajlab/core';
+import { aggregateShards, type AggregateConfig } from '@trajlab/results';
+import { openStore, type ObjectStore } from '@trajlab/storage';
+import { planStudy, resolveStudyFile, sha256Hex, studyKeys, type PlannedConfig, type ShardPlan, type StudyPlan } from '@trajlab/study';
+import { createContext, type StudyContext } from './context.js';
+import { runShard, type ShardOutput } from './shard.js';
+import { studyJson } from './study-json.js';
+
+/** Progress of an embedded run. */
+export interface RunProgress {
+  configId: string;
+  configIndex: number;
+  configs: number;
+  shard: string;
+  /** Trajectories finished (whole shards) out of the total. */
+  trajectoriesDone: number;
+  trajectoriesTotal: number;
+  /** Fraction of the current shard's time points done. */
+  shardFraction: number;
+  /** Shards reused from an earlier run (resume). */
+  shardsReused: number;
+  elapsedMs: number;
+}
+
+/** Options of an embedded run. */
+export interface RunOptions {
+  /** Output root (directory). */
+  out: string;
+  onProgress?: (p: RunProgress) => void;
+  /** Log lines (backend, resume, paths). @defaultValue none */
+  log?: (line: string) => void;
+}
+
+/** Where an embedded run wrote its outputs. */
+export interface RunResult {
+  studyId: string;
+  plan: StudyPlan;
+  studyDir: string;
+  summary: string;
+  curves: string;
+  shardsComputed: number;
+  shardsReused: number;
+  elapsedMs: number;
+}
+
+/** The manifest written after a shard's files: object keys, row counts and sha256 of each file. */
+export interface ShardManifest {
+  studyId: string;
+  configId: string;
+  shard: string;
+  first: number;
+  count: number;
+  files: { key: string; rows: number; sha256: string; bytes: number }[];
+}
+
+/** A shard is reusable when its manifest exists and every file it lists exists with the listed hash. */
+async function reusableShard(store: ObjectStore, studyId: string, config: PlannedConfig, shard: ShardPlan): Promise<boolean> {
+  const key = studyKeys.manifest(studyId, config.configId, shard.name);
+  if (!(await store.exists(key))) return false;
+  try {
+    const m = JSON.parse(new TextDecoder().decode(await store.get(key))) as ShardManifest;
+    if (m.first !== shard.first || m.count !== shard.count) return false;
+    for (const f of m.files) {
+      if (!(await store.exists(f.key))) return false;
+      if (sha256Hex(await store.get(f.key)) !== f.sha256) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Writes a shard's files, then its manifest (last, so a manifest always describes complete files). */
+export async function writeShard(store: ObjectStore, studyId: string, config: PlannedConfig, shard: ShardPlan, out: ShardOutput): Promise<ShardManifest> {
+  const files: ShardManifest['files'] = [];
+  const tables = [
+    ['steps', out.steps, out.rows.steps],
+    ['samples', out.samples, out.rows.samples],
+    ['states', out.states, out.rows.states],
+  ] as const;
+  for (const [table, bytes, rows] of tables) {
+    if (!bytes) continue;
+    const key = studyKeys.shard(studyId, config.configId, shard.name, table);
+    await store.put(key, bytes);
+    files.push({ key, rows, sha256: sha256Hex(bytes), bytes: bytes.length });
+  }
+  const manifest: ShardManifest = { studyId, configId: config.configId, shard: shard.name, first: shard.first, count: shard.count, files };
+  await store.put(studyKeys.manifest(studyId, config.configId, shard.name), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
+  return manifest;
+}
+
+/** The parts of study.json the aggregator reads. */
+interface StudyJsonPlan {
+  studyId: string;
+  trajlabVersion: string;
+  canonicalSpec: string;
+  plan: { configs: { configId: string; role: 'study' | 'reference'; solver: string; schedule: string; steps: number; nfe: number; shards: string[] }[] };
+}
+
+/**
+ * Merges the shards of a finished study into summary.arrow and curves.arrow, from study.json alone (so the embedded
+ * run, `trajlab aggregate` and the aggregator service share one path). Shards are read in sample order.
+ */
+export async function aggregateStudy(store: ObjectStore, studyId: string): Promise<{ summary: string; curves: string }> {
+  const doc = JSON.parse(new TextDecoder().decode(await store.get(studyKeys.studyJson(studyId)))) as StudyJsonPlan;
+  const configs: AggregateConfig[] = doc.plan.configs.map((c) => ({
+    configId: c.configId,
+    solver: c.solver,
+    schedule: c.schedule,
+    steps: c.steps,
+    role: c.role,
+    nfe: c.nfe,
+    samplesKeys: c.shards.map((s) => studyKeys.shard(studyId, c.configId, s, 'samples')),
+    stepsKeys: c.shards.map((s) => studyKeys.shard(studyId, c.configId, s, 'steps')),
+  }));
+  const res = await aggregateShards(configs, (key) => store.get(key), { version: TRAJLAB_VERSION, studyId, spec: doc.canonicalSpec });
+  await store.put(studyKeys.summary(studyId), res.summary);
+  await store.put(studyKeys.curves(studyId), res.curves);
+  return { summary: store.locate(studyKeys.summary(studyId)), curves: store.locate(studyKeys.curves(studyId)) };
+}
+
+/**
+ * Runs a whole study in this process (no Redis, no S3): every shard of every config in plan order, skipping shards
+ * whose files already exist with a matching manifest, then the aggregation. The same shard code the workers run.
+ */
+export async function runStudyEmbedded(specPath: string, opts: RunOptions): Promise<RunResult> {
+  const started = Date.now();
+  const { study, data } = resolveStudyFile(specPath);
+  const plan = planStudy(study);
+  const store = openStore(opts.out);
+  const log = opts.log ?? (() => {});
+  const backend = activeBackend();
+  await store.put(studyKeys.studyJson(study.studyId), studyJson(study, plan, backend, { status: 'running', startedAt: new Date(started).toISOString() }));
+  for (const note of plan.notes) log(`note: ${note}`);
+  let ctx: StudyContext | null = null;
+  let computed = 0;
+  let reused = 0;
+  let done = 0;
+  const total = plan.totals.trajectories;
+  try {
+    for (const [ci, config] of plan.configs.entries()) {
+      for (const shard of config.shards) {
+        const progress = (shardFraction: number) =>
+          opts.onProgress?.({
+            configId: config.configId,
+            configIndex: ci,
+            configs: plan.configs.length,
+            shard: shard.name,
+            trajectoriesDone: done,
+            trajectoriesTotal: total,
+            shardFraction,
+            shardsReused: reused,
+            elapsedMs: Date.now() - started,
+          });
+        if (await reusableShard(store, study.studyId, config, shard)) {
+          reused++;
+          done += shard.count;
+          progress(1);
+          continue;
+        }
+        ctx ??= createContext(study, data, plan);
+        const out = await runShard(ctx, config, shard, (i, n) => progress(i / n));
+        await writeShard(store, study.studyId, config, shard, out);
+        computed++;
+        done += shard.count;
+        progress(1);
+      }
+    }
+  } finally {
+    ctx?.dispose();
+  }
+  if (reused > 0) log(`reused ${reused} shard(s) already written by an earlier run of this study`);
+  const paths = await aggregateStudy(store, study.studyId);
+  const elapsedMs = Date.now() - started;
+  await store.put(
+    studyKeys.studyJson(study.studyId),
+    studyJson(study, plan, backend, { status: 'complete', startedAt: new Date(started).toISOString(), elapsedMs, shardsComputed: computed, shardsReused: reused }),
+  );
+  return { studyId: study.studyId, plan, studyDir: store.locate(study.studyId), ...paths, shardsComputed: computed, shardsReused: reused, elapsedMs };
+}

@@ -1,0 +1,4 @@
+export * from './context.js';
+export * from './shard.js';
+export * from './study-json.js';
+export * from './embedded.js';

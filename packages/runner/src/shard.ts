@@ -1,0 +1,248 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { initialNoiseBatch, pointMetrics, sampleMetrics, SOLVERS, type StepEvent } from '@trajlab/core';
+import { buildTable, makeSchema, SAMPLES_COLUMNS, STATES_COLUMNS, STEPS_COLUMNS, toIpcFile, type ColumnData } from '@trajlab/results';
+import type { PlannedConfig, ShardPlan } from '@trajlab/study';
+import type { StudyContext } from './context.js';
+
+/** A NaN or Inf met during sampling; names where it happened. */
+export class NumericalError extends Error {
+  constructor(
+    readonly configId: string,
+    readonly sample: number,
+    readonly step: number,
+    readonly sigma: number,
+    what: string,
+  ) {
+    super(`non-finite ${what} in config ${configId}, sample ${sample}, step ${step}, sigma ${sigma}`);
+    this.name = 'NumericalError';
+  }
+}
+
+/** The serialised tables of one shard. */
+export interface ShardOutput {
+  steps: Uint8Array;
+  samples: Uint8Array;
+  /** Null when no sample of the shard is kept. */
+  states: Uint8Array | null;
+  rows: { steps: number; samples: number; states: number };
+}
+
+/** Fraction of ||x_S|| under which a trajectory counts as having reached its final sample (x_reach_sigma, d_reach_sigma). */
+export const REACH_FRACTION = 0.1;
+
+/**
+ * Runs one shard: integrates the PF-ODE for samples [first, first + count) of one config as a single batch, records
+ * x_i and D(x_i; t_i) at every point through the solver's observer, then measures the trajectories on the host.
+ * `onPoint` is called after each visited point (progress).
+ */
+export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: ShardPlan, onPoint?: (done: number, total: number) => void): Promise<ShardOutput> {
+  const { spec } = ctx.study;
+  const { dim } = ctx.dataset;
+  const B = shard.count;
+  const P = config.points;
+  const S = config.steps;
+  const xs = new Float32Array(B * P * dim);
+  const ds = new Float32Array(B * P * dim);
+  const hasD = new Uint8Array(P);
+  const sigmaAt = new Float64Array(P);
+  const nfeAt = new Int32Array(P);
+  const scoreDev = new Float64Array(B * P).fill(Number.NaN);
+  const kdeGain = new Float64Array(B * P).fill(Number.NaN);
+  const ts = ctx.trainingSet;
+  let prev: { x: tf.Tensor2D; host: Float32Array; sigma: number; i: number } | null = null;
+  let finalDenoised: tf.Tensor2D | null = null;
+
+  const store = (target: Float32Array, host: Float32Array, i: number) => {
+    for (let r = 0; r < B; r++) target.set(host.subarray(r * dim, (r + 1) * dim), (r * P + i) * dim);
+  };
+  const checkFinite = (host: Float32Array, i: number, sigma: number, what: string) => {
+    for (let j = 0; j < host.length; j++) {
+      if (!Number.isFinite(host[j]!)) throw new NumericalError(config.configId, shard.first + Math.floor(j / dim), i, sigma, what);
+    }
+  };
+
+  const observe = async (e: StepEvent) => {
+    const xHost = Float32Array.from(e.x.dataSync());
+    checkFinite(xHost, e.i, e.sigma, 'x');
+    store(xs, xHost, e.i);
+    sigmaAt[e.i] = e.sigma;
+    nfeAt[e.i] = e.nfe;
+    let denoised = e.denoised;
+    // D at the solver's last point is evaluated for the metrics (or for denoiseToZero); not counted in NFE unless
+    // denoiseToZero uses it as the final jump.
+    if (!denoised && e.i === S && (spec.metrics.finalDenoise || config.denoiseToZero)) {
+      finalDenoised = ctx.denoiser.denoise(e.x, e.sigma);
+      denoised = finalDenoised;
+    }
+    let dHost: Float32Array | null = null;
+    if (denoised && e.sigma > 0) {
+      dHost = Float32Array.from(denoised.dataSync());
+      checkFinite(dHost, e.i, e.sigma, 'D(x)');
+      store(ds, dHost, e.i);
+      hasD[e.i] = 1;
+    }
+    if (ctx.compare && dHost && e.sigma > 0) {
+      const other = ctx.compare.denoise(e.x, e.sigma);
+      const oHost = other.dataSync();
+      other.dispose();
+      for (let r = 0; r < B; r++) {
+        let s = 0;
+        for (let k = 0; k < dim; k++) s += (dHost[r * dim + k]! - oHost[r * dim + k]!) ** 2;
+        scoreDev[r * P + e.i] = Math.sqrt(s);
+      }
+    }
+    if (prev && ts && spec.metrics.kde) {
+      const gain = ts.kdeGain(prev.x, e.x, prev.host, xHost, prev.sigma);
+      for (let r = 0; r < B; r++) kdeGain[r * P + prev.i] = gain[r]!;
+    }
+    prev?.x.dispose();
+    prev = spec.metrics.kde && ts ? { x: tf.clone(e.x), host: xHost, sigma: e.sigma, i: e.i } : null;
+    onPoint?.(e.i + 1, P);
+  };
+
+  const x0 = tf.tensor2d(initialNoiseBatch(spec.seed, shard.first, B, dim, config.sigmas[0]!), [B, dim]);
+  let xS: tf.Tensor2D | null = null;
+  try {
+    xS = await SOLVERS[config.solver].run(ctx.denoiser.denoise, x0, config.sigmas, {}, observe);
+    if (config.denoiseToZero) {
+      // The final jump to sigma = 0: x_{S+1} = D(x_S; sigmaMin), one more evaluation (counted in NFE).
+      await observe({ i: S + 1, sigma: 0, x: finalDenoised!, denoised: null, nfe: nfeAt[S]! + 1 });
+    }
+  } finally {
+    tf.dispose([x0, ...(xS ? [xS] : []), ...(finalDenoised ? [finalDenoised] : [])]);
+    (prev as { x: tf.Tensor2D } | null)?.x.dispose();
+  }
+
+  // ---- host-side trajectory geometry ----
+  const rows = B * P;
+  const f32 = () => new Float32Array(rows).fill(Number.NaN);
+  const cols = {
+    xNorm: f32(),
+    dNorm: f32(),
+    distXFinal: f32(),
+    distDFinal: f32(),
+    devX: f32(),
+    devD: f32(),
+    cosEpsFinal: f32(),
+    turnAngle: f32(),
+  };
+  const sampleCols = {
+    chord: new Float64Array(B),
+    pathLength: new Float64Array(B),
+    maxDevX: new Float64Array(B),
+    maxDevRatio: new Float64Array(B),
+    pca1: new Float64Array(B),
+    pca2: new Float64Array(B),
+    pca3: new Float64Array(B),
+    xReach: new Float64Array(B),
+    dReach: new Float64Array(B),
+    minKde: new Float64Array(B),
+  };
+  const finals = new Float32Array(B * dim);
+  for (let r = 0; r < B; r++) {
+    const traj = { dim, points: P, x: xs.subarray(r * P * dim, (r + 1) * P * dim), denoised: ds.subarray(r * P * dim, (r + 1) * P * dim), hasDenoised: hasD };
+    const pm = pointMetrics(traj);
+    const sm = sampleMetrics(traj, pm, spec.metrics.pca);
+    for (const [key, arr] of Object.entries(cols) as [keyof typeof cols, Float32Array][]) arr.set(pm[key], r * P);
+    finals.set(traj.x.subarray((P - 1) * dim), r * dim);
+    sampleCols.chord[r] = sm.chord;
+    sampleCols.pathLength[r] = sm.pathLength;
+    sampleCols.maxDevX[r] = sm.maxDevX;
+    sampleCols.maxDevRatio[r] = sm.maxDevRatio;
+    [sampleCols.pca1[r], sampleCols.pca2[r], sampleCols.pca3[r]] = sm.pcaVar;
+    const threshold = REACH_FRACTION * pm.xNorm[P - 1]!;
+    sampleCols.xReach[r] = reachSigma(pm.distXFinal, sigmaAt, threshold);
+    sampleCols.dReach[r] = reachSigma(pm.distDFinal, sigmaAt, threshold);
+    let minGain = Number.NaN;
+    for (let i = 0; i < P; i++) {
+      const g = kdeGain[r * P + i]!;
+      if (!Number.isNaN(g) && !(g >= minGain)) minGain = g;
+    }
+    sampleCols.minKde[r] = minGain;
+  }
+  const nn = ts && spec.metrics.nearest ? ts.nearest(finals, B) : null;
+
+  // ---- tables ----
+  const extra = { 'trajlab.config_id': config.configId, 'trajlab.shard': shard.name, 'trajlab.sigmas': JSON.stringify(config.sigmas) };
+  const meta = { ...ctx.meta, extra };
+  const repeat = (v: string, n: number) => new Array<string>(n).fill(v);
+  const configCols = (n: number): Record<string, ColumnData> => ({
+    config_id: { values: repeat(config.configId, n) },
+    solver: { values: repeat(config.solver, n) },
+    schedule: { values: repeat(config.schedule, n) },
+    steps: { values: new Int32Array(n).fill(S) },
+  });
+  const stepsTable = buildTable(STEPS_COLUMNS, makeSchema(STEPS_COLUMNS, dim, meta), rows, dim, {
+    ...configCols(rows),
+    sample: { values: Int32Array.from({ length: rows }, (_, j) => shard.first + Math.floor(j / P)) },
+    step: { values: Int32Array.from({ length: rows }, (_, j) => j % P) },
+    sigma: { values: Float64Array.from({ length: rows }, (_, j) => sigmaAt[j % P]!) },
+    nfe: { values: Int32Array.from({ length: rows }, (_, j) => nfeAt[j % P]!) },
+    x_norm: { values: cols.xNorm },
+    d_norm: { values: cols.dNorm },
+    dist_x_final: { values: cols.distXFinal },
+    dist_d_final: { values: cols.distDFinal },
+    dev_x: { values: cols.devX },
+    dev_d: { values: cols.devD },
+    cos_eps_final: { values: cols.cosEpsFinal },
+    turn_angle: { values: cols.turnAngle },
+    score_dev: { values: Float32Array.from(scoreDev) },
+    kde_gain: { values: kdeGain },
+  });
+  const nnValid = new Uint8Array(B).fill(nn ? 1 : 0);
+  const nanIfNone = (a: Float64Array | undefined) => a ?? new Float64Array(B).fill(Number.NaN);
+  const samplesTable = buildTable(SAMPLES_COLUMNS, makeSchema(SAMPLES_COLUMNS, dim, meta), B, dim, {
+    ...configCols(B),
+    sample: { values: Int32Array.from({ length: B }, (_, r) => shard.first + r) },
+    nfe_total: { values: new Int32Array(B).fill(nfeAt[P - 1]!) },
+    chord: { values: sampleCols.chord },
+    path_length: { values: sampleCols.pathLength },
+    max_dev_x: { values: sampleCols.maxDevX },
+    max_dev_ratio: { values: sampleCols.maxDevRatio },
+    pca_var_1: { values: sampleCols.pca1 },
+    pca_var_2: { values: sampleCols.pca2 },
+    pca_var_3: { values: sampleCols.pca3 },
+    x_reach_sigma: { values: sampleCols.xReach },
+    d_reach_sigma: { values: sampleCols.dReach },
+    min_kde_gain: { values: sampleCols.minKde },
+    nn_index: { values: nn ? nn.index : new Int32Array(B), valid: nnValid },
+    nn_dist: { values: nanIfNone(nn?.dist) },
+    nn2_dist: { values: nanIfNone(nn?.dist2) },
+    nn_ratio: { values: nn ? Float64Array.from(nn.dist, (d, r) => d / nn.dist2[r]!) : nanIfNone(undefined) },
+    final: { values: finals },
+  });
+
+  const kept = Math.max(0, Math.min(B, spec.keepStates - shard.first));
+  let states: Uint8Array | null = null;
+  if (kept > 0) {
+    const n = kept * P;
+    states = toIpcFile(
+      buildTable(STATES_COLUMNS, makeSchema(STATES_COLUMNS, dim, meta), n, dim, {
+        config_id: { values: repeat(config.configId, n) },
+        sample: { values: Int32Array.from({ length: n }, (_, j) => shard.first + Math.floor(j / P)) },
+        step: { values: Int32Array.from({ length: n }, (_, j) => j % P) },
+        sigma: { values: Float64Array.from({ length: n }, (_, j) => sigmaAt[j % P]!) },
+        x: { values: xs.subarray(0, n * dim) },
+        denoised: { values: ds.subarray(0, n * dim), valid: Uint8Array.from({ length: n }, (_, j) => hasD[j % P]!) },
+      }),
+    );
+  }
+  return {
+    steps: toIpcFile(stepsTable),
+    samples: toIpcFile(samplesTable),
+    states,
+    rows: { steps: rows, samples: B, states: kept * P },
+  };
+}
+
+/** Largest sigma_i such that dist_j <= threshold for every j >= i with a value; NaN if even the last point fails. */
+function reachSigma(dist: Float64Array, sigmas: Float64Array, threshold: number): number {
+  let reach = Number.NaN;
+  for (let i = dist.length - 1; i >= 0; i--) {
+    const d = dist[i]!;
+    if (Number.isNaN(d)) continue;
+    if (d > threshold) break;
+    reach = sigmas[i]!;
+  }
+  return reach;
+}

@@ -1,0 +1,3 @@
+export * from './store.js';
+export * from './fs-store.js';
+export * from './open.js';

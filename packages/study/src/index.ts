@@ -1,0 +1,6 @@
+export * from './spec.js';
+export * from './errors.js';
+export * from './canonical.js';
+export * from './datasets.js';
+export * from './resolve.js';
+export * from './plan.js';

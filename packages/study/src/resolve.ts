@@ -1,0 +1,201 @@
+import { buildSigmas, checkSigmas, SOLVERS, type SolverName } from '@trajlab/core';
+import type { Dataset } from '@trajlab/datasets';
+import { checkDenoiserSpec, DenoiserSpecError } from '@trajlab/denoisers';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { canonicalJson, sha256Hex } from './canonical.js';
+import { loadDataset } from './datasets.js';
+import { fieldPath, SpecError } from './errors.js';
+import { studySpecSchema, type DatasetSpec, type DenoiserSpecInput, type StudySpec } from './spec.js';
+
+/** One solver configuration of a study. */
+export interface ConfigPlan {
+  /** Readable deterministic slug, e.g. heun-polynomial-rho7-s10 (reference configs start with ref-). */
+  configId: string;
+  role: 'study' | 'reference';
+  solver: SolverName;
+  schedule: string;
+  rho?: number;
+  steps: number;
+  /** The S + 1 sampling sigmas (sigma 0 of denoiseToZero not included). */
+  sigmas: number[];
+  denoiseToZero: boolean;
+  /** Denoiser evaluations per trajectory (the contract's NFE). */
+  nfe: number;
+  /** Where the spec defined it, for messages. */
+  field: string;
+}
+
+/** What is known of a dataset once loaded. */
+export interface DatasetInfo {
+  kind: string;
+  n: number;
+  dim: number;
+  contentHash: string;
+  source: string;
+  image?: { height: number; width: number; channels: number };
+  /** Mixture components (gmm) for cost estimates. */
+  components?: number;
+}
+
+/** A validated study: spec with defaults, loaded data, configs, identity. */
+export interface ResolvedStudy {
+  spec: StudySpec;
+  /** Canonical JSON of the resolved spec (spec with defaults + content hashes of the data): the study's identity. */
+  canonical: string;
+  /** `<name>-<first 10 hex of sha256(canonical)>`. */
+  studyId: string;
+  /** Directory relative dataset paths are resolved against (the spec file's). */
+  baseDir: string;
+  data: { dataset: DatasetInfo; denoiser?: DatasetInfo; compare?: DatasetInfo };
+  configs: ConfigPlan[];
+}
+
+/** Loaded datasets, to build denoisers without reloading. */
+export interface LoadedData {
+  dataset: Dataset;
+  denoiser: Dataset;
+  compare?: Dataset;
+}
+
+/** Parses YAML or JSON text into a validated spec; every problem is reported with its field. */
+export function parseSpec(text: string, file: string): StudySpec {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new SpecError('', `not valid YAML/JSON (${(err as Error).message.split('\n')[0]})`, file);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new SpecError('', 'a study spec must be a mapping (YAML) or an object (JSON)', file);
+  const res = studySpecSchema.safeParse(raw);
+  if (!res.success) {
+    const issues = res.error.issues.map((iss) => {
+      const base = fieldPath(iss.path);
+      if (iss.code === 'unrecognized_keys') {
+        return { field: iss.keys.map((k) => (base ? `${base}.${k}` : k)).join(', '), detail: 'unknown key (not part of the spec)' };
+      }
+      return { field: base || '(spec)', detail: iss.message };
+    });
+    if (issues.length === 1) throw new SpecError(issues[0]!.field, issues[0]!.detail, file);
+    throw new SpecError('', `${issues.length} problems\n  ${issues.map((i) => `${i.field}: ${i.detail}`).join('\n  ')}`, file);
+  }
+  return res.data;
+}
+
+function info(d: Dataset, spec: DatasetSpec): DatasetInfo {
+  return {
+    kind: d.kind,
+    n: d.n,
+    dim: d.dim,
+    contentHash: d.contentHash,
+    source: d.source,
+    image: d.image,
+    components: spec.kind === 'gmm' ? spec.components : undefined,
+  };
+}
+
+function formatNumber(v: number): string {
+  return String(v).replace('.', 'p');
+}
+
+function expandConfigs(spec: StudySpec): ConfigPlan[] {
+  const out: ConfigPlan[] = [];
+  const seen = new Map<string, string>();
+  const entries = [
+    ...spec.solvers.map((e, i) => ({ e, field: `solvers[${i}]`, role: 'study' as const })),
+    ...(spec.reference ? [{ e: spec.reference, field: 'reference', role: 'reference' as const }] : []),
+  ];
+  for (const { e, field, role } of entries) {
+    const stepsList = e.schedule === 'custom' ? [e.sigmas!.length - 1] : Array.isArray(e.steps) ? e.steps : [e.steps!];
+    if (e.schedule === 'custom') {
+      const problem = checkSigmas(e.sigmas!);
+      if (problem) throw new SpecError(`${field}.sigmas`, problem);
+      const given = Array.isArray(e.steps) ? e.steps : e.steps === undefined ? [] : [e.steps];
+      if (given.some((s) => s !== e.sigmas!.length - 1)) throw new SpecError(`${field}.steps`, `custom sigmas define ${e.sigmas!.length - 1} steps; steps says ${given.join(', ')}`);
+    }
+    stepsList.forEach((steps, j) => {
+      const solver = e.solver as SolverName;
+      const sigmas = buildSigmas(e.schedule, { steps, sigmaMin: spec.sigmaMin, sigmaMax: spec.sigmaMax, rho: e.rho, sigmas: e.sigmas });
+      const schedulePart =
+        e.schedule === 'polynomial' ? `polynomial-rho${formatNumber(e.rho)}` : e.schedule === 'custom' ? `custom-${sha256Hex(canonicalJson(e.sigmas)).slice(0, 6)}` : e.schedule;
+      const configId = `${role === 'reference' ? 'ref-' : ''}${solver}-${schedulePart}-s${steps}${e.denoiseToZero ? '-dz' : ''}`;
+      const stepField = Array.isArray(e.steps) ? `${field}.steps[${j}]` : `${field}.steps`;
+      const prev = seen.get(configId);
+      if (prev) throw new SpecError(stepField, `duplicates config '${configId}' already defined by ${prev}`);
+      seen.set(configId, stepField);
+      out.push({
+        configId,
+        role,
+        solver,
+        schedule: e.schedule,
+        rho: e.schedule === 'polynomial' ? e.rho : undefined,
+        steps,
+        sigmas,
+        denoiseToZero: e.denoiseToZero,
+        nfe: SOLVERS[solver].nfePerStep * steps + (e.denoiseToZero ? 1 : 0),
+        field,
+      });
+    });
+  }
+  return out;
+}
+
+/** The spec as it enters the study id: defaults filled, analytic-only fields dropped where unused. */
+function normalisedSpec(spec: StudySpec): unknown {
+  const entry = (e: StudySpec['solvers'][number] | NonNullable<StudySpec['reference']>) => ({ ...e, rho: e.schedule === 'polynomial' ? e.rho : undefined });
+  return { ...spec, solvers: spec.solvers.map(entry), reference: spec.reference ? entry(spec.reference) : undefined };
+}
+
+/** Checks the denoiser/compare specs against their datasets and the study dataset's dim. */
+function checkDenoiser(spec: DenoiserSpecInput, own: Dataset, study: Dataset, field: string): void {
+  if (own.dim !== study.dim) {
+    throw new SpecError(`${field}.dataset`, `dim ${own.dim} does not match the study dataset's dim ${study.dim}`);
+  }
+  try {
+    checkDenoiserSpec(spec, own, field);
+  } catch (err) {
+    if (err instanceof DenoiserSpecError) throw new SpecError(err.field, err.detail);
+    throw err;
+  }
+}
+
+/**
+ * Validates and resolves a spec given as text: parses it, loads the datasets (files relative to `baseDir`), checks the
+ * cross-field rules and computes the configs and the study id.
+ */
+export function resolveStudyText(text: string, file: string, baseDir: string): { study: ResolvedStudy; data: LoadedData } {
+  const spec = parseSpec(text, file);
+  try {
+    const dataset = loadDataset(spec.dataset, baseDir, 'dataset');
+    const denoiserData = spec.denoiser.dataset ? loadDataset(spec.denoiser.dataset, baseDir, 'denoiser.dataset') : dataset;
+    const compareData = spec.compare ? (spec.compare.dataset ? loadDataset(spec.compare.dataset, baseDir, 'compare.dataset') : dataset) : undefined;
+    checkDenoiser(spec.denoiser, denoiserData, dataset, 'denoiser');
+    if (spec.compare && compareData) checkDenoiser(spec.compare, compareData, dataset, 'compare');
+    const configs = expandConfigs(spec);
+    const data = {
+      dataset: info(dataset, spec.dataset),
+      denoiser: spec.denoiser.dataset ? info(denoiserData, spec.denoiser.dataset) : undefined,
+      compare: spec.compare?.dataset && compareData ? info(compareData, spec.compare.dataset) : undefined,
+    };
+    const hashes = { dataset: dataset.contentHash, denoiser: data.denoiser?.contentHash, compare: data.compare?.contentHash };
+    const canonical = canonicalJson({ spec: normalisedSpec(spec), data: hashes });
+    const studyId = `${spec.name}-${sha256Hex(canonical).slice(0, 10)}`;
+    return { study: { spec, canonical, studyId, baseDir, data, configs }, data: { dataset, denoiser: denoiserData, compare: compareData } };
+  } catch (err) {
+    if (err instanceof SpecError && !err.file) throw new SpecError(err.field, err.detail, file);
+    throw err;
+  }
+}
+
+/** Reads a spec file (YAML or JSON) and resolves it; dataset paths are relative to the file's directory. */
+export function resolveStudyFile(path: string): { study: ResolvedStudy; data: LoadedData } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new SpecError('', code === 'ENOENT' ? 'spec file not found' : `cannot read spec file (${code})`, path);
+  }
+  return resolveStudyText(text, path, dirname(resolvePath(path)));
+}

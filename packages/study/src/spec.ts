@@ -1,0 +1,185 @@
+import { SOLVER_NAMES } from '@trajlab/core';
+import { z } from 'zod';
+
+/**
+ * The study spec: one zod schema that the CLI (`validate`, `run`) and every worker validate against.
+ * Every option documents its default; the README's spec reference mirrors this file.
+ */
+
+const positiveInt = z.number().int().positive();
+const positive = z.number().positive();
+const uint32 = z.number().int().min(0).max(0xffffffff);
+
+/** Synthetic and file datasets. Synthetic kinds are seeded; file kinds read a local path (s3:// with the S3 store). */
+export const datasetSchema = z.discriminatedUnion(
+  'kind',
+  [
+    z.strictObject({
+      kind: z.literal('gmm'),
+      /** Data dimension. */
+      dim: positiveInt,
+      /** Mixture components. @defaultValue 8 */
+      components: positiveInt.default(8),
+      /** Training points drawn. @defaultValue 1000 */
+      n: positiveInt.default(1000),
+      /** Means ~ N(0, spread^2 I). @defaultValue 3 */
+      spread: positive.default(3),
+      /** Component standard deviation. @defaultValue 0.3 */
+      std: positive.default(0.3),
+      /** isotropic | diagonal (per-dimension stds in [std/2, 2 std]). @defaultValue isotropic */
+      covariance: z.enum(['isotropic', 'diagonal']).default('isotropic'),
+      /** uniform | random (flat Dirichlet). @defaultValue uniform */
+      weights: z.enum(['uniform', 'random']).default('uniform'),
+      /** Generator seed. @defaultValue 0 */
+      seed: uint32.default(0),
+    }),
+    z.strictObject({
+      kind: z.literal('gaussian'),
+      dim: positiveInt,
+      /** @defaultValue 1000 */
+      n: positiveInt.default(1000),
+      /** Covariance rank (<= dim). @defaultValue dim */
+      rank: positiveInt.optional(),
+      /** Top eigenvalue. @defaultValue 1 */
+      scale: positive.default(1),
+      /** Eigenvalue k = scale (k+1)^-decay; 0 = isotropic. @defaultValue 1 */
+      decay: z.number().min(0).default(1),
+      /** Std of the random mean's entries. @defaultValue 0 */
+      meanScale: z.number().min(0).default(0),
+      /** @defaultValue 0 */
+      seed: uint32.default(0),
+    }),
+    ...(['two-moons', 'swiss-roll', 'rings'] as const).map((kind) =>
+      z.strictObject({
+        kind: z.literal(kind),
+        /** @defaultValue 1000 */
+        n: positiveInt.default(1000),
+        /** Gaussian noise std added to each point. @defaultValue 0.05 */
+        noise: z.number().min(0).default(0.05),
+        /** @defaultValue 0 */
+        seed: uint32.default(0),
+      }),
+    ),
+    z.strictObject({
+      kind: z.literal('idx'),
+      /** Local path (relative to the spec file) of an MNIST-format IDX file, raw or .gz. */
+      uri: z.string().min(1),
+      /** Use only the first `limit` items. @defaultValue all */
+      limit: positiveInt.optional(),
+    }),
+  ],
+  { error: (iss) => (iss.code === 'invalid_union' ? `unknown kind; expected one of gmm, gaussian, two-moons, swiss-roll, rings, idx` : undefined) },
+);
+export type DatasetSpec = z.infer<typeof datasetSchema>;
+
+/** Denoisers. Each may name its own `dataset` (default: the study dataset), e.g. an optimal denoiser over a subset. */
+export const denoiserSchema = z.discriminatedUnion(
+  'kind',
+  [
+    z.strictObject({
+      kind: z.literal('optimal'),
+      /** Training points per chunk of the streamed softmax (memory O(batch * chunkSize)). @defaultValue 8192 */
+      chunkSize: positiveInt.default(8192),
+      dataset: datasetSchema.optional(),
+    }),
+    z.strictObject({
+      kind: z.literal('gaussian'),
+      /** analytic (a `gaussian` dataset's own parameters) | fit (mean and covariance of the data) | auto. @defaultValue auto */
+      source: z.enum(['auto', 'analytic', 'fit']).default('auto'),
+      dataset: datasetSchema.optional(),
+    }),
+    z.strictObject({
+      kind: z.literal('gmm'),
+      dataset: datasetSchema.optional(),
+    }),
+  ],
+  { error: (iss) => (iss.code === 'invalid_union' ? 'unknown kind; expected one of optimal, gaussian, gmm' : undefined) },
+);
+export type DenoiserSpecInput = z.infer<typeof denoiserSchema>;
+
+const solverName = z.enum(SOLVER_NAMES as [string, ...string[]], {
+  error: (iss) => `unknown solver '${String(iss.input)}'; available: ${SOLVER_NAMES.join(', ')}`,
+});
+const scheduleName = z.enum(['polynomial', 'logsnr', 'custom'], {
+  error: (iss) => `unknown schedule '${String(iss.input)}'; available: polynomial, logsnr, custom`,
+});
+
+const configFields = {
+  solver: solverName,
+  schedule: scheduleName.default('polynomial'),
+  /** Exponent of the polynomial schedule. @defaultValue 7 */
+  rho: positive.default(7),
+  /** custom schedule: the sigmas (strictly decreasing, > 0); steps = sigmas.length - 1. */
+  sigmas: z.array(positive).min(2).optional(),
+  /** Append one pure denoising step to sigma 0 (x = D(x_S; sigmaMin)), +1 NFE. @defaultValue false */
+  denoiseToZero: z.boolean().default(false),
+};
+
+/** One solvers entry: one config per `steps` value. */
+export const solverEntrySchema = z.strictObject({
+  ...configFields,
+  /** Step counts, one config each (omit for custom). */
+  steps: z.union([positiveInt, z.array(positiveInt).min(1)]).optional(),
+});
+
+/** The optional ground-truth config (one step count). */
+export const referenceSchema = z.strictObject({ ...configFields, steps: positiveInt.optional() });
+
+/** Metrics that cost extra work can be switched off. */
+export const metricsSchema = z.strictObject({
+  /** kde_gain per step (about one extra denoiser-sized pass per step; needs the training set). @defaultValue true */
+  kde: z.boolean().default(true),
+  /** nn_index / nn_dist / nn2_dist of the final samples. @defaultValue true */
+  nearest: z.boolean().default(true),
+  /** pca_var_1..3 per trajectory (host eigenvalues of a (S+1)^2 Gram matrix). @defaultValue true */
+  pca: z.boolean().default(true),
+  /** Evaluate D at the final point for d_norm, dist_d_final, dev_d (not counted in NFE). @defaultValue true */
+  finalDenoise: z.boolean().default(true),
+});
+
+export const studySpecSchema = z
+  .strictObject({
+    /** Study name: [a-z0-9][a-z0-9-]*. */
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]*$/, 'must match [a-z0-9][a-z0-9-]* (lower case, digits, dashes)'),
+    /** uint32; sample i's initial noise depends only on (seed, i, dim). @defaultValue 0 */
+    seed: uint32.default(0),
+    /** Trajectories per solver config, sample ids 0..samples-1. */
+    samples: positiveInt,
+    /** Samples per job; the planner may lower it to respect memoryBudgetMB. @defaultValue 64 */
+    shardSize: positiveInt.default(64),
+    /** @defaultValue 0.002 */
+    sigmaMin: positive.default(0.002),
+    /** @defaultValue 80 */
+    sigmaMax: positive.default(80),
+    /** Memory one job may use (host trajectories + device buffers), in MiB. @defaultValue 4096 */
+    memoryBudgetMB: positive.default(4096),
+    dataset: datasetSchema,
+    /** @defaultValue { kind: optimal } */
+    denoiser: denoiserSchema.default({ kind: 'optimal', chunkSize: 8192 }),
+    /** Second denoiser evaluated at every visited point (score_dev). @defaultValue none */
+    compare: denoiserSchema.optional(),
+    solvers: z.array(solverEntrySchema).min(1),
+    reference: referenceSchema.optional(),
+    /** Full x_t and D(x_t) vectors are stored for sample ids < keepStates. @defaultValue 8 */
+    keepStates: z.number().int().min(0).default(8),
+    /** @defaultValue all on */
+    metrics: metricsSchema.default({ kde: true, nearest: true, pca: true, finalDenoise: true }),
+  })
+  .superRefine((s, ctx) => {
+    if (s.sigmaMin >= s.sigmaMax) ctx.addIssue({ code: 'custom', path: ['sigmaMin'], message: `must be below sigmaMax (${s.sigmaMax})` });
+    const entries = [...s.solvers.map((e, i) => ({ e, path: ['solvers', i] as (string | number)[] })), ...(s.reference ? [{ e: s.reference, path: ['reference'] as (string | number)[] }] : [])];
+    for (const { e, path } of entries) {
+      if (e.schedule === 'custom') {
+        if (!e.sigmas) ctx.addIssue({ code: 'custom', path: [...path, 'sigmas'], message: "schedule 'custom' needs sigmas" });
+      } else {
+        if (e.sigmas) ctx.addIssue({ code: 'custom', path: [...path, 'sigmas'], message: `sigmas are only read by schedule 'custom' (schedule is '${e.schedule}')` });
+        if (e.steps === undefined) ctx.addIssue({ code: 'custom', path: [...path, 'steps'], message: 'required' });
+      }
+    }
+    if (s.dataset.kind === 'gaussian' && s.dataset.rank !== undefined && s.dataset.rank > s.dataset.dim) {
+      ctx.addIssue({ code: 'custom', path: ['dataset', 'rank'], message: `must be <= dim (${s.dataset.dim})` });
+    }
+  });
+
+export type StudySpec = z.infer<typeof studySpecSchema>;
+export type SolverEntry = z.infer<typeof solverEntrySchema>;

@@ -1,0 +1,145 @@
+import { backendFromEnv, initBackend } from '@trajlab/backend';
+import { DataFileError } from '@trajlab/datasets';
+import { DenoiserSpecError } from '@trajlab/denoisers';
+import { ArrowFileError } from '@trajlab/results';
+import { aggregateStudy, runStudyEmbedded } from '@trajlab/runner';
+import { openStore, StoreError } from '@trajlab/storage';
+import { planStudy, resolveStudyFile, SpecError, type StudyPlan, type ResolvedStudy } from '@trajlab/study';
+import { parseArgs } from 'node:util';
+import { formatBytes, formatFlops, table } from './format.js';
+import { progressPrinter } from './progress.js';
+
+/** Wrong command-line usage (exit code 2). */
+class UsageError extends Error {}
+
+const HELP = `trajlab: large-scale studies of diffusion sampling trajectories
+
+usage:
+  trajlab validate <spec> [--json]          plan and cost estimate, no side effects
+  trajlab run <spec> [--out DIR]            embedded run (no Redis, no S3): shards, summary, curves
+  trajlab aggregate <studyId> [--out DIR]   (re)build summary.arrow and curves.arrow from the shards
+
+  submit, watch, status, cancel, retry need the distributed pipeline (Redis + workers), not in this version.
+
+environment:
+  TRAJLAB_OUT      default output root (default ./trajlab-out)
+  TRAJLAB_BACKEND  auto | tensorflow | wasm | cpu (default auto)
+
+exit codes: 0 ok, 1 runtime failure, 2 invalid input`;
+
+const DISTRIBUTED = new Set(['submit', 'watch', 'status', 'cancel', 'retry']);
+
+function outRoot(flag: string | undefined): string {
+  return flag ?? process.env.TRAJLAB_OUT ?? 'trajlab-out';
+}
+
+function printPlan(study: ResolvedStudy, plan: StudyPlan, write: (s: string) => void): void {
+  const d = study.data.dataset;
+  write(`study     ${study.studyId}`);
+  write(`dataset   ${d.source}: n=${d.n}, dim=${d.dim}, sha256 ${d.contentHash.slice(0, 16)}...`);
+  write(`denoiser  ${study.spec.denoiser.kind}${study.spec.compare ? `   compare: ${study.spec.compare.kind}` : ''}`);
+  write(`samples   ${study.spec.samples} per config, seed ${study.spec.seed}, shard size ${plan.shardSize}${plan.shardSize !== plan.requestedShardSize ? ` (requested ${plan.requestedShardSize})` : ''}`);
+  write('');
+  write(
+    table(
+      ['config', 'role', 'solver', 'schedule', 'steps', 'NFE', 'shards'],
+      plan.configs.map((c) => [c.configId, c.role, c.solver, c.schedule, c.steps, c.nfe, c.shards.length]),
+    ),
+  );
+  write('');
+  const t = plan.totals;
+  write(`trajectories           ${t.trajectories} in ${t.jobs} job(s)`);
+  write(`denoiser evaluations   ${t.solverEvaluations} by the solvers + ~${Math.round(t.metricEvaluations)} for metrics`);
+  write(`compute                ~${formatFlops(t.flops)}`);
+  write(`memory per job         ~${formatBytes(t.jobMemoryBytes)} (budget ${study.spec.memoryBudgetMB} MiB)`);
+  write(`output                 ~${formatBytes(t.outputBytes)}`);
+  for (const n of plan.notes) write(`note: ${n}`);
+}
+
+async function cmdValidate(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { json: { type: 'boolean', default: false } }, allowPositionals: true });
+  if (positionals.length !== 1) throw new UsageError('validate takes one spec file');
+  const { study } = resolveStudyFile(positionals[0]!);
+  const plan = planStudy(study);
+  if (values.json) process.stdout.write(`${JSON.stringify({ studyId: study.studyId, spec: study.spec, data: study.data, plan }, null, 2)}\n`);
+  else printPlan(study, plan, (s) => process.stdout.write(`${s}\n`));
+  return 0;
+}
+
+async function cmdRun(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, quiet: { type: 'boolean', default: false } }, allowPositionals: true });
+  if (positionals.length !== 1) throw new UsageError('run takes one spec file');
+  const out = outRoot(values.out);
+  // Validate everything before touching the backend or the output.
+  const { study } = resolveStudyFile(positionals[0]!);
+  const plan = planStudy(study);
+  openStore(out);
+  const backend = await initBackend(backendFromEnv());
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  log(`backend: ${backend.name} (${backend.package})${backend.skipped.length ? `; skipped ${backend.skipped.join('; ')}` : ''}`);
+  log(`study ${study.studyId}: ${plan.configs.length} config(s) x ${study.spec.samples} samples, ${plan.totals.jobs} job(s), ~${formatFlops(plan.totals.flops)}`);
+  const bar = values.quiet ? null : progressPrinter();
+  const res = await runStudyEmbedded(positionals[0]!, { out, onProgress: bar?.update, log });
+  bar?.done();
+  log(`done in ${(res.elapsedMs / 1000).toFixed(1)} s (${res.shardsComputed} shard(s) computed, ${res.shardsReused} reused)`);
+  process.stdout.write(`study    ${res.studyId}\n`);
+  process.stdout.write(`outputs  ${res.studyDir}\n`);
+  process.stdout.write(`summary  ${res.summary}\n`);
+  process.stdout.write(`curves   ${res.curves}\n`);
+  process.stdout.write('report   not generated by this version (summary and curves are the outputs)\n');
+  return 0;
+}
+
+async function cmdAggregate(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' } }, allowPositionals: true });
+  if (positionals.length !== 1) throw new UsageError('aggregate takes one study id');
+  const store = openStore(outRoot(values.out));
+  const res = await aggregateStudy(store, positionals[0]!);
+  process.stdout.write(`summary  ${res.summary}\ncurves   ${res.curves}\n`);
+  return 0;
+}
+
+/** Errors caused by the user's input: exit code 2 with the message alone. */
+function isInputError(err: unknown): boolean {
+  return err instanceof UsageError || err instanceof SpecError || err instanceof DataFileError || err instanceof DenoiserSpecError;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'validate':
+        return await cmdValidate(rest);
+      case 'run':
+        return await cmdRun(rest);
+      case 'aggregate':
+        return await cmdAggregate(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(`${HELP}\n`);
+        return command === undefined ? 2 : 0;
+      default:
+        if (DISTRIBUTED.has(command)) throw new UsageError(`'${command}' needs the distributed pipeline (Redis, workers, S3), which this version does not include; use 'trajlab run'`);
+        throw new UsageError(`unknown command '${command}'\n\n${HELP}`);
+    }
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    if (isInputError(err)) {
+      process.stderr.write(`trajlab: invalid input: ${message}\n`);
+      return 2;
+    }
+    if (err instanceof StoreError || err instanceof ArrowFileError) {
+      process.stderr.write(`trajlab: ${message}\n`);
+      return 1;
+    }
+    if (err instanceof TypeError && /option|argument/i.test(message) && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`trajlab: invalid input: ${message}\n`);
+      return 2;
+    }
+    process.stderr.write(`trajlab: failed: ${err instanceof Error ? (err.stack ?? message) : message}\n`);
+    return 1;
+  }
+}
