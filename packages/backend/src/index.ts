@@ -25,11 +25,16 @@ export interface BackendInfo {
 
 let active: BackendInfo | null = null;
 
+/** An invalid backend choice (user input: exit code 2 at the CLI). */
+export class BackendChoiceError extends Error {
+  override name = 'BackendChoiceError';
+}
+
 /** Reads TRAJLAB_BACKEND; an unknown value is an error naming the variable. */
 export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendChoice {
   const v = (env.TRAJLAB_BACKEND ?? 'auto').trim().toLowerCase();
   if ((BACKEND_CHOICES as readonly string[]).includes(v)) return v as BackendChoice;
-  throw new Error(`TRAJLAB_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}; got '${env.TRAJLAB_BACKEND}'`);
+  throw new BackendChoiceError(`TRAJLAB_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}; got '${env.TRAJLAB_BACKEND}'`);
 }
 
 /** Imports a module by a runtime name, so optional packages need not be present at type-check time. */

@@ -1,0 +1,64 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { DataFileError, loadIdxFile, parseIdx } from './idx.js';
+import { datasetContentHash } from './hash.js';
+
+/** A 3 x 2 x 2 unsigned-byte IDX file (three 2x2 images). */
+function idxBytes(values: number[], dims = [3, 2, 2]): Uint8Array {
+  const header = new Uint8Array(4 + 4 * dims.length);
+  header.set([0, 0, 0x08, dims.length]);
+  const view = new DataView(header.buffer);
+  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  return new Uint8Array([...header, ...values]);
+}
+const pixels = [0, 255, 127, 128, 10, 20, 30, 40, 255, 255, 0, 0];
+
+describe('IDX loader', () => {
+  it('reads raw and gzip files alike, scales pixels to [-1, 1] and records image shape and hash', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'idx-'));
+    writeFileSync(join(dir, 'raw-idx3-ubyte'), idxBytes(pixels));
+    writeFileSync(join(dir, 'gz-idx3-ubyte.gz'), gzipSync(idxBytes(pixels)));
+    const raw = loadIdxFile(join(dir, 'raw-idx3-ubyte'));
+    const gz = loadIdxFile(join(dir, 'gz-idx3-ubyte.gz'));
+    expect(raw.n).toBe(3);
+    expect(raw.dim).toBe(4);
+    expect(raw.image).toEqual({ height: 2, width: 2, channels: 1 });
+    expect(raw.points[0]).toBe(-1);
+    expect(raw.points[1]).toBe(1);
+    expect(raw.points[2]).toBeCloseTo(127 / 127.5 - 1, 7);
+    expect(Array.from(gz.points)).toEqual(Array.from(raw.points));
+    expect(gz.contentHash).toBe(raw.contentHash);
+    expect(raw.contentHash).toBe(datasetContentHash(raw.points, 3, 4));
+  });
+
+  it('honours limit (and the hash follows the data used)', () => {
+    const full = parseIdx(idxBytes(pixels), 'f');
+    const two = parseIdx(idxBytes(pixels), 'f', { limit: 2 });
+    expect(two.n).toBe(2);
+    expect(Array.from(two.points)).toEqual(Array.from(full.points.subarray(0, 8)));
+    expect(two.contentHash).not.toBe(full.contentHash);
+  });
+
+  it('rejects wrong magic, truncated data, corrupt gzip and unknown types, naming the file', () => {
+    const bad = idxBytes(pixels);
+    bad[0] = 0x42;
+    expect(() => parseIdx(bad, 'magic.idx')).toThrow(/magic\.idx: not an IDX file/);
+    expect(() => parseIdx(idxBytes(pixels).subarray(0, 20), 'short.idx')).toThrow(/short\.idx: truncated: header promises 3x2x2 ubyte/);
+    expect(() => parseIdx(gzipSync(idxBytes(pixels)).subarray(0, 30), 'cut.gz')).toThrow(/cut\.gz: gzip data is corrupt or truncated/);
+    const unknown = idxBytes(pixels);
+    unknown[2] = 0x42;
+    expect(() => parseIdx(unknown, 'type.idx')).toThrow(DataFileError);
+    expect(() => loadIdxFile('/nonexistent/file.idx')).toThrow(/\/nonexistent\/file\.idx: file not found/);
+  });
+
+  it('rejects non-finite float data', () => {
+    const header = new Uint8Array([0, 0, 0x0d, 2, 0, 0, 0, 1, 0, 0, 0, 2]);
+    const body = new Uint8Array(8);
+    new DataView(body.buffer).setFloat32(0, 1, false);
+    new DataView(body.buffer).setFloat32(4, Number.NaN, false);
+    expect(() => parseIdx(new Uint8Array([...header, ...body]), 'nan.idx')).toThrow(/nan\.idx: non-finite value NaN at item 0, component 1/);
+  });
+});

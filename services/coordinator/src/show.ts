@@ -1,0 +1,32 @@
+import { readIpcFile } from '@trajlab/results';
+import type { ObjectStore } from '@trajlab/storage';
+import { studyKeys } from '@trajlab/study';
+import { table } from './format.js';
+
+const fmt = (v: unknown, digits = 3): string => (typeof v === 'number' && Number.isFinite(v) ? (Math.abs(v) >= 1e-2 || v === 0 ? v.toFixed(digits) : v.toExponential(2)) : '-');
+
+/**
+ * The headline numbers of a study, one row per config, from summary.arrow: quasi-linearity (max_dev_ratio), when the
+ * denoising output and the sample reach the final sample (sigma), and memorisation (nearest training points).
+ */
+export async function summaryText(store: ObjectStore, studyId: string): Promise<string> {
+  const key = studyKeys.summary(studyId);
+  const t = readIpcFile(await store.get(key), store.locate(key));
+  const rows = t.toArray().map((r) => r.toJSON() as Record<string, unknown>);
+  return table(
+    ['config', 'NFE', 'n', 'max_dev_ratio p50 [p05, p95]', 'pca_var_1', 'x_reach_sigma', 'd_reach_sigma', 'nn_dist p50', 'nn2_dist p50', 'nn_ratio p50', 'min_kde_gain p05'],
+    rows.map((r) => [
+      r.config_id as string,
+      r.nfe as number,
+      r.samples as number,
+      `${fmt(r.max_dev_ratio_p50, 4)} [${fmt(r.max_dev_ratio_p05, 4)}, ${fmt(r.max_dev_ratio_p95, 4)}]`,
+      fmt(r.pca_var_1_mean, 5),
+      fmt(r.x_reach_sigma_p50),
+      fmt(r.d_reach_sigma_p50),
+      fmt(r.nn_dist_p50),
+      fmt(r.nn2_dist_p50),
+      fmt(r.nn_ratio_p50),
+      fmt(r.min_kde_gain_p05),
+    ]),
+  );
+}

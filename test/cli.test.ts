@@ -1,0 +1,123 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cli, readTable, rows, tempDir, writeSpec } from './helpers.js';
+
+const good = {
+  name: 'cli-test',
+  samples: 4,
+  dataset: { kind: 'two-moons', n: 50 },
+  solvers: [{ solver: 'euler', schedule: 'polynomial', steps: [3] }],
+};
+
+/** Each broken spec, the field its message must name, and a phrase of the explanation. */
+const BAD: [string, object, RegExp][] = [
+  ['unknown solver', { ...good, solvers: [{ solver: 'eulr', steps: 3 }] }, /solvers\[0\]\.solver: unknown solver 'eulr'; available: euler, heun, dpm-solver-2/],
+  ['negative sigma', { ...good, sigmaMin: -0.1 }, /sigmaMin: .*>0/],
+  ['sigmaMin above sigmaMax', { ...good, sigmaMin: 90 }, /sigmaMin: must be below sigmaMax \(80\)/],
+  ['dim mismatch between dataset and compare denoiser', { ...good, compare: { kind: 'gaussian', source: 'analytic', dataset: { kind: 'gaussian', dim: 5 } } }, /compare\.dataset: dim 5 does not match the study dataset's dim 2/],
+  ['missing dataset file', { ...good, dataset: { kind: 'idx', uri: './no-such-images.gz' } }, /no-such-images\.gz: file not found/],
+  ['unknown key', { ...good, sampels: 3 }, /sampels: unknown key/],
+  ['bad name', { ...good, name: 'Bad Name' }, /name: must match/],
+  ['steps not a positive integer', { ...good, solvers: [{ solver: 'heun', steps: [4, 0] }] }, /solvers\[0\]\.steps/],
+  ['unknown dataset kind', { ...good, dataset: { kind: 'cifar' } }, /dataset(\.kind)?: unknown kind/],
+  ['gmm denoiser without a mixture', { ...good, denoiser: { kind: 'gmm' } }, /denoiser\.kind: 'gmm' needs a dataset of kind 'gmm'/],
+  ['duplicate config', { ...good, solvers: [{ solver: 'euler', steps: [3, 3] }] }, /solvers\[0\]\.steps\[1\]: duplicates config 'euler-polynomial-rho7-s3'/],
+  ['custom schedule without sigmas', { ...good, solvers: [{ solver: 'euler', schedule: 'custom' }] }, /solvers\[0\]\.sigmas: schedule 'custom' needs sigmas/],
+  ['custom sigmas not decreasing', { ...good, solvers: [{ solver: 'euler', schedule: 'custom', sigmas: [10, 20, 1] }] }, /solvers\[0\]\.sigmas: sigmas must strictly decrease/],
+  ['memory budget too small', { ...good, memoryBudgetMB: 0.001 }, /memoryBudgetMB: a job needs about/],
+];
+
+describe('trajlab CLI (real child processes)', () => {
+  it('validate prints the plan and cost estimate and writes nothing', () => {
+    const dir = tempDir();
+    const spec = writeSpec(dir, good);
+    const res = cli(['validate', spec], { cwd: dir });
+    expect(res.status).toBe(0);
+    expect(res.stdout).toMatch(/study\s+cli-test-[0-9a-f]{10}/);
+    expect(res.stdout).toMatch(/euler-polynomial-rho7-s3\s+study\s+euler\s+polynomial\s+3\s+3\s+1/);
+    expect(res.stdout).toMatch(/denoiser evaluations\s+12 by the solvers/);
+    expect(res.stdout).toMatch(/compute\s+~/);
+    expect(res.stdout).toMatch(/memory per job\s+~/);
+    expect(existsSync(join(dir, 'trajlab-out'))).toBe(false);
+  });
+
+  for (const [what, spec, message] of BAD) {
+    it(`validate rejects a spec with ${what}: exit 2 naming the field`, () => {
+      const dir = tempDir();
+      const path = writeSpec(dir, spec);
+      const res = cli(['validate', path], { cwd: dir });
+      expect(res.status, res.stderr).toBe(2);
+      expect(res.stderr).toMatch(/^trajlab: invalid input: /);
+      expect(res.stderr).toMatch(message);
+      expect(res.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    });
+  }
+
+  it('validate rejects a missing spec file and bad YAML with exit 2', () => {
+    expect(cli(['validate', '/nonexistent/spec.yaml']).status).toBe(2);
+    const dir = tempDir();
+    const bad = join(dir, 'bad.yaml');
+    writeFileSync(bad, 'name: [unclosed');
+    const res = cli(['validate', bad]);
+    expect(res.status).toBe(2);
+    expect(res.stderr).toMatch(/bad\.yaml: not valid YAML/);
+  });
+
+  it('run writes shards, summary and curves, prints where; a second run reuses everything', () => {
+    const dir = tempDir();
+    const spec = writeSpec(dir, good);
+    const res = cli(['run', spec, '--out', join(dir, 'out')], { cwd: dir });
+    expect(res.status, res.stderr).toBe(0);
+    expect(res.stderr).toMatch(/backend: (wasm|cpu|tensorflow)/);
+    const summaryPath = /summary\s+(\S+)/.exec(res.stdout)![1]!;
+    expect(existsSync(summaryPath)).toBe(true);
+    expect(rows(readTable(summaryPath))[0]!.samples).toBe(4);
+    const studyJson = JSON.parse(readFileSync(join(/outputs\s+(\S+)/.exec(res.stdout)![1]!, 'study.json'), 'utf8'));
+    expect(studyJson.status).toBe('complete');
+    expect(studyJson.backend.name).toMatch(/wasm|cpu|tensorflow/);
+    expect(studyJson.data.dataset.contentHash).toMatch(/^[0-9a-f]{64}$/);
+    const again = cli(['run', spec, '--out', join(dir, 'out')], { cwd: dir });
+    expect(again.status).toBe(0);
+    expect(again.stderr).toMatch(/0 shard\(s\) computed, 1 reused/);
+  });
+
+  it('TRAJLAB_OUT sets the output root; TRAJLAB_BACKEND=cpu is honoured and recorded', () => {
+    const dir = tempDir();
+    const spec = writeSpec(dir, good);
+    const out = join(dir, 'env-out');
+    mkdirSync(out);
+    const res = cli(['run', spec], { cwd: dir, env: { TRAJLAB_OUT: out, TRAJLAB_BACKEND: 'cpu' } });
+    expect(res.status, res.stderr).toBe(0);
+    expect(res.stderr).toMatch(/backend: cpu/);
+    const studyDir = /outputs\s+(\S+)/.exec(res.stdout)![1]!;
+    expect(studyDir.startsWith(out)).toBe(true);
+    expect(JSON.parse(readFileSync(join(studyDir, 'study.json'), 'utf8')).backend.name).toBe('cpu');
+  });
+
+  it('an unknown TRAJLAB_BACKEND is an input error; distributed commands explain they are not available', () => {
+    const dir = tempDir();
+    const spec = writeSpec(dir, good);
+    const res = cli(['run', spec], { cwd: dir, env: { TRAJLAB_BACKEND: 'cuda' } });
+    expect(res.status).toBe(2);
+    expect(res.stderr).toMatch(/TRAJLAB_BACKEND must be one of auto, tensorflow, wasm, cpu; got 'cuda'/);
+    const submit = cli(['submit', spec]);
+    expect(submit.status).toBe(2);
+    expect(submit.stderr).toMatch(/needs the distributed pipeline/);
+    expect(cli(['frobnicate']).status).toBe(2);
+  });
+
+  it('aggregate rebuilds summary.arrow identically from the shards', () => {
+    const dir = tempDir();
+    const spec = writeSpec(dir, { ...good, samples: 6, shardSize: 2 });
+    const res = cli(['run', spec, '--out', join(dir, 'out')], { cwd: dir });
+    expect(res.status).toBe(0);
+    expect(cli(['run', spec, '--bogus']).status).toBe(2);
+    const id = /study\s+(\S+)/.exec(res.stdout)![1]!;
+    const summaryPath = /summary\s+(\S+)/.exec(res.stdout)![1]!;
+    const before = readFileSync(summaryPath);
+    const agg = cli(['aggregate', id, '--out', join(dir, 'out')]);
+    expect(agg.status, agg.stderr).toBe(0);
+    expect(readFileSync(summaryPath).equals(before)).toBe(true);
+  });
+});

@@ -1,0 +1,53 @@
+import { runStudyEmbedded, type RunResult } from '@trajlab/runner';
+import { tableFromIPC, type Table } from 'apache-arrow';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** A fresh temporary directory. */
+export function tempDir(prefix = 'trajlab-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Writes a spec object as YAML into `dir` and returns its path. */
+export function writeSpec(dir: string, spec: object, file = 'spec.yaml'): string {
+  const path = join(dir, file);
+  writeFileSync(path, stringify(spec));
+  return path;
+}
+
+/** Runs a spec object through the embedded pipeline into `<dir>/out`. */
+export async function runSpec(spec: object, dir = tempDir()): Promise<RunResult & { dir: string }> {
+  const res = await runStudyEmbedded(writeSpec(dir, spec), { out: join(dir, 'out') });
+  return { ...res, dir };
+}
+
+/** Reads an Arrow IPC file. */
+export function readTable(path: string): Table {
+  return tableFromIPC(readFileSync(path));
+}
+
+/** Rows of a table as plain objects (vectors as arrays). */
+export function rows(t: Table): Record<string, unknown>[] {
+  return t.toArray().map((r) => {
+    const o = r.toJSON() as Record<string, unknown>;
+    for (const [k, v] of Object.entries(o)) if (v && typeof v === 'object' && 'toArray' in v) o[k] = Array.from((v as { toArray(): ArrayLike<number> }).toArray());
+    return o;
+  });
+}
+
+/** Runs the real `trajlab` CLI as a child process. */
+export function cli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): { status: number; stdout: string; stderr: string } {
+  const res = spawnSync(process.execPath, [join(REPO, 'services/coordinator/bin/trajlab.mjs'), ...args], {
+    cwd: opts.cwd ?? REPO,
+    env: { ...process.env, ...opts.env },
+    encoding: 'utf8',
+    timeout: 600_000,
+  });
+  return { status: res.status ?? -1, stdout: res.stdout, stderr: res.stderr };
+}
