@@ -1,0 +1,57 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { createContext, runShard } from '@trajlab/runner';
+import { planStudy, resolveStudyText } from '@trajlab/study';
+import { stringify } from 'yaml';
+import { describe, expect, it } from 'vitest';
+
+describe('shard runner', () => {
+  it('releases every tensor it creates (long studies do not grow device memory)', async () => {
+    const { study, data } = resolveStudyText(
+      stringify({
+        name: 'leak',
+        samples: 4,
+        dataset: { kind: 'gmm', dim: 3, components: 3, n: 100 },
+        compare: { kind: 'gmm' },
+        solvers: [
+          { solver: 'heun', steps: 4 },
+          { solver: 'dpm-solver-2', steps: 3, denoiseToZero: true },
+        ],
+      }),
+      'leak.yaml',
+      '.',
+    );
+    const plan = planStudy(study);
+    const ctx = createContext(study, data, plan);
+    for (const config of plan.configs) await runShard(ctx, config, config.shards[0]!);
+    const before = tf.memory().numTensors;
+    for (const config of plan.configs) await runShard(ctx, config, config.shards[0]!);
+    expect(tf.memory().numTensors).toBe(before);
+    ctx.dispose();
+  });
+
+  it('denoiseToZero adds a final point at sigma 0 reached with one more evaluation', async () => {
+    const { study, data } = resolveStudyText(
+      stringify({ name: 'dz', samples: 2, dataset: { kind: 'rings', n: 30 }, solvers: [{ solver: 'euler', steps: 3, denoiseToZero: true }] }),
+      'dz.yaml',
+      '.',
+    );
+    const plan = planStudy(study);
+    expect(plan.configs[0]!.configId).toBe('euler-polynomial-rho7-s3-dz');
+    expect(plan.configs[0]!.nfe).toBe(4);
+    const ctx = createContext(study, data, plan);
+    const out = await runShard(ctx, plan.configs[0]!, plan.configs[0]!.shards[0]!);
+    ctx.dispose();
+    const { tableFromIPC } = await import('apache-arrow');
+    const steps = tableFromIPC(out.steps).toArray().map((r) => r.toJSON());
+    expect(steps.filter((r) => r.sample === 0).map((r) => [r.step, r.sigma, r.nfe])).toEqual([
+      [0, 80, 0],
+      [1, plan.configs[0]!.sigmas[1], 1],
+      [2, plan.configs[0]!.sigmas[2], 2],
+      [3, 0.002, 3],
+      [4, 0, 4],
+    ]);
+    // The final point is D(x_S; sigmaMin) of the training set: a training point up to float error.
+    const samples = tableFromIPC(out.samples).toArray().map((r) => r.toJSON());
+    for (const s of samples) expect(s.nn_dist).toBeLessThan(1e-5);
+  });
+});
