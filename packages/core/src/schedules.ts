@@ -3,8 +3,10 @@
  * Every schedule returns S + 1 strictly decreasing sigmas t_0 = sigmaMax > ... > t_S = sigmaMin.
  */
 
-/** Names of the schedules this module implements. */
-export const SCHEDULE_NAMES = ['polynomial', 'logsnr', 'custom'] as const;
+import { vpTime } from './vp.js';
+
+/** Names of the schedules (gits is computed from teacher trajectories, see gits.ts). */
+export const SCHEDULE_NAMES = ['polynomial', 'logsnr', 'time-uniform', 'custom', 'gits'] as const;
 export type ScheduleName = (typeof SCHEDULE_NAMES)[number];
 
 /** Parameters shared by the built-in schedules. */
@@ -15,7 +17,7 @@ export interface ScheduleParams {
   sigmaMin: number;
   /** Largest noise level, the first point. */
   sigmaMax: number;
-  /** Exponent of the polynomial (EDM) schedule. @defaultValue 7 */
+  /** Exponent of the polynomial schedule (default 7) or of the time-uniform one (default 1). */
   rho?: number;
   /** Explicit sigmas for `custom` (strictly decreasing, all > 0). */
   sigmas?: readonly number[];
@@ -46,6 +48,19 @@ export function logSnrSigmas(steps: number, sigmaMin: number, sigmaMax: number):
   return out;
 }
 
+/**
+ * Uniform in VP time (DPM-Solver's "time_uniform"): tau_i = (1 + i/S (epsilon^(1/rho) - 1))^rho from 1 to
+ * epsilon = 1e-3, mapped to sigma by the VP process fitted to [sigmaMin, sigmaMax] (rho = 1: uniform in tau).
+ */
+export function timeUniformSigmas(steps: number, sigmaMin: number, sigmaMax: number, rho = 1): number[] {
+  const vp = vpTime(sigmaMin, sigmaMax);
+  const out: number[] = [];
+  for (let i = 0; i <= steps; i++) out.push(vp.sigma((1 + (i / steps) * (vp.epsilon ** (1 / rho) - 1)) ** rho));
+  out[0] = sigmaMax;
+  out[steps] = sigmaMin;
+  return out;
+}
+
 /** Checks that sigmas are finite, positive and strictly decreasing; returns the first problem or null. */
 export function checkSigmas(sigmas: readonly number[]): string | null {
   if (sigmas.length < 2) return 'needs at least 2 sigmas (one step)';
@@ -64,6 +79,10 @@ export function buildSigmas(name: ScheduleName, p: ScheduleParams): number[] {
       return polynomialSigmas(p.steps, p.sigmaMin, p.sigmaMax, p.rho ?? 7);
     case 'logsnr':
       return logSnrSigmas(p.steps, p.sigmaMin, p.sigmaMax);
+    case 'time-uniform':
+      return timeUniformSigmas(p.steps, p.sigmaMin, p.sigmaMax, p.rho ?? 1);
+    case 'gits':
+      throw new Error('gits sigmas are computed from teacher trajectories (gitsSchedule), not from a formula');
     case 'custom': {
       const s = [...(p.sigmas ?? [])];
       const problem = checkSigmas(s);

@@ -23,8 +23,19 @@ export interface StepEvent {
 /** Observer of a solve; solvers await it, so it may download data. */
 export type StepObserver = (event: StepEvent) => void | Promise<void>;
 
-/** Options common to all solvers (none are required yet; solver-specific options extend this). */
-export type SolverOptions = Record<string, never>;
+/** Solver options; each solver reads the ones it understands (the spec validates which apply). */
+export interface SolverOptions {
+  /** Maximum order of a multistep solver (ipndm, ipndm-v: 1..4; unipc: 1..3). @defaultValue per solver */
+  order?: number;
+  /** Use lower orders on the last steps when there are fewer than 10 steps (dpm-solver++, unipc). @defaultValue true */
+  lowerOrderFinal?: boolean;
+  /**
+   * dpm-solver++3m only. `published`: the reference implementation's update, whose second-difference term is half the
+   * Taylor coefficient (formally second order; what other libraries compute). `taylor`: that term doubled, exact for
+   * quadratic D in lambda (third order). @defaultValue 'published'
+   */
+  variant?: 'published' | 'taylor';
+}
 
 /**
  * One solver = one function with one signature: integrate the probability-flow ODE dx/dt = (x - D(x; t)) / t
