@@ -25,6 +25,11 @@ const BAD: [string, object, RegExp][] = [
   ['duplicate config', { ...good, solvers: [{ solver: 'euler', steps: [3, 3] }] }, /solvers\[0\]\.steps\[1\]: duplicates config 'euler-polynomial-rho7-s3'/],
   ['custom schedule without sigmas', { ...good, solvers: [{ solver: 'euler', schedule: 'custom' }] }, /solvers\[0\]\.sigmas: schedule 'custom' needs sigmas/],
   ['custom sigmas not decreasing', { ...good, solvers: [{ solver: 'euler', schedule: 'custom', sigmas: [10, 20, 1] }] }, /solvers\[0\]\.sigmas: sigmas must strictly decrease/],
+  ['an order option on a solver without one', { ...good, solvers: [{ solver: 'heun', steps: 3, order: 2 }] }, /solvers\[0\]\.order: solver 'heun' has no order option/],
+  ['an order out of range', { ...good, solvers: [{ solver: 'unipc', steps: 3, order: 4 }] }, /solvers\[0\]\.order: must be in 1\.\.3 for unipc/],
+  ['a variant on the wrong solver', { ...good, solvers: [{ solver: 'euler', steps: 3, variant: 'taylor' }] }, /solvers\[0\]\.variant: only dpm-solver\+\+3m has a variant/],
+  ['gits parameters without the gits schedule', { ...good, solvers: [{ solver: 'euler', steps: 3, gits: { warmup: 8 } }] }, /solvers\[0\]\.gits: only read by schedule 'gits'/],
+  ['gits steps beyond the teacher grid', { ...good, solvers: [{ solver: 'euler', schedule: 'gits', steps: [3, 12], gits: { teacherSteps: 10 } }] }, /solvers\[0\]\.steps\[1\]: gits needs steps <= gits\.teacherSteps \(10\)/],
   ['memory budget too small', { ...good, memoryBudgetMB: 0.001 }, /memoryBudgetMB: a job needs about/],
 ];
 

@@ -21,6 +21,6 @@ describe('README stays true to the code', () => {
   });
 
   it('lists every registered solver in the solver table', () => {
-    for (const s of SOLVER_NAMES) expect(readme, s).toMatch(new RegExp(`\\| \`${s}\` \\|`));
+    for (const s of SOLVER_NAMES) expect(readme.includes(`| \`${s}\` |`), s).toBe(true);
   });
 });

@@ -14,3 +14,4 @@ export * from './vp.js';
 export * from './metrics/trajectory.js';
 export * from './version.js';
 export * from './gits.js';
+export { analyticFirstStep } from './solvers/afs.js';

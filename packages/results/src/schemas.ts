@@ -27,6 +27,7 @@ export const STEPS_COLUMNS: ColumnDef[] = [
   c('turn_angle', 'float32', true, 'angle (radians) between x_{i+1} - x_i and x_i - x_{i-1} (null at the ends)'),
   c('score_dev', 'float32', true, "||D_i - D'_i|| with the compare denoiser (null without compare)"),
   c('kde_gain', 'float64', true, 'log p_{t_i}(x_{i+1}) - log p_{t_i}(x_i), KDE of the training set at bandwidth t_i (null at the last point)'),
+  c('jump_err_ref', 'float32', true, 'ODE-Jump error ||D_i - x_S^ref||: output D(x_i) now vs the reference final sample (null without reference)'),
 ];
 
 /** samples.arrow: one row per sample. `final` is a vec32 of the dataset dim. */
@@ -48,6 +49,7 @@ export const SAMPLES_COLUMNS: ColumnDef[] = [
   c('nn_dist', 'float64', true, 'distance from x_S to the nearest training point'),
   c('nn2_dist', 'float64', true, 'distance from x_S to the second-nearest training point'),
   c('nn_ratio', 'float64', true, 'nn_dist / nn2_dist (near 0: memorised a training point)'),
+  c('final_err_ref', 'float64', true, 'global error ||x_S - x_S^ref|| against the reference config (null without reference)'),
   c('final', 'vec32', false, 'x_S'),
 ];
 
@@ -75,6 +77,7 @@ export const SUMMARY_METRICS = [
   'nn_dist',
   'nn2_dist',
   'nn_ratio',
+  'final_err_ref',
 ] as const;
 
 /** Per-step metrics summarised per (config, step) in curves.arrow. */
@@ -89,6 +92,7 @@ export const CURVE_METRICS = [
   'turn_angle',
   'score_dev',
   'kde_gain',
+  'jump_err_ref',
 ] as const;
 
 /** Statistics written for each summarised metric. */

@@ -4,6 +4,8 @@ import { aggregateShards, type AggregateConfig } from '@trajlab/results';
 import { openStore, type ObjectStore } from '@trajlab/storage';
 import { planStudy, resolveStudyFile, sha256Hex, studyKeys, type PlannedConfig, type ShardPlan, type StudyPlan } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
+import { computeGitsSchedules, type GitsRecord } from './gits.js';
+import { readIpcFile } from '@trajlab/results';
 import { runShard, type ShardOutput } from './shard.js';
 import { studyJson } from './study-json.js';
 
@@ -90,6 +92,15 @@ export async function writeShard(store: ObjectStore, studyId: string, config: Pl
   return manifest;
 }
 
+/** The `final` column (x_S per sample) of a samples.arrow object, row-major [rows, dim]. */
+export async function readFinals(store: ObjectStore, key: string): Promise<Float32Array> {
+  const t = readIpcFile(await store.get(key), store.locate(key));
+  const col = t.getChild('final');
+  if (!col) throw new Error(`${store.locate(key)}: no 'final' column`);
+  const child = col.data[0]!.children[0]!;
+  return Float32Array.from((child.values as Float32Array).subarray(child.offset, child.offset + t.numRows * (col.type as { listSize: number }).listSize));
+}
+
 /** The parts of study.json the aggregator reads. */
 interface StudyJsonPlan {
   studyId: string;
@@ -131,15 +142,24 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
   const store = openStore(opts.out);
   const log = opts.log ?? (() => {});
   const backend = activeBackend();
-  await store.put(studyKeys.studyJson(study.studyId), studyJson(study, plan, backend, { status: 'running', startedAt: new Date(started).toISOString() }));
   for (const note of plan.notes) log(`note: ${note}`);
   let ctx: StudyContext | null = null;
+  let gits: GitsRecord[] = [];
+  if (plan.configs.some((c) => c.gits)) {
+    ctx = createContext(study, data, plan);
+    gits = await computeGitsSchedules(ctx, plan.configs);
+    for (const g of gits) log(`gits ${g.configId}: sigmas ${g.sigmas.map((v) => v.toPrecision(4)).join(', ')}`);
+  }
+  await store.put(studyKeys.studyJson(study.studyId), studyJson(study, plan, backend, { status: 'running', startedAt: new Date(started).toISOString(), gits }));
   let computed = 0;
   let reused = 0;
   let done = 0;
   const total = plan.totals.trajectories;
+  const reference = plan.configs.find((c) => c.role === 'reference');
+  // The reference runs first: every other shard reads its final samples for ODE-Jump and global errors.
+  const order = [...plan.configs.entries()].sort(([, a], [, b]) => (a.role === b.role ? 0 : a.role === 'reference' ? -1 : 1));
   try {
-    for (const [ci, config] of plan.configs.entries()) {
+    for (const [ci, config] of order) {
       for (const shard of config.shards) {
         const progress = (shardFraction: number) =>
           opts.onProgress?.({
@@ -160,7 +180,8 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
           continue;
         }
         ctx ??= createContext(study, data, plan);
-        const out = await runShard(ctx, config, shard, (i, n) => progress(i / n));
+        const referenceFinals = reference && config !== reference ? await readFinals(store, studyKeys.shard(study.studyId, reference.configId, shard.name, 'samples')) : undefined;
+        const out = await runShard(ctx, config, shard, { referenceFinals, onPoint: (i, n) => progress(i / n) });
         await writeShard(store, study.studyId, config, shard, out);
         computed++;
         done += shard.count;
@@ -175,7 +196,7 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
   const elapsedMs = Date.now() - started;
   await store.put(
     studyKeys.studyJson(study.studyId),
-    studyJson(study, plan, backend, { status: 'complete', startedAt: new Date(started).toISOString(), elapsedMs, shardsComputed: computed, shardsReused: reused }),
+    studyJson(study, plan, backend, { status: 'complete', startedAt: new Date(started).toISOString(), elapsedMs, shardsComputed: computed, shardsReused: reused, gits }),
   );
   return { studyId: study.studyId, plan, studyDir: store.locate(study.studyId), ...paths, shardsComputed: computed, shardsReused: reused, elapsedMs };
 }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { initialNoiseBatch, pointMetrics, sampleMetrics, SOLVERS, type StepEvent } from '@trajlab/core';
+import { analyticFirstStep, initialNoiseBatch, pointMetrics, sampleMetrics, SOLVERS, type StepEvent } from '@trajlab/core';
 import { buildTable, makeSchema, SAMPLES_COLUMNS, STATES_COLUMNS, STEPS_COLUMNS, toIpcFile, type ColumnData } from '@trajlab/results';
 import type { PlannedConfig, ShardPlan } from '@trajlab/study';
 import type { StudyContext } from './context.js';
@@ -35,7 +35,16 @@ export const REACH_FRACTION = 0.1;
  * x_i and D(x_i; t_i) at every point through the solver's observer, then measures the trajectories on the host.
  * `onPoint` is called after each visited point (progress).
  */
-export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: ShardPlan, onPoint?: (done: number, total: number) => void): Promise<ShardOutput> {
+export interface ShardInputs {
+  /** Final samples x_S of the reference config for the same sample ids, row-major [count, dim] (ODE-Jump, global error). */
+  referenceFinals?: Float32Array;
+  /** Called after each visited point (progress). */
+  onPoint?: (done: number, total: number) => void;
+}
+
+export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: ShardPlan, inputs: ShardInputs = {}): Promise<ShardOutput> {
+  const { referenceFinals, onPoint } = inputs;
+  if (config.sigmas.length !== config.steps + 1) throw new Error(`config ${config.configId} has no sigmas yet (gits schedules are computed at run start)`);
   const { spec } = ctx.study;
   const { dim } = ctx.dataset;
   const B = shard.count;
@@ -66,13 +75,19 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     checkFinite(xHost, e.i, e.sigma, 'x');
     store(xs, xHost, e.i);
     sigmaAt[e.i] = e.sigma;
-    nfeAt[e.i] = e.nfe;
-    let denoised = e.denoised;
-    // D at the solver's last point is evaluated for the metrics (or for denoiseToZero); not counted in NFE unless
-    // denoiseToZero uses it as the final jump.
-    if (!denoised && e.i === S && (spec.metrics.finalDenoise || config.denoiseToZero)) {
-      finalDenoised = ctx.denoiser.denoise(e.x, e.sigma);
-      denoised = finalDenoised;
+    // With AFS the solver's first "evaluation" is analytic: it is neither counted nor reported as D(x_0).
+    nfeAt[e.i] = config.afs && e.i > 0 ? e.nfe - 1 : e.nfe;
+    let denoised = config.afs && e.i === 0 ? null : e.denoised;
+    // Where the solver did not evaluate D at x_i itself (the last point, UniPC's corrected points, the AFS point), it
+    // is evaluated for the metrics (not counted in NFE); at the last point denoiseToZero needs it as its final jump.
+    let filled: tf.Tensor2D | null = null;
+    if (!denoised && e.sigma > 0 && (spec.metrics.fillDenoised || (config.denoiseToZero && e.i === S))) {
+      filled = ctx.denoiser.denoise(e.x, e.sigma);
+      denoised = filled;
+      if (e.i === S) {
+        finalDenoised = filled;
+        filled = null;
+      }
     }
     let dHost: Float32Array | null = null;
     if (denoised && e.sigma > 0) {
@@ -95,15 +110,17 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
       const gain = ts.kdeGain(prev.x, e.x, prev.host, xHost, prev.sigma);
       for (let r = 0; r < B; r++) kdeGain[r * P + prev.i] = gain[r]!;
     }
+    filled?.dispose();
     prev?.x.dispose();
     prev = spec.metrics.kde && ts ? { x: tf.clone(e.x), host: xHost, sigma: e.sigma, i: e.i } : null;
     onPoint?.(e.i + 1, P);
   };
 
   const x0 = tf.tensor2d(initialNoiseBatch(spec.seed, shard.first, B, dim, config.sigmas[0]!), [B, dim]);
+  const denoise = config.afs ? analyticFirstStep(ctx.denoiser.denoise) : ctx.denoiser.denoise;
   let xS: tf.Tensor2D | null = null;
   try {
-    xS = await SOLVERS[config.solver].run(ctx.denoiser.denoise, x0, config.sigmas, {}, observe);
+    xS = await SOLVERS[config.solver].run(denoise, x0, config.sigmas, config.options, observe);
     if (config.denoiseToZero) {
       // The final jump to sigma = 0: x_{S+1} = D(x_S; sigmaMin), one more evaluation (counted in NFE).
       await observe({ i: S + 1, sigma: 0, x: finalDenoised!, denoised: null, nfe: nfeAt[S]! + 1 });
@@ -161,6 +178,21 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     sampleCols.minKde[r] = minGain;
   }
   const nn = ts && spec.metrics.nearest ? ts.nearest(finals, B) : null;
+  // ODE-Jump (output D(x_i) now) and the full solve, both against the reference config's final sample.
+  const jumpErrRef = new Float32Array(rows).fill(Number.NaN);
+  const finalErrRef = new Float64Array(B).fill(Number.NaN);
+  if (referenceFinals) {
+    if (referenceFinals.length !== B * dim) throw new Error(`reference finals for shard ${shard.name} have ${referenceFinals.length} values, expected ${B * dim}`);
+    for (let r = 0; r < B; r++) {
+      const dist = (src: Float32Array, off: number) => {
+        let s2 = 0;
+        for (let k = 0; k < dim; k++) s2 += (src[off + k]! - referenceFinals[r * dim + k]!) ** 2;
+        return Math.sqrt(s2);
+      };
+      for (let i = 0; i < P; i++) if (hasD[i]) jumpErrRef[r * P + i] = dist(ds, (r * P + i) * dim);
+      finalErrRef[r] = dist(finals, r * dim);
+    }
+  }
 
   // ---- tables ----
   const extra = { 'trajlab.config_id': config.configId, 'trajlab.shard': shard.name, 'trajlab.sigmas': JSON.stringify(config.sigmas) };
@@ -188,6 +220,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     turn_angle: { values: cols.turnAngle },
     score_dev: { values: Float32Array.from(scoreDev) },
     kde_gain: { values: kdeGain },
+    jump_err_ref: { values: jumpErrRef },
   });
   const nnValid = new Uint8Array(B).fill(nn ? 1 : 0);
   const nanIfNone = (a: Float64Array | undefined) => a ?? new Float64Array(B).fill(Number.NaN);
@@ -209,6 +242,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     nn_dist: { values: nanIfNone(nn?.dist) },
     nn2_dist: { values: nanIfNone(nn?.dist2) },
     nn_ratio: { values: nn ? Float64Array.from(nn.dist, (d, r) => d / nn.dist2[r]!) : nanIfNone(undefined) },
+    final_err_ref: { values: finalErrRef },
     final: { values: finals },
   });
 

@@ -1,3 +1,4 @@
+import { SOLVERS, type SolverName } from '@trajlab/core';
 import type { ConfigPlan, DatasetInfo, ResolvedStudy } from './resolve.js';
 import { SpecError } from './errors.js';
 import type { DenoiserSpecInput, StudySpec } from './spec.js';
@@ -116,13 +117,21 @@ export function planStudy(study: ResolvedStudy): StudyPlan {
       const count = Math.min(shardSize, spec.samples - first);
       shards.push({ index, first, count, name: shardName(first, count) });
     }
-    const finalEvals = spec.metrics.finalDenoise ? 1 : 0;
+    // Metric-only evaluations of D where the solver did not evaluate it at x_i: the last point, UniPC's corrected
+    // points, the AFS point.
+    const finalEvals = spec.metrics.fillDenoised ? 1 + (c.solver === 'unipc' ? c.steps - 1 : 0) + (c.afs ? 1 : 0) : 0;
     const compareEvals = spec.compare ? points : 0;
     const kdeEvals = spec.metrics.kde ? points - 1 : 0;
     const nnEvals = spec.metrics.nearest ? 0.5 : 0;
     solverEvaluations += spec.samples * c.nfe;
     metricEvaluations += spec.samples * (finalEvals + compareEvals + kdeEvals + nnEvals);
     flops += spec.samples * ((c.nfe + finalEvals) * fDen + compareEvals * fCmp + kdeEvals * fKde + nnEvals * fKde);
+    if (c.gits) {
+      // teacher trajectories for the GITS cost matrix (computed once per distinct gits setting; counted per config here)
+      const teacherNfe = SOLVERS[c.gits.teacher as SolverName].nfePerStep * c.gits.teacherSteps;
+      metricEvaluations += c.gits.warmup * teacherNfe;
+      flops += c.gits.warmup * teacherNfe * fDen;
+    }
     const kept = Math.min(spec.keepStates, spec.samples);
     outputBytes += spec.samples * points * 72 + spec.samples * (160 + 4 * d.dim) + kept * points * 8 * d.dim;
     return { ...c, points, shards };

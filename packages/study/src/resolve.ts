@@ -1,4 +1,4 @@
-import { buildSigmas, checkSigmas, SOLVERS, type SolverName } from '@trajlab/core';
+import { buildSigmas, checkSigmas, SOLVERS, type SolverName, type SolverOptions } from '@trajlab/core';
 import type { Dataset } from '@trajlab/datasets';
 import { checkDenoiserSpec, DenoiserSpecError } from '@trajlab/denoisers';
 import { readFileSync } from 'node:fs';
@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { canonicalJson, sha256Hex } from './canonical.js';
 import { loadDataset } from './datasets.js';
 import { fieldPath, SpecError } from './errors.js';
-import { studySpecSchema, type DatasetSpec, type DenoiserSpecInput, type StudySpec } from './spec.js';
+import { gitsSchema, studySpecSchema, type DatasetSpec, type DenoiserSpecInput, type GitsSpec, type StudySpec } from './spec.js';
 
 /** One solver configuration of a study. */
 export interface ConfigPlan {
@@ -18,9 +18,15 @@ export interface ConfigPlan {
   schedule: string;
   rho?: number;
   steps: number;
-  /** The S + 1 sampling sigmas (sigma 0 of denoiseToZero not included). */
+  /** The S + 1 sampling sigmas (sigma 0 of denoiseToZero not included); empty for gits until computed at run start. */
   sigmas: number[];
+  /** Options passed to the solver. */
+  options: SolverOptions;
+  /** Analytical first step (one NFE saved). */
+  afs: boolean;
   denoiseToZero: boolean;
+  /** GITS parameters with defaults (schedule gits only). */
+  gits?: GitsSpec;
   /** Denoiser evaluations per trajectory (the contract's NFE). */
   nfe: number;
   /** Where the spec defined it, for messages. */
@@ -99,6 +105,34 @@ function formatNumber(v: number): string {
   return String(v).replace('.', 'p');
 }
 
+/** rho as resolved: polynomial 7, time-uniform 1 by default; undefined for schedules without one. */
+function resolvedRho(schedule: string, rho: number | undefined): number | undefined {
+  if (schedule === 'polynomial') return rho ?? 7;
+  if (schedule === 'time-uniform') return rho ?? 1;
+  return undefined;
+}
+
+type Entry = StudySpec['solvers'][number] | NonNullable<StudySpec['reference']>;
+
+/** GITS parameters with every default filled in (schedule gits only). */
+function resolvedGits(e: Entry): GitsSpec | undefined {
+  if (e.schedule !== 'gits') return undefined;
+  const g = e.gits ?? gitsSchema.parse({});
+  return { ...g, teacherRho: resolvedRho(g.teacherSchedule, g.teacherRho) };
+}
+
+/** Suffixes of a config id for non-default options, so every distinct config has a distinct readable id. */
+function optionSuffix(e: Entry): string {
+  const info = SOLVERS[e.solver as SolverName];
+  let s = '';
+  if (e.order !== undefined && 'order' in info.options && e.order !== info.options.order.default) s += `-o${e.order}`;
+  if (e.variant === 'taylor') s += '-taylor';
+  if (e.lowerOrderFinal === false) s += '-lof0';
+  if (e.afs) s += '-afs';
+  if (e.denoiseToZero) s += '-dz';
+  return s;
+}
+
 function expandConfigs(spec: StudySpec): ConfigPlan[] {
   const out: ConfigPlan[] = [];
   const seen = new Map<string, string>();
@@ -116,11 +150,23 @@ function expandConfigs(spec: StudySpec): ConfigPlan[] {
     }
     stepsList.forEach((steps, j) => {
       const solver = e.solver as SolverName;
-      const sigmas = buildSigmas(e.schedule, { steps, sigmaMin: spec.sigmaMin, sigmaMax: spec.sigmaMax, rho: e.rho, sigmas: e.sigmas });
-      const schedulePart =
-        e.schedule === 'polynomial' ? `polynomial-rho${formatNumber(e.rho)}` : e.schedule === 'custom' ? `custom-${sha256Hex(canonicalJson(e.sigmas)).slice(0, 6)}` : e.schedule;
-      const configId = `${role === 'reference' ? 'ref-' : ''}${solver}-${schedulePart}-s${steps}${e.denoiseToZero ? '-dz' : ''}`;
+      const rho = resolvedRho(e.schedule, e.rho);
+      const gits = resolvedGits(e);
       const stepField = Array.isArray(e.steps) ? `${field}.steps[${j}]` : `${field}.steps`;
+      if (gits && steps > gits.teacherSteps) throw new SpecError(stepField, `gits needs steps <= gits.teacherSteps (${gits.teacherSteps}); got ${steps}`);
+      const sigmas = e.schedule === 'gits' ? [] : buildSigmas(e.schedule, { steps, sigmaMin: spec.sigmaMin, sigmaMax: spec.sigmaMax, rho, sigmas: e.sigmas });
+      const defaultGits = canonicalJson(resolvedGits({ ...e, gits: undefined }));
+      const schedulePart =
+        e.schedule === 'polynomial' || e.schedule === 'time-uniform'
+          ? `${e.schedule}-rho${formatNumber(rho!)}`
+          : e.schedule === 'custom'
+            ? `custom-${sha256Hex(canonicalJson(e.sigmas)).slice(0, 6)}`
+            : e.schedule === 'gits'
+              ? canonicalJson(gits) === defaultGits
+                ? 'gits'
+                : `gits-${sha256Hex(canonicalJson(gits)).slice(0, 6)}`
+              : e.schedule;
+      const configId = `${role === 'reference' ? 'ref-' : ''}${solver}-${schedulePart}-s${steps}${optionSuffix(e)}`;
       const prev = seen.get(configId);
       if (prev) throw new SpecError(stepField, `duplicates config '${configId}' already defined by ${prev}`);
       seen.set(configId, stepField);
@@ -129,11 +175,14 @@ function expandConfigs(spec: StudySpec): ConfigPlan[] {
         role,
         solver,
         schedule: e.schedule,
-        rho: e.schedule === 'polynomial' ? e.rho : undefined,
+        rho,
         steps,
         sigmas,
+        options: { order: e.order, lowerOrderFinal: e.lowerOrderFinal, variant: e.variant },
+        afs: e.afs,
         denoiseToZero: e.denoiseToZero,
-        nfe: SOLVERS[solver].nfePerStep * steps + (e.denoiseToZero ? 1 : 0),
+        gits,
+        nfe: SOLVERS[solver].nfePerStep * steps - (e.afs ? 1 : 0) + (e.denoiseToZero ? 1 : 0),
         field,
       });
     });
@@ -143,7 +192,7 @@ function expandConfigs(spec: StudySpec): ConfigPlan[] {
 
 /** The spec as it enters the study id: defaults filled, analytic-only fields dropped where unused. */
 function normalisedSpec(spec: StudySpec): unknown {
-  const entry = (e: StudySpec['solvers'][number] | NonNullable<StudySpec['reference']>) => ({ ...e, rho: e.schedule === 'polynomial' ? e.rho : undefined });
+  const entry = (e: Entry) => ({ ...e, rho: resolvedRho(e.schedule, e.rho), gits: resolvedGits(e) });
   return { ...spec, solvers: spec.solvers.map(entry), reference: spec.reference ? entry(spec.reference) : undefined };
 }
 

@@ -1,4 +1,4 @@
-import { SOLVER_NAMES } from '@trajlab/core';
+import { SOLVER_NAMES, SOLVERS, type SolverName } from '@trajlab/core';
 import { z } from 'zod';
 
 /**
@@ -100,17 +100,47 @@ export type DenoiserSpecInput = z.infer<typeof denoiserSchema>;
 const solverName = z.enum(SOLVER_NAMES as [string, ...string[]], {
   error: (iss) => `unknown solver '${String(iss.input)}'; available: ${SOLVER_NAMES.join(', ')}`,
 });
-const scheduleName = z.enum(['polynomial', 'logsnr', 'custom'], {
-  error: (iss) => `unknown schedule '${String(iss.input)}'; available: polynomial, logsnr, custom`,
+const SCHEDULES = ['polynomial', 'logsnr', 'time-uniform', 'custom', 'gits'] as const;
+const scheduleName = z.enum(SCHEDULES, {
+  error: (iss) => `unknown schedule '${String(iss.input)}'; available: ${SCHEDULES.join(', ')}`,
 });
+
+/** GITS: the time steps are chosen by dynamic programming over a fine teacher grid (see packages/core/src/gits.ts). */
+export const gitsSchema = z.strictObject({
+  /** Solver of the teacher trajectories. @defaultValue heun */
+  teacher: solverName.default('heun'),
+  /** Steps of the fine teacher grid. @defaultValue 60 */
+  teacherSteps: positiveInt.default(60),
+  /** Schedule of the teacher grid. @defaultValue polynomial */
+  teacherSchedule: z.enum(['polynomial', 'logsnr', 'time-uniform']).default('polynomial'),
+  /** rho of the teacher grid (polynomial: 7, time-uniform: 1). */
+  teacherRho: positive.optional(),
+  /** Warm-up trajectories the costs are averaged over. @defaultValue 256 */
+  warmup: positiveInt.default(256),
+  /** Discount of later steps' costs in the dynamic program. @defaultValue 1.15 */
+  gamma: positive.default(1.15),
+  /** Seed of the warm-up noise (independent of the study samples). @defaultValue 0 */
+  seed: uint32.default(0),
+});
+export type GitsSpec = z.infer<typeof gitsSchema>;
 
 const configFields = {
   solver: solverName,
   schedule: scheduleName.default('polynomial'),
-  /** Exponent of the polynomial schedule. @defaultValue 7 */
-  rho: positive.default(7),
+  /** Exponent of the polynomial (default 7) or time-uniform (default 1) schedule. */
+  rho: positive.optional(),
   /** custom schedule: the sigmas (strictly decreasing, > 0); steps = sigmas.length - 1. */
   sigmas: z.array(positive).min(2).optional(),
+  /** gits schedule parameters (defaults when omitted). */
+  gits: gitsSchema.optional(),
+  /** Maximum order of ipndm / ipndm-v (1-4, default 4) and unipc (1-3, default 3). */
+  order: positiveInt.optional(),
+  /** dpm-solver++2m/3m and unipc: lower order on the last steps when steps < 10. @defaultValue true */
+  lowerOrderFinal: z.boolean().optional(),
+  /** dpm-solver++3m: published (reference implementations, order 2) | taylor (order 3). @defaultValue published */
+  variant: z.enum(['published', 'taylor']).optional(),
+  /** Analytical first step: D(x_0; t_0) replaced by x_0 - t_0 x_0 / sqrt(1 + t_0^2), one NFE saved. @defaultValue false */
+  afs: z.boolean().default(false),
   /** Append one pure denoising step to sigma 0 (x = D(x_S; sigmaMin)), +1 NFE. @defaultValue false */
   denoiseToZero: z.boolean().default(false),
 };
@@ -133,8 +163,11 @@ export const metricsSchema = z.strictObject({
   nearest: z.boolean().default(true),
   /** pca_var_1..3 per trajectory (host eigenvalues of a (S+1)^2 Gram matrix). @defaultValue true */
   pca: z.boolean().default(true),
-  /** Evaluate D at the final point for d_norm, dist_d_final, dev_d (not counted in NFE). @defaultValue true */
-  finalDenoise: z.boolean().default(true),
+  /**
+   * Evaluate D(x_i; t_i) for the metrics where the solver did not (the last point, UniPC's corrected points, the AFS
+   * first point), for d_norm, dist_d_final, dev_d, score_dev there; not counted in NFE. @defaultValue true
+   */
+  fillDenoised: z.boolean().default(true),
 });
 
 export const studySpecSchema = z
@@ -163,12 +196,28 @@ export const studySpecSchema = z
     /** Full x_t and D(x_t) vectors are stored for sample ids < keepStates. @defaultValue 8 */
     keepStates: z.number().int().min(0).default(8),
     /** @defaultValue all on */
-    metrics: metricsSchema.default({ kde: true, nearest: true, pca: true, finalDenoise: true }),
+    metrics: metricsSchema.default({ kde: true, nearest: true, pca: true, fillDenoised: true }),
   })
   .superRefine((s, ctx) => {
     if (s.sigmaMin >= s.sigmaMax) ctx.addIssue({ code: 'custom', path: ['sigmaMin'], message: `must be below sigmaMax (${s.sigmaMax})` });
     const entries = [...s.solvers.map((e, i) => ({ e, path: ['solvers', i] as (string | number)[] })), ...(s.reference ? [{ e: s.reference, path: ['reference'] as (string | number)[] }] : [])];
     for (const { e, path } of entries) {
+      const info = SOLVERS[e.solver as SolverName];
+      if (e.order !== undefined) {
+        const range = 'order' in info.options ? info.options.order : undefined;
+        if (!range) ctx.addIssue({ code: 'custom', path: [...path, 'order'], message: `solver '${e.solver}' has no order option (ipndm, ipndm-v, unipc do)` });
+        else if (e.order < range.min || e.order > range.max) ctx.addIssue({ code: 'custom', path: [...path, 'order'], message: `must be in ${range.min}..${range.max} for ${e.solver}` });
+      }
+      if (e.lowerOrderFinal !== undefined && !('lowerOrderFinal' in info.options)) {
+        ctx.addIssue({ code: 'custom', path: [...path, 'lowerOrderFinal'], message: `solver '${e.solver}' has no lowerOrderFinal option (dpm-solver++2m/3m, unipc do)` });
+      }
+      if (e.variant !== undefined && e.solver !== 'dpm-solver++3m') {
+        ctx.addIssue({ code: 'custom', path: [...path, 'variant'], message: 'only dpm-solver++3m has a variant' });
+      }
+      if (e.gits && e.schedule !== 'gits') ctx.addIssue({ code: 'custom', path: [...path, 'gits'], message: `only read by schedule 'gits' (schedule is '${e.schedule}')` });
+      if (e.rho !== undefined && e.schedule !== 'polynomial' && e.schedule !== 'time-uniform') {
+        ctx.addIssue({ code: 'custom', path: [...path, 'rho'], message: `only read by the polynomial and time-uniform schedules (schedule is '${e.schedule}')` });
+      }
       if (e.schedule === 'custom') {
         if (!e.sigmas) ctx.addIssue({ code: 'custom', path: [...path, 'sigmas'], message: "schedule 'custom' needs sigmas" });
       } else {

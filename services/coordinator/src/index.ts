@@ -8,7 +8,7 @@ import { planStudy, resolveStudyFile, SpecError, type StudyPlan, type ResolvedSt
 import { parseArgs } from 'node:util';
 import { formatBytes, formatFlops, table } from './format.js';
 import { progressPrinter } from './progress.js';
-import { summaryText } from './show.js';
+import { pivotText, summaryText } from './show.js';
 
 /** Wrong command-line usage (exit code 2). */
 class UsageError extends Error {}
@@ -19,7 +19,8 @@ usage:
   trajlab validate <spec> [--json]          plan and cost estimate, no side effects
   trajlab run <spec> [--out DIR]            embedded run (no Redis, no S3): shards, summary, curves
   trajlab aggregate <studyId> [--out DIR]   (re)build summary.arrow and curves.arrow from the shards
-  trajlab show <studyId> [--out DIR]        headline numbers per config, from summary.arrow
+  trajlab show <studyId> [--out DIR] [--pivot METRIC]
+                                            headline numbers per config, or one metric as a method x NFE table
 
   submit, watch, status, cancel, retry need the distributed pipeline (Redis + workers), not in this version.
 
@@ -95,9 +96,11 @@ async function cmdRun(args: string[]): Promise<number> {
 }
 
 async function cmdShow(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, pivot: { type: 'string' } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('show takes one study id');
-  process.stdout.write(`${await summaryText(openStore(outRoot(values.out)), positionals[0]!)}\n`);
+  const store = openStore(outRoot(values.out));
+  const text = values.pivot ? await pivotText(store, positionals[0]!, values.pivot) : await summaryText(store, positionals[0]!);
+  process.stdout.write(`${text}\n`);
   return 0;
 }
 

@@ -14,7 +14,7 @@ export async function summaryText(store: ObjectStore, studyId: string): Promise<
   const t = readIpcFile(await store.get(key), store.locate(key));
   const rows = t.toArray().map((r) => r.toJSON() as Record<string, unknown>);
   return table(
-    ['config', 'NFE', 'n', 'max_dev_ratio p50 [p05, p95]', 'pca_var_1', 'x_reach_sigma', 'd_reach_sigma', 'nn_dist p50', 'nn2_dist p50', 'nn_ratio p50', 'min_kde_gain p05'],
+    ['config', 'NFE', 'n', 'max_dev_ratio p50 [p05, p95]', 'pca_var_1', 'x_reach_sigma', 'd_reach_sigma', 'nn_dist p50', 'nn2_dist p50', 'nn_ratio p50', 'min_kde_gain p05', 'final_err_ref mean'],
     rows.map((r) => [
       r.config_id as string,
       r.nfe as number,
@@ -27,6 +27,29 @@ export async function summaryText(store: ObjectStore, studyId: string): Promise<
       fmt(r.nn2_dist_p50),
       fmt(r.nn_ratio_p50),
       fmt(r.min_kde_gain_p05),
+      fmt(r.final_err_ref_mean),
     ]),
+  );
+}
+
+/**
+ * One summary metric's mean as a method x NFE table: a method is the config id without its step count (solver,
+ * schedule, options), a column per NFE. This is how solvers are compared at equal cost.
+ */
+export async function pivotText(store: ObjectStore, studyId: string, metric: string): Promise<string> {
+  const key = studyKeys.summary(studyId);
+  const t = readIpcFile(await store.get(key), store.locate(key));
+  const column = `${metric}_mean`;
+  if (!t.getChild(column)) throw new Error(`summary.arrow has no column '${column}' (pivot takes a summarised metric such as final_err_ref)`);
+  const rows = t
+    .toArray()
+    .map((r) => r.toJSON() as Record<string, unknown>)
+    .filter((r) => r.role !== 'reference');
+  const method = (r: Record<string, unknown>) => (r.config_id as string).replace(/-s\d+(?=(-|$))/, '');
+  const nfes = [...new Set(rows.map((r) => r.nfe as number))].sort((a, b) => a - b);
+  const methods = [...new Set(rows.map(method))];
+  return table(
+    [`${metric} (mean) by NFE`, ...nfes.map(String)],
+    methods.map((m) => [m, ...nfes.map((n) => fmt(rows.find((r) => method(r) === m && r.nfe === n)?.[column], 4))]),
   );
 }
