@@ -30,6 +30,7 @@ const BAD: [string, object, RegExp][] = [
   ['a variant on the wrong solver', { ...good, solvers: [{ solver: 'euler', steps: 3, variant: 'taylor' }] }, /solvers\[0\]\.variant: only dpm-solver\+\+3m has a variant/],
   ['gits parameters without the gits schedule', { ...good, solvers: [{ solver: 'euler', steps: 3, gits: { warmup: 8 } }] }, /solvers\[0\]\.gits: only read by schedule 'gits'/],
   ['gits steps beyond the teacher grid', { ...good, solvers: [{ solver: 'euler', schedule: 'gits', steps: [3, 12], gits: { teacherSteps: 10 } }] }, /solvers\[0\]\.steps\[1\]: gits needs steps <= gits\.teacherSteps \(10\)/],
+  ['thresholding on a solver without data-prediction multistep', { ...good, solvers: [{ solver: 'heun', steps: 3, thresholding: {} }] }, /solvers\[0\]\.thresholding: solver 'heun' has no thresholding option/],
   ['memory budget too small', { ...good, memoryBudgetMB: 0.001 }, /memoryBudgetMB: a job needs about/],
 ];
 

@@ -51,6 +51,19 @@ describe('the solver zoo through the pipeline', () => {
     expect(steps.map((r) => r.d_norm === null)).toEqual([false, true, true, true, true, true]);
   });
 
+  it('dynamic thresholding (dpm-solver++) leaves predictions inside [-1, 1] alone with maxValue 1, changes others', async () => {
+    // Data with |y| < 1 everywhere: D, a convex combination of training points, stays inside [-1, 1].
+    const base = { name: 'thr', samples: 4, dataset: { kind: 'gaussian', dim: 2, n: 80, scale: 0.01, decay: 0 } };
+    const plain = await runSpec({ ...base, solvers: [{ solver: 'dpm-solver++2m', steps: 6 }] });
+    const loose = await runSpec({ ...base, solvers: [{ solver: 'dpm-solver++2m', steps: 6, thresholding: { ratio: 0.995, maxValue: 1 } }] });
+    const tight = await runSpec({ ...base, solvers: [{ solver: 'dpm-solver++2m', steps: 6, thresholding: { ratio: 0.5, maxValue: 0.1 } }] });
+    const finals = (r: { studyDir: string; plan: { configs: { configId: string }[] } }) =>
+      shardRows(r.studyDir, r.plan.configs[0]!.configId, '000000-000003', 'samples').map((s) => s.final);
+    expect(loose.plan.configs[0]!.configId).toBe('dpm-solver++2m-polynomial-rho7-s6-thr0p995');
+    expect(finals(loose)).toEqual(finals(plain));
+    expect(finals(tight)).not.toEqual(finals(plain));
+  });
+
   it('GITS: the schedule is chosen on the teacher grid, deterministic, recorded in study.json and the shards', async () => {
     const spec = {
       name: 'gits',

@@ -15,3 +15,4 @@ export * from './metrics/trajectory.js';
 export * from './version.js';
 export * from './gits.js';
 export { analyticFirstStep } from './solvers/afs.js';
+export * from './solvers/thresholding.js';

@@ -128,6 +128,7 @@ function optionSuffix(e: Entry): string {
   if (e.order !== undefined && 'order' in info.options && e.order !== info.options.order.default) s += `-o${e.order}`;
   if (e.variant === 'taylor') s += '-taylor';
   if (e.lowerOrderFinal === false) s += '-lof0';
+  if (e.thresholding) s += `-thr${formatNumber(e.thresholding.ratio)}`;
   if (e.afs) s += '-afs';
   if (e.denoiseToZero) s += '-dz';
   return s;
@@ -178,7 +179,7 @@ function expandConfigs(spec: StudySpec): ConfigPlan[] {
         rho,
         steps,
         sigmas,
-        options: { order: e.order, lowerOrderFinal: e.lowerOrderFinal, variant: e.variant },
+        options: { order: e.order, lowerOrderFinal: e.lowerOrderFinal, variant: e.variant, thresholding: e.thresholding },
         afs: e.afs,
         denoiseToZero: e.denoiseToZero,
         gits,

@@ -139,6 +139,8 @@ const configFields = {
   lowerOrderFinal: z.boolean().optional(),
   /** dpm-solver++3m: published (reference implementations, order 2) | taylor (order 3). @defaultValue published */
   variant: z.enum(['published', 'taylor']).optional(),
+  /** dpm-solver++2m/3m: dynamic thresholding of D, s = max(quantile_ratio |D|, maxValue), D <- clip(D, -s, s)/s. @defaultValue off */
+  thresholding: z.strictObject({ ratio: z.number().gt(0).lt(1).default(0.995), maxValue: positive.default(1) }).optional(),
   /** Analytical first step: D(x_0; t_0) replaced by x_0 - t_0 x_0 / sqrt(1 + t_0^2), one NFE saved. @defaultValue false */
   afs: z.boolean().default(false),
   /** Append one pure denoising step to sigma 0 (x = D(x_S; sigmaMin)), +1 NFE. @defaultValue false */
@@ -213,6 +215,9 @@ export const studySpecSchema = z
       }
       if (e.variant !== undefined && e.solver !== 'dpm-solver++3m') {
         ctx.addIssue({ code: 'custom', path: [...path, 'variant'], message: 'only dpm-solver++3m has a variant' });
+      }
+      if (e.thresholding && !('thresholding' in info.options)) {
+        ctx.addIssue({ code: 'custom', path: [...path, 'thresholding'], message: `solver '${e.solver}' has no thresholding option (dpm-solver++2m/3m do)` });
       }
       if (e.gits && e.schedule !== 'gits') ctx.addIssue({ code: 'custom', path: [...path, 'gits'], message: `only read by schedule 'gits' (schedule is '${e.schedule}')` });
       if (e.rho !== undefined && e.schedule !== 'polynomial' && e.schedule !== 'time-uniform') {

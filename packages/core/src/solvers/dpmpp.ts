@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { combine } from './ops.js';
+import { dynamicThresholding } from './thresholding.js';
 import type { Solver, SolverOptions } from './types.js';
 
 /**
@@ -10,6 +11,7 @@ import type { Solver, SolverOptions } from './types.js';
  *   order 2: ... - phi_1 D_i - (phi_1 / 2) D1_0, D1_0 = (D_i - D_{i-1}) / r0, r0 = h_{i-1} / h
  *   order 3: ... - phi_1 D_i + phi_2 D1 - phi_3 D2 with phi_2 = phi_1/h + 1, phi_3 = phi_2/h - 1/2 and the divided
  *            differences D1 = D1_0 + r0/(r0+r1) (D1_0 - D1_1), D2 = (D1_0 - D1_1)/(r0 + r1).
+ * `thresholding` applies dynamic thresholding to every data prediction (off by default).
  * The order ramps up over the first steps (warm-up) and, with `lowerOrderFinal` and fewer than 10 steps, down at the end.
  *
  * Note on order 3: a Taylor expansion of D around lambda_i gives D2 ~ h^2 D''/2, while the exact integral needs
@@ -17,7 +19,8 @@ import type { Solver, SolverOptions } from './types.js';
  * (formally second order, with a smaller constant than 2M). `variant: 'taylor'` doubles the term and is third order.
  */
 function dpmSolverPlusPlus(maxOrder: 2 | 3): Solver {
-  return async (denoise, x0, sigmas, opts: SolverOptions, onStep) => {
+  return async (model, x0, sigmas, opts: SolverOptions, onStep) => {
+    const denoise = opts.thresholding ? dynamicThresholding(model, opts.thresholding) : model;
     const steps = sigmas.length - 1;
     const lowerFinal = opts.lowerOrderFinal ?? true;
     const d2Scale = opts.variant === 'taylor' ? 2 : 1;

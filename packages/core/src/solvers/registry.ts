@@ -15,7 +15,7 @@ export interface SolverInfo {
   /** Denoiser evaluations per step (UniPC and the multistep solvers: 1; see nfe()). */
   nfePerStep: number;
   /** Options it reads, with their allowed range. */
-  options: { order?: { min: number; max: number; default: number }; lowerOrderFinal?: boolean; variant?: readonly string[] };
+  options: { order?: { min: number; max: number; default: number }; lowerOrderFinal?: boolean; variant?: readonly string[]; thresholding?: boolean };
   /** One line for tables. */
   description: string;
 }
@@ -25,12 +25,12 @@ export const SOLVERS = {
   euler: { run: euler, order: 1, nfePerStep: 1, options: {}, description: 'Euler (DDIM in the EDM parameterization)' },
   heun: { run: heun, order: 2, nfePerStep: 2, options: {}, description: "Heun's 2nd order (EDM Algorithm 1, no churn)" },
   'dpm-solver-2': { run: dpmSolver2, order: 2, nfePerStep: 2, options: {}, description: 'DPM-Solver-2, r = 1/2 (geometric midpoint)' },
-  'dpm-solver++2m': { run: dpmSolverPP2M, order: 2, nfePerStep: 1, options: { lowerOrderFinal: true }, description: 'DPM-Solver++(2M), data prediction, multistep' },
+  'dpm-solver++2m': { run: dpmSolverPP2M, order: 2, nfePerStep: 1, options: { lowerOrderFinal: true, thresholding: true }, description: 'DPM-Solver++(2M), data prediction, multistep' },
   'dpm-solver++3m': {
     run: dpmSolverPP3M,
     order: 2,
     nfePerStep: 1,
-    options: { lowerOrderFinal: true, variant: ['published', 'taylor'] },
+    options: { lowerOrderFinal: true, variant: ['published', 'taylor'], thresholding: true },
     description: 'DPM-Solver++(3M), data prediction, multistep (published update: order 2; variant taylor: order 3)',
   },
   ipndm: { run: ipndm, order: 4, nfePerStep: 1, options: { order: { min: 1, max: 4, default: 4 } }, description: 'iPNDM: Adams-Bashforth in sigma, fixed coefficients' },

@@ -35,6 +35,8 @@ export interface SolverOptions {
    * quadratic D in lambda (third order). @defaultValue 'published'
    */
   variant?: 'published' | 'taylor';
+  /** dpm-solver++2m/3m: dynamic thresholding of the data predictions (off unless given). @defaultValue off */
+  thresholding?: { ratio?: number; maxValue?: number };
 }
 
 /**
