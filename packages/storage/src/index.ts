@@ -1,3 +1,4 @@
 export * from './store.js';
 export * from './fs-store.js';
 export * from './open.js';
+export * from './s3-store.js';

@@ -1,4 +1,5 @@
 import { FsStore } from './fs-store.js';
+import { parseS3Uri, s3OptionsFromEnv, S3Store } from './s3-store.js';
 import { StoreError, type ObjectStore } from './store.js';
 
 /** True for s3://bucket/prefix URIs. */
@@ -7,12 +8,13 @@ export function isS3Uri(uri: string): boolean {
 }
 
 /**
- * Opens the store for an output location: a local directory (created on first write) or, once the S3 store is
- * available, s3://bucket/prefix. Unknown URI schemes are refused.
+ * Opens the store for an output location: a local directory (created on first write) or s3://bucket/prefix (configured
+ * by the standard AWS variables, see s3OptionsFromEnv). Unknown URI schemes are refused.
  */
-export function openStore(uri: string): ObjectStore {
+export function openStore(uri: string, env: NodeJS.ProcessEnv = process.env): ObjectStore {
   if (isS3Uri(uri)) {
-    throw new StoreError(uri, 'S3 outputs need the S3 object store of the distributed pipeline, which this build does not include yet; use a local directory');
+    const { bucket, prefix } = parseS3Uri(uri);
+    return new S3Store(s3OptionsFromEnv(bucket, prefix, env));
   }
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri);
   if (scheme) throw new StoreError(uri, `unsupported URI scheme '${scheme[1]}://' (use a local path)`);

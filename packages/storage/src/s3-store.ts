@@ -1,0 +1,177 @@
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { checkKey, StoreError, type ObjectStore } from './store.js';
+
+/** Options of the S3 store; each has an environment variable (read by `s3OptionsFromEnv`). */
+export interface S3StoreOptions {
+  bucket: string;
+  /** Key prefix inside the bucket (no leading or trailing slash). @defaultValue '' */
+  prefix?: string;
+  /** Custom endpoint, e.g. http://localhost:8333 (AWS_ENDPOINT_URL_S3). @defaultValue AWS */
+  endpoint?: string;
+  /** AWS_REGION. @defaultValue 'us-east-1' */
+  region?: string;
+  /** Path-style addressing (TRAJLAB_S3_PATH_STYLE). @defaultValue true with a custom endpoint, else false */
+  forcePathStyle?: boolean;
+  /**
+   * Checksum mode for requests and responses (TRAJLAB_S3_CHECKSUMS). aws-sdk >= 3.729 defaults to WHEN_SUPPORTED, which
+   * sends streaming checksums that several S3-compatible servers store as corrupted bodies.
+   * @defaultValue 'WHEN_REQUIRED' with a custom endpoint, else 'WHEN_SUPPORTED'
+   */
+  checksums?: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED';
+  /** Objects at least this large are uploaded in parts. @defaultValue 16 MiB */
+  multipartThreshold?: number;
+  /** Part size of multipart uploads (S3's minimum is 5 MiB except for the last part). @defaultValue 8 MiB */
+  partSize?: number;
+  /** Attempts per request, with the SDK's exponential backoff and jitter between them. @defaultValue 6 */
+  maxAttempts?: number;
+  /** Explicit credentials; default: the SDK's chain (environment, profiles, instance roles). */
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+}
+
+/** Reads the S3 options of an s3://bucket/prefix location from the standard AWS variables and trajlab's own. */
+export function s3OptionsFromEnv(bucket: string, prefix: string, env: NodeJS.ProcessEnv = process.env): S3StoreOptions {
+  const endpoint = env.AWS_ENDPOINT_URL_S3 || env.AWS_ENDPOINT_URL || undefined;
+  const pathStyle = env.TRAJLAB_S3_PATH_STYLE;
+  const checksums = env.TRAJLAB_S3_CHECKSUMS;
+  if (checksums && checksums !== 'WHEN_REQUIRED' && checksums !== 'WHEN_SUPPORTED') {
+    throw new StoreError(`s3://${bucket}`, `TRAJLAB_S3_CHECKSUMS must be WHEN_REQUIRED or WHEN_SUPPORTED; got '${checksums}'`);
+  }
+  return {
+    bucket,
+    prefix,
+    endpoint,
+    region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
+    forcePathStyle: pathStyle === undefined ? undefined : pathStyle === '1' || pathStyle.toLowerCase() === 'true',
+    checksums: checksums as S3StoreOptions['checksums'],
+    credentials:
+      env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+        ? { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, sessionToken: env.AWS_SESSION_TOKEN || undefined }
+        : undefined,
+  };
+}
+
+/** Parses s3://bucket/prefix. */
+export function parseS3Uri(uri: string): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(uri);
+  if (!m) throw new StoreError(uri, 'not an s3://bucket/prefix URI (bucket: 3-63 lower-case letters, digits, dots, dashes)');
+  return { bucket: m[1]!, prefix: (m[2] ?? '').replace(/^\/+|\/+$/g, '') };
+}
+
+function errorName(err: unknown): string {
+  const e = err as { name?: string; Code?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name ?? e.Code ?? String(err);
+}
+
+/** Objects in an S3 bucket under a prefix. PutObject and CompleteMultipartUpload are atomic: no partial object is ever visible. */
+export class S3Store implements ObjectStore {
+  readonly root: string;
+  readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly multipartThreshold: number;
+  private readonly partSize: number;
+
+  constructor(opts: S3StoreOptions) {
+    this.bucket = opts.bucket;
+    this.prefix = opts.prefix ?? '';
+    this.root = `s3://${this.bucket}${this.prefix ? `/${this.prefix}` : ''}`;
+    this.multipartThreshold = opts.multipartThreshold ?? 16 * 2 ** 20;
+    this.partSize = Math.max(5 * 2 ** 20, opts.partSize ?? 8 * 2 ** 20);
+    const custom = Boolean(opts.endpoint);
+    const checksums = opts.checksums ?? (custom ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED');
+    const config: S3ClientConfig = {
+      region: opts.region ?? 'us-east-1',
+      endpoint: opts.endpoint,
+      forcePathStyle: opts.forcePathStyle ?? custom,
+      requestChecksumCalculation: checksums,
+      responseChecksumValidation: checksums,
+      maxAttempts: opts.maxAttempts ?? 6,
+      retryMode: 'standard',
+      credentials: opts.credentials,
+    };
+    this.client = new S3Client(config);
+  }
+
+  private objectKey(key: string): string {
+    checkKey(key);
+    return this.prefix ? `${this.prefix}/${key}` : key;
+  }
+
+  locate(key: string): string {
+    return `s3://${this.bucket}/${this.objectKey(key)}`;
+  }
+
+  async put(key: string, body: Uint8Array): Promise<void> {
+    const Key = this.objectKey(key);
+    try {
+      if (body.length < this.multipartThreshold) {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length }));
+        return;
+      }
+      await this.putMultipart(Key, body);
+    } catch (err) {
+      throw new StoreError(this.locate(key), `upload failed (${errorName(err)}: ${(err as Error).message})`);
+    }
+  }
+
+  /** Multipart upload; aborted on failure so no parts linger. The object appears only on completion. */
+  private async putMultipart(Key: string, body: Uint8Array): Promise<void> {
+    const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key }));
+    try {
+      const parts: { ETag: string; PartNumber: number }[] = [];
+      for (let off = 0, n = 1; off < body.length; off += this.partSize, n++) {
+        const chunk = body.subarray(off, Math.min(body.length, off + this.partSize));
+        const res = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber: n, Body: chunk, ContentLength: chunk.length }));
+        parts.push({ ETag: res.ETag!, PartNumber: n });
+      }
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
+    } catch (err) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => {});
+      throw err;
+    }
+  }
+
+  async get(key: string): Promise<Uint8Array> {
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+      return await res.Body!.transformToByteArray();
+    } catch (err) {
+      const name = errorName(err);
+      throw new StoreError(this.locate(key), name === 'NoSuchKey' || name === 'NotFound' ? 'object not found' : `download failed (${name}: ${(err as Error).message})`);
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+      return true;
+    } catch (err) {
+      const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) return false;
+      throw new StoreError(this.locate(key), `HEAD failed (${errorName(err)})`);
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const full = this.prefix ? `${this.prefix}/${prefix}` : prefix;
+    const out: string[] = [];
+    let token: string | undefined;
+    do {
+      const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token }));
+      for (const o of res.Contents ?? []) if (o.Key) out.push(this.prefix ? o.Key.slice(this.prefix.length + 1) : o.Key);
+      token = res.IsTruncated ? res.NextContinuationToken : undefined;
+    } while (token);
+    return out.sort();
+  }
+}
