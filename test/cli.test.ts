@@ -107,9 +107,13 @@ describe('trajlab CLI (real child processes)', () => {
     const res = cli(['run', spec], { cwd: dir, env: { TRAJLAB_BACKEND: 'cuda' } });
     expect(res.status).toBe(2);
     expect(res.stderr).toMatch(/TRAJLAB_BACKEND must be one of auto, tensorflow, wasm, cpu; got 'cuda'/);
-    const submit = cli(['submit', spec]);
-    expect(submit.status).toBe(2);
-    expect(submit.stderr).toMatch(/needs the distributed pipeline/);
+    // Redis down: a clear message with the URL (password hidden), exit 1, no stack trace.
+    const submit = cli(['submit', spec, '--out', join(dir, 'o')], { env: { REDIS_URL: 'redis://trajlab:s3cret@127.0.0.1:1' } });
+    expect(submit.status).toBe(1);
+    expect(submit.stderr).toMatch(/cannot reach Redis at redis:\/\/trajlab:\*\*\*@127\.0\.0\.1:1 \(REDIS_URL\)/);
+    expect(submit.stderr).not.toMatch(/s3cret/);
+    expect(submit.stderr).not.toMatch(/\n\s+at /);
+    expect(cli(['status', 'x'], { env: { REDIS_URL: 'http://nope' } }).status).toBe(2);
     expect(cli(['frobnicate']).status).toBe(2);
   });
 

@@ -2,11 +2,10 @@ import { activeBackend } from '@trajlab/backend';
 import { TRAJLAB_VERSION } from '@trajlab/core';
 import { aggregateShards, type AggregateConfig } from '@trajlab/results';
 import { openStore, type ObjectStore } from '@trajlab/storage';
-import { planStudy, resolveStudyFile, sha256Hex, studyKeys, type PlannedConfig, type ShardPlan, type StudyPlan } from '@trajlab/study';
+import { planStudy, resolveStudyFile, studyKeys, type StudyPlan } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
+import { executeShard } from './execute.js';
 import { computeGitsSchedules, type GitsRecord } from './gits.js';
-import { readIpcFile } from '@trajlab/results';
-import { runShard, type ShardOutput } from './shard.js';
 import { studyJson } from './study-json.js';
 
 /** Progress of an embedded run. */
@@ -44,61 +43,6 @@ export interface RunResult {
   shardsComputed: number;
   shardsReused: number;
   elapsedMs: number;
-}
-
-/** The manifest written after a shard's files: object keys, row counts and sha256 of each file. */
-export interface ShardManifest {
-  studyId: string;
-  configId: string;
-  shard: string;
-  first: number;
-  count: number;
-  files: { key: string; rows: number; sha256: string; bytes: number }[];
-}
-
-/** A shard is reusable when its manifest exists and every file it lists exists with the listed hash. */
-async function reusableShard(store: ObjectStore, studyId: string, config: PlannedConfig, shard: ShardPlan): Promise<boolean> {
-  const key = studyKeys.manifest(studyId, config.configId, shard.name);
-  if (!(await store.exists(key))) return false;
-  try {
-    const m = JSON.parse(new TextDecoder().decode(await store.get(key))) as ShardManifest;
-    if (m.first !== shard.first || m.count !== shard.count) return false;
-    for (const f of m.files) {
-      if (!(await store.exists(f.key))) return false;
-      if (sha256Hex(await store.get(f.key)) !== f.sha256) return false;
-    }
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Writes a shard's files, then its manifest (last, so a manifest always describes complete files). */
-export async function writeShard(store: ObjectStore, studyId: string, config: PlannedConfig, shard: ShardPlan, out: ShardOutput): Promise<ShardManifest> {
-  const files: ShardManifest['files'] = [];
-  const tables = [
-    ['steps', out.steps, out.rows.steps],
-    ['samples', out.samples, out.rows.samples],
-    ['states', out.states, out.rows.states],
-  ] as const;
-  for (const [table, bytes, rows] of tables) {
-    if (!bytes) continue;
-    const key = studyKeys.shard(studyId, config.configId, shard.name, table);
-    await store.put(key, bytes);
-    files.push({ key, rows, sha256: sha256Hex(bytes), bytes: bytes.length });
-  }
-  const manifest: ShardManifest = { studyId, configId: config.configId, shard: shard.name, first: shard.first, count: shard.count, files };
-  await store.put(studyKeys.manifest(studyId, config.configId, shard.name), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
-  return manifest;
-}
-
-/** The `final` column (x_S per sample) of a samples.arrow object, row-major [rows, dim]. */
-export async function readFinals(store: ObjectStore, key: string): Promise<Float32Array> {
-  const t = readIpcFile(await store.get(key), store.locate(key));
-  const col = t.getChild('final');
-  if (!col) throw new Error(`${store.locate(key)}: no 'final' column`);
-  const child = col.data[0]!.children[0]!;
-  return Float32Array.from((child.values as Float32Array).subarray(child.offset, child.offset + t.numRows * (col.type as { listSize: number }).listSize));
 }
 
 /** The parts of study.json the aggregator reads. */
@@ -155,7 +99,6 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
   let reused = 0;
   let done = 0;
   const total = plan.totals.trajectories;
-  const reference = plan.configs.find((c) => c.role === 'reference');
   // The reference runs first: every other shard reads its final samples for ODE-Jump and global errors.
   const order = [...plan.configs.entries()].sort(([, a], [, b]) => (a.role === b.role ? 0 : a.role === 'reference' ? -1 : 1));
   try {
@@ -173,17 +116,10 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
             shardsReused: reused,
             elapsedMs: Date.now() - started,
           });
-        if (await reusableShard(store, study.studyId, config, shard)) {
-          reused++;
-          done += shard.count;
-          progress(1);
-          continue;
-        }
         ctx ??= createContext(study, data, plan);
-        const referenceFinals = reference && config !== reference ? await readFinals(store, studyKeys.shard(study.studyId, reference.configId, shard.name, 'samples')) : undefined;
-        const out = await runShard(ctx, config, shard, { referenceFinals, onPoint: (i, n) => progress(i / n) });
-        await writeShard(store, study.studyId, config, shard, out);
-        computed++;
+        const res = await executeShard(ctx, store, config, shard, (i, n) => progress(i / n));
+        if (res.reused) reused++;
+        else computed++;
         done += shard.count;
         progress(1);
       }

@@ -2,3 +2,5 @@ export * from './context.js';
 export * from './shard.js';
 export * from './study-json.js';
 export * from './embedded.js';
+export * from './execute.js';
+export * from './gits.js';

@@ -114,6 +114,8 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     prev?.x.dispose();
     prev = spec.metrics.kde && ts ? { x: tf.clone(e.x), host: xHost, sigma: e.sigma, i: e.i } : null;
     onPoint?.(e.i + 1, P);
+    // Yield to the event loop once per point: progress output, cancellation polls and lock renewals run meanwhile.
+    await new Promise<void>((resolve) => setImmediate(resolve));
   };
 
   const x0 = tf.tensor2d(initialNoiseBatch(spec.seed, shard.first, B, dim, config.sigmas[0]!), [B, dim]);

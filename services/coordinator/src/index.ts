@@ -9,6 +9,8 @@ import { parseArgs } from 'node:util';
 import { formatBytes, formatFlops, table } from './format.js';
 import { progressPrinter } from './progress.js';
 import { pivotText, summaryText } from './show.js';
+import { cancelStudy, listStudies, oneStatus, RedisUnavailableError, registeredOut, renderStatus, retryStudy, submitStudy, UnknownStudyError, watchStudy } from './distributed.js';
+import { PayloadError, RedisUrlError } from '@trajlab/queue';
 
 /** Wrong command-line usage (exit code 2). */
 class UsageError extends Error {}
@@ -22,15 +24,21 @@ usage:
   trajlab show <studyId> [--out DIR] [--pivot METRIC]
                                             headline numbers per config, or one metric as a method x NFE table
 
-  submit, watch, status, cancel, retry need the distributed pipeline (Redis + workers), not in this version.
+  trajlab submit <spec> [--out DIR|s3://...] [--watch]   enqueue the study on BullMQ (REDIS_URL), print its id
+  trajlab watch <studyId>                   live progress per config and overall, ETA, failures
+  trajlab status [<studyId>]                state of one study, or of every submitted study
+  trajlab cancel <studyId>                  stop a study (running shards stop at their next step)
+  trajlab retry <studyId>                   run a failed or cancelled study's missing shards again
+  Workers and the aggregator: \`pnpm worker\`, \`pnpm aggregator\` (same REDIS_URL and AWS variables).
 
 environment:
+  REDIS_URL        redis:// or rediss:// URL of the queue (default redis://127.0.0.1:6379)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL_S3   for s3:// outputs
   TRAJLAB_OUT      default output root (default ./trajlab-out)
   TRAJLAB_BACKEND  auto | tensorflow | wasm | cpu (default auto)
 
 exit codes: 0 ok, 1 runtime failure, 2 invalid input`;
 
-const DISTRIBUTED = new Set(['submit', 'watch', 'status', 'cancel', 'retry']);
 
 function outRoot(flag: string | undefined): string {
   return flag ?? process.env.TRAJLAB_OUT ?? 'trajlab-out';
@@ -104,10 +112,52 @@ async function cmdShow(args: string[]): Promise<number> {
   return 0;
 }
 
+async function cmdSubmit(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, watch: { type: 'boolean', default: false } }, allowPositionals: true });
+  if (positionals.length !== 1) throw new UsageError('submit takes one spec file');
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  const { studyId } = await submitStudy(positionals[0]!, outRoot(values.out), log);
+  process.stdout.write(`${studyId}\n`);
+  if (!values.watch) return 0;
+  const final = await watchStudy(studyId, (s) => process.stderr.write(s));
+  return final.state === 'complete' ? 0 : 1;
+}
+
+async function cmdWatch(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: { interval: { type: 'string', default: '1' } }, allowPositionals: true });
+  if (positionals.length !== 1) throw new UsageError('watch takes one study id');
+  const final = await watchStudy(positionals[0]!, (s) => process.stdout.write(s), 1000 * Number(values.interval), Boolean(process.stdout.isTTY));
+  return final.state === 'complete' ? 0 : 1;
+}
+
+async function cmdStatus(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, options: { json: { type: 'boolean', default: false } }, allowPositionals: true });
+  const all = positionals.length === 0 ? await listStudies() : [await oneStatus(positionals[0]!)];
+  if (all.length === 0) process.stdout.write('no studies submitted\n');
+  for (const s of all) process.stdout.write(`${renderStatus(s, null)}\n`);
+  return 0;
+}
+
+async function cmdCancel(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, allowPositionals: true });
+  if (positionals.length !== 1) throw new UsageError('cancel takes one study id');
+  await cancelStudy(positionals[0]!);
+  process.stdout.write(`cancelled ${positionals[0]}\n`);
+  return 0;
+}
+
+async function cmdRetry(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, allowPositionals: true });
+  if (positionals.length !== 1) throw new UsageError('retry takes one study id');
+  await retryStudy(positionals[0]!, (s) => process.stdout.write(`${s}\n`));
+  return 0;
+}
+
 async function cmdAggregate(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('aggregate takes one study id');
-  const store = openStore(outRoot(values.out));
+  // Output root: --out, TRAJLAB_OUT, or where the study was submitted to (Redis registry).
+  const store = openStore(values.out ?? process.env.TRAJLAB_OUT ?? (await registeredOut(positionals[0]!)));
   const res = await aggregateStudy(store, positionals[0]!);
   process.stdout.write(`summary  ${res.summary}\ncurves   ${res.curves}\n`);
   return 0;
@@ -115,7 +165,16 @@ async function cmdAggregate(args: string[]): Promise<number> {
 
 /** Errors caused by the user's input: exit code 2 with the message alone. */
 function isInputError(err: unknown): boolean {
-  return err instanceof UsageError || err instanceof SpecError || err instanceof DataFileError || err instanceof DenoiserSpecError || err instanceof BackendChoiceError;
+  return (
+    err instanceof UsageError ||
+    err instanceof SpecError ||
+    err instanceof DataFileError ||
+    err instanceof DenoiserSpecError ||
+    err instanceof BackendChoiceError ||
+    err instanceof RedisUrlError ||
+    err instanceof UnknownStudyError ||
+    err instanceof PayloadError
+  );
 }
 
 /** Runs the CLI; returns the exit code. */
@@ -131,6 +190,16 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdAggregate(rest);
       case 'show':
         return await cmdShow(rest);
+      case 'submit':
+        return await cmdSubmit(rest);
+      case 'watch':
+        return await cmdWatch(rest);
+      case 'status':
+        return await cmdStatus(rest);
+      case 'cancel':
+        return await cmdCancel(rest);
+      case 'retry':
+        return await cmdRetry(rest);
       case undefined:
       case 'help':
       case '--help':
@@ -138,7 +207,6 @@ export async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${HELP}\n`);
         return command === undefined ? 2 : 0;
       default:
-        if (DISTRIBUTED.has(command)) throw new UsageError(`'${command}' needs the distributed pipeline (Redis, workers, S3), which this version does not include; use 'trajlab run'`);
         throw new UsageError(`unknown command '${command}'\n\n${HELP}`);
     }
   } catch (err) {
@@ -147,7 +215,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`trajlab: invalid input: ${message}\n`);
       return 2;
     }
-    if (err instanceof StoreError || err instanceof ArrowFileError) {
+    if (err instanceof StoreError || err instanceof ArrowFileError || err instanceof RedisUnavailableError) {
       process.stderr.write(`trajlab: ${message}\n`);
       return 1;
     }

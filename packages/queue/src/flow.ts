@@ -1,0 +1,39 @@
+import { FlowProducer, type FlowJob } from 'bullmq';
+import type { StudyPlan } from '@trajlab/study';
+import { jobIds, QUEUES } from './names.js';
+import { aggregatePayloadSchema, shardPayloadSchema, type AggregatePayload, type ShardPayload } from './payloads.js';
+
+/** Retry policy of shard jobs: transient failures (a worker dying, S3 hiccups) are retried with backoff. */
+export const SHARD_ATTEMPTS = 3;
+
+/**
+ * The BullMQ flow of a study: an `aggregate` parent with one child per (config, shard). Job ids are derived from
+ * (studyId, configId, shard), so submitting the same study again adds nothing. Every child has failParentOnFailure:
+ * a shard that fails for good fails the study at once instead of leaving the parent waiting forever.
+ */
+export function studyFlow(plan: StudyPlan, common: Omit<ShardPayload, 'configId' | 'shard'>): FlowJob {
+  const aggregate: AggregatePayload = aggregatePayloadSchema.parse({ studyId: plan.studyId, out: common.out });
+  return {
+    name: 'aggregate',
+    queueName: QUEUES.aggregate,
+    data: aggregate,
+    opts: { jobId: jobIds.aggregate(plan.studyId) },
+    children: plan.configs.flatMap((c) =>
+      c.shards.map((s) => ({
+        name: 'shard',
+        queueName: QUEUES.shards,
+        data: shardPayloadSchema.parse({ ...common, configId: c.configId, shard: { index: s.index, first: s.first, count: s.count, name: s.name } }),
+        opts: {
+          jobId: jobIds.shard(plan.studyId, c.configId, s.name),
+          failParentOnFailure: true,
+          attempts: SHARD_ATTEMPTS,
+          backoff: { type: 'exponential', delay: 2000 },
+          // reference shards first: other shards read their final samples
+          priority: c.role === 'reference' ? 1 : 2,
+        },
+      })),
+    ),
+  };
+}
+
+export { FlowProducer };

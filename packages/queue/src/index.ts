@@ -1,0 +1,4 @@
+export * from './connection.js';
+export * from './names.js';
+export * from './payloads.js';
+export * from './flow.js';

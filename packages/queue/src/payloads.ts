@@ -1,0 +1,41 @@
+import { z } from 'zod';
+
+/**
+ * Job payloads, validated when enqueued and again by the worker (a payload pushed into the queue by anything else
+ * gets a clear error naming the job and the field).
+ */
+
+const studyId = z.string().regex(/^[a-z0-9][a-z0-9-]*-[0-9a-f]{10}$/, 'must be <name>-<10 hex>');
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9.+_-]*$/, 'must be a plain slug');
+const out = z.string().min(1).refine((v) => !/^[a-z][a-z0-9+.-]*:\/\//i.test(v) || v.startsWith('s3://'), 'must be a local path or s3://bucket/prefix');
+
+export const shardPayloadSchema = z.strictObject({
+  studyId,
+  /** Output root (directory or s3://bucket/prefix). */
+  out,
+  /** The resolved spec (JSON object, defaults filled): the worker resolves it again and must reach the same study id. */
+  spec: z.record(z.string(), z.unknown()),
+  /** Directory relative dataset paths are resolved against (the spec file's, on the submitting machine). */
+  baseDir: z.string().min(1),
+  configId: name,
+  shard: z.strictObject({ index: z.number().int().min(0), first: z.number().int().min(0), count: z.number().int().positive(), name }),
+  /** Sigmas of configs whose schedule is computed at submit time (gits), by config id. */
+  sigmas: z.record(z.string(), z.array(z.number().positive()).min(2)).default({}),
+});
+export type ShardPayload = z.infer<typeof shardPayloadSchema>;
+
+export const aggregatePayloadSchema = z.strictObject({ studyId, out });
+export type AggregatePayload = z.infer<typeof aggregatePayloadSchema>;
+
+/** A job payload that violates its schema. */
+export class PayloadError extends Error {
+  override name = 'PayloadError';
+}
+
+/** Validates a payload; the error names the job and every offending field. */
+export function parsePayload<T>(schema: z.ZodType<T>, data: unknown, jobId: string): T {
+  const res = schema.safeParse(data);
+  if (res.success) return res.data;
+  const problems = res.error.issues.map((i) => `${i.path.join('.') || '(payload)'}: ${i.message}`).join('; ');
+  throw new PayloadError(`job ${jobId}: invalid payload (${problems})`);
+}

@@ -1,0 +1,100 @@
+import type { ObjectStore } from '@trajlab/storage';
+import { sha256Hex, studyKeys, type PlannedConfig, type ShardPlan } from '@trajlab/study';
+import type { StudyContext } from './context.js';
+import { runShard, type ShardOutput } from './shard.js';
+import { readIpcFile } from '@trajlab/results';
+
+/** The manifest written after a shard's files: object keys, row counts and sha256 of each file. */
+export interface ShardManifest {
+  studyId: string;
+  configId: string;
+  shard: string;
+  first: number;
+  count: number;
+  files: { key: string; rows: number; sha256: string; bytes: number }[];
+}
+
+/** The shard's manifest when it exists and every file it lists exists with the listed hash; else null. */
+export async function existingShard(store: ObjectStore, studyId: string, config: PlannedConfig, shard: ShardPlan): Promise<ShardManifest | null> {
+  const key = studyKeys.manifest(studyId, config.configId, shard.name);
+  if (!(await store.exists(key))) return null;
+  try {
+    const m = JSON.parse(new TextDecoder().decode(await store.get(key))) as ShardManifest;
+    if (m.first !== shard.first || m.count !== shard.count) return null;
+    for (const f of m.files) {
+      if (!(await store.exists(f.key))) return null;
+      if (sha256Hex(await store.get(f.key)) !== f.sha256) return null;
+    }
+    return m;
+  } catch {
+    return null;
+  }
+}
+
+/** Writes a shard's files, then its manifest (last, so a manifest always describes complete files). */
+export async function writeShard(store: ObjectStore, studyId: string, config: PlannedConfig, shard: ShardPlan, out: ShardOutput): Promise<ShardManifest> {
+  const files: ShardManifest['files'] = [];
+  const tables = [
+    ['steps', out.steps, out.rows.steps],
+    ['samples', out.samples, out.rows.samples],
+    ['states', out.states, out.rows.states],
+  ] as const;
+  for (const [table, bytes, rows] of tables) {
+    if (!bytes) continue;
+    const key = studyKeys.shard(studyId, config.configId, shard.name, table);
+    await store.put(key, bytes);
+    files.push({ key, rows, sha256: sha256Hex(bytes), bytes: bytes.length });
+  }
+  const manifest: ShardManifest = { studyId, configId: config.configId, shard: shard.name, first: shard.first, count: shard.count, files };
+  await store.put(studyKeys.manifest(studyId, config.configId, shard.name), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
+  return manifest;
+}
+
+/** The `final` column (x_S per sample) of a samples.arrow object, row-major [rows, dim]. */
+export async function readFinals(store: ObjectStore, key: string): Promise<Float32Array> {
+  const t = readIpcFile(await store.get(key), store.locate(key));
+  const col = t.getChild('final');
+  if (!col) throw new Error(`${store.locate(key)}: no 'final' column`);
+  const child = col.data[0]!.children[0]!;
+  return Float32Array.from((child.values as Float32Array).subarray(child.offset, child.offset + t.numRows * (col.type as { listSize: number }).listSize));
+}
+
+/** How a shard execution went. */
+export interface ShardExecution {
+  manifest: ShardManifest;
+  /** True when complete files were already there (nothing computed). */
+  reused: boolean;
+  /** True when the reference shard of the same samples had to be computed first. */
+  computedReference: boolean;
+}
+
+/**
+ * Executes one shard idempotently: reuses complete files (matching manifest), otherwise makes sure the reference
+ * config's shard for the same samples exists (computing it if needed: deterministic, so concurrent writers write the
+ * same bytes), runs the shard and writes it. Shared by the embedded run and the workers.
+ */
+export async function executeShard(
+  ctx: StudyContext,
+  store: ObjectStore,
+  config: PlannedConfig,
+  shard: ShardPlan,
+  onPoint?: (done: number, total: number) => void,
+): Promise<ShardExecution> {
+  const studyId = ctx.study.studyId;
+  const existing = await existingShard(store, studyId, config, shard);
+  if (existing) return { manifest: existing, reused: true, computedReference: false };
+  const reference = ctx.plan.configs.find((c) => c.role === 'reference');
+  let referenceFinals: Float32Array | undefined;
+  let computedReference = false;
+  if (reference && reference !== config) {
+    const refShard = reference.shards.find((s) => s.first === shard.first && s.count === shard.count);
+    if (!refShard) throw new Error(`no reference shard covers samples ${shard.first}..${shard.first + shard.count - 1}`);
+    if (!(await existingShard(store, studyId, reference, refShard))) {
+      await writeShard(store, studyId, reference, refShard, await runShard(ctx, reference, refShard));
+      computedReference = true;
+    }
+    referenceFinals = await readFinals(store, studyKeys.shard(studyId, reference.configId, refShard.name, 'samples'));
+  }
+  const out = await runShard(ctx, config, shard, { referenceFinals, onPoint });
+  return { manifest: await writeShard(store, studyId, config, shard, out), reused: false, computedReference };
+}

@@ -1,0 +1,16 @@
+/** The sandboxed aggregate processor: merges a finished study's shards into summary.arrow and curves.arrow. */
+import { aggregatePayloadSchema, parsePayload } from '@trajlab/queue';
+import { aggregateStudy } from '@trajlab/runner';
+import { openStore } from '@trajlab/storage';
+import { studyKeys } from '@trajlab/study';
+import type { SandboxedJob } from 'bullmq';
+
+export default async function processAggregate(job: SandboxedJob): Promise<{ summary: string; curves: string }> {
+  const p = parsePayload(aggregatePayloadSchema, job.data, String(job.id));
+  const store = openStore(p.out);
+  const paths = await aggregateStudy(store, p.studyId);
+  const key = studyKeys.studyJson(p.studyId);
+  const doc = JSON.parse(new TextDecoder().decode(await store.get(key))) as Record<string, unknown>;
+  await store.put(key, new TextEncoder().encode(`${JSON.stringify({ ...doc, status: 'complete', completedAt: new Date().toISOString() }, null, 2)}\n`));
+  return paths;
+}

@@ -1,0 +1,305 @@
+import { initBackend, backendFromEnv } from '@trajlab/backend';
+import { FlowProducer, jobIds, QUEUES, redisKeys, redisSettings, studyFlow } from '@trajlab/queue';
+import { computeGitsSchedules, createContext, studyJson } from '@trajlab/runner';
+import { openStore } from '@trajlab/storage';
+import { planStudy, resolveStudyFile, studyKeys } from '@trajlab/study';
+import { Job, Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { formatDuration } from './format.js';
+
+/** Redis cannot be reached or refused us: a clear message, no stack trace (exit code 1). */
+export class RedisUnavailableError extends Error {
+  override name = 'RedisUnavailableError';
+}
+
+/** A study id that is not known to this Redis (exit code 2). */
+export class UnknownStudyError extends Error {
+  override name = 'UnknownStudyError';
+}
+
+/** Connections of one CLI command: fail fast when Redis is down. */
+export class Cluster {
+  readonly redis: Redis;
+  readonly shards: Queue;
+  readonly aggregate: Queue;
+  readonly display: string;
+  private constructor(redis: Redis, display: string) {
+    this.redis = redis;
+    this.display = display;
+    this.shards = new Queue(QUEUES.shards, { connection: redis });
+    this.aggregate = new Queue(QUEUES.aggregate, { connection: redis });
+  }
+
+  static async connect(): Promise<Cluster> {
+    const settings = redisSettings();
+    const redis = new Redis({ ...settings.connection, lazyConnect: true, connectTimeout: 5000, maxRetriesPerRequest: 2, retryStrategy: (n) => (n > 2 ? null : 250) });
+    redis.on('error', () => {});
+    try {
+      await redis.connect();
+      await redis.ping();
+    } catch (err) {
+      redis.disconnect();
+      throw new RedisUnavailableError(`cannot reach Redis at ${settings.display} (REDIS_URL): ${(err as Error).message.split('\n')[0]}`);
+    }
+    return new Cluster(redis, settings.display);
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([this.shards.close(), this.aggregate.close()]);
+    this.redis.disconnect();
+  }
+}
+
+/** What the registry keeps of a submitted study. */
+interface Registered {
+  out: string;
+  submittedAt: string;
+  /** [configId, [[shardName, samples]]] */
+  plan: [string, [string, number][]][];
+}
+
+async function registered(c: Cluster, studyId: string): Promise<Registered> {
+  const h = await c.redis.hgetall(redisKeys.study(studyId));
+  if (!h.out) throw new UnknownStudyError(`no study '${studyId}' was submitted to ${c.display}`);
+  return { out: h.out, submittedAt: h.submittedAt!, plan: JSON.parse(h.plan!) as Registered['plan'] };
+}
+
+/** Submits a study as a BullMQ flow; a second submission of the same spec adds nothing. Returns the study id. */
+export async function submitStudy(specPath: string, out: string, log: (s: string) => void): Promise<{ studyId: string; added: boolean }> {
+  const { study, data } = resolveStudyFile(specPath);
+  const plan = planStudy(study);
+  const store = openStore(out);
+  const c = await Cluster.connect();
+  try {
+    const existing = await Job.fromId(c.aggregate, jobIds.aggregate(study.studyId));
+    if (existing) {
+      log(`study ${study.studyId} is already submitted (${await existing.getState()}); nothing added`);
+      return { studyId: study.studyId, added: false };
+    }
+    const sigmas: Record<string, number[]> = {};
+    let gits: unknown[] = [];
+    if (plan.configs.some((cfg) => cfg.gits)) {
+      // GITS schedules come from teacher trajectories: computed once here, shipped to every shard in its payload.
+      const backend = await initBackend(backendFromEnv());
+      log(`computing GITS schedules on ${backend.name}`);
+      const ctx = createContext(study, data, plan);
+      try {
+        gits = await computeGitsSchedules(ctx, plan.configs);
+      } finally {
+        ctx.dispose();
+      }
+      for (const cfg of plan.configs) if (cfg.gits) sigmas[cfg.configId] = cfg.sigmas;
+    }
+    await store.put(studyKeys.studyJson(study.studyId), studyJson(study, plan, null, { status: 'submitted', submittedAt: new Date().toISOString(), gits }));
+    const reg: Registered = { out, submittedAt: new Date().toISOString(), plan: plan.configs.map((cfg) => [cfg.configId, cfg.shards.map((s) => [s.name, s.count])]) };
+    await c.redis.hset(redisKeys.study(study.studyId), { out: reg.out, submittedAt: reg.submittedAt, plan: JSON.stringify(reg.plan) });
+    await c.redis.sadd(redisKeys.studies(), study.studyId);
+    await c.redis.del(redisKeys.cancel(study.studyId));
+    const producer = new FlowProducer({ connection: c.redis });
+    try {
+      await producer.add(studyFlow(plan, { studyId: study.studyId, out, spec: study.spec as Record<string, unknown>, baseDir: study.baseDir, sigmas }));
+    } finally {
+      await producer.close();
+    }
+    log(`submitted ${plan.totals.jobs} shard job(s) + 1 aggregate job to ${c.display}; outputs under ${store.locate(study.studyId)}`);
+    return { studyId: study.studyId, added: true };
+  } finally {
+    await c.close();
+  }
+}
+
+/** State of a study from its jobs. */
+export interface StudyStatus {
+  studyId: string;
+  state: 'queued' | 'running' | 'complete' | 'failed' | 'cancelled';
+  out: string;
+  configs: { configId: string; shards: number; done: number; active: number; failed: number; samplesDone: number; samples: number }[];
+  samplesDone: number;
+  samples: number;
+  failures: { job: string; reason: string }[];
+}
+
+export async function studyStatus(c: Cluster, studyId: string): Promise<StudyStatus> {
+  const reg = await registered(c, studyId);
+  const parent = await Job.fromId(c.aggregate, jobIds.aggregate(studyId));
+  const parentState = parent ? await parent.getState() : 'unknown';
+  const cancelled = (await c.redis.exists(redisKeys.cancel(studyId))) > 0;
+  const failures: StudyStatus['failures'] = [];
+  let anyStarted = false;
+  const configs: StudyStatus['configs'] = [];
+  for (const [configId, shards] of reg.plan) {
+    const row = { configId, shards: shards.length, done: 0, active: 0, failed: 0, samplesDone: 0, samples: 0 };
+    const jobs = await Promise.all(shards.map(([name]) => Job.fromId(c.shards, jobIds.shard(studyId, configId, name))));
+    for (const [k, job] of jobs.entries()) {
+      const samples = shards[k]![1];
+      row.samples += samples;
+      if (!job) continue;
+      const state = await job.getState();
+      if (state === 'completed') {
+        row.done++;
+        row.samplesDone += samples;
+        anyStarted = true;
+      } else if (state === 'active') {
+        row.active++;
+        anyStarted = true;
+        const p = job.progress as { points?: number; of?: number } | number;
+        if (typeof p === 'object' && p.of) row.samplesDone += (samples * (p.points ?? 0)) / p.of;
+      } else if (state === 'failed') {
+        row.failed++;
+        failures.push({ job: job.id!, reason: job.failedReason });
+      }
+    }
+    configs.push(row);
+  }
+  const samplesDone = configs.reduce((a, r) => a + r.samplesDone, 0);
+  const samples = configs.reduce((a, r) => a + r.samples, 0);
+  let state: StudyStatus['state'] = anyStarted ? 'running' : 'queued';
+  if (parentState === 'completed') state = 'complete';
+  if (parentState === 'failed' || failures.length > 0) state = 'failed';
+  if (cancelled) state = 'cancelled';
+  if (parentState === 'failed' && failures.length === 0 && parent?.failedReason) failures.push({ job: parent.id!, reason: parent.failedReason });
+  return { studyId, state, out: reg.out, configs, samplesDone, samples, failures };
+}
+
+function bar(frac: number, width = 20): string {
+  const f = Math.max(0, Math.min(width, Math.round(frac * width)));
+  return `[${'#'.repeat(f)}${'.'.repeat(width - f)}]`;
+}
+
+/** Renders a status as text: one bar per config, then the total with rate and ETA. */
+export function renderStatus(s: StudyStatus, rate: number | null): string {
+  const w = Math.max(...s.configs.map((c) => c.configId.length), 6);
+  const lines = s.configs.map(
+    (c) => `  ${c.configId.padEnd(w)} ${bar(c.samplesDone / Math.max(1, c.samples))} ${c.done}/${c.shards} shards${c.active ? `, ${c.active} running` : ''}${c.failed ? `, ${c.failed} FAILED` : ''}`,
+  );
+  const frac = s.samplesDone / Math.max(1, s.samples);
+  const eta = rate && rate > 0 ? formatDuration(((s.samples - s.samplesDone) / rate) * 1000) : '?';
+  lines.push(`${s.studyId}: ${s.state} ${bar(frac)} ${(100 * frac).toFixed(0)}%  ${Math.round(s.samplesDone)}/${s.samples} trajectories${rate !== null ? `  ${rate.toFixed(1)} traj/s  ETA ${eta}` : ''}`);
+  for (const f of s.failures) lines.push(`  failure: ${f.job}: ${f.reason}`);
+  return lines.join('\n');
+}
+
+/** Polls a study until it completes, fails or is cancelled, printing progress. Returns the final status. */
+export async function watchStudy(studyId: string, write: (s: string) => void, intervalMs = 1000, tty = Boolean(process.stderr.isTTY)): Promise<StudyStatus> {
+  const c = await Cluster.connect();
+  try {
+    const t0 = Date.now();
+    let first: number | null = null;
+    let lastPrinted = '';
+    for (;;) {
+      const s = await studyStatus(c, studyId);
+      first ??= s.samplesDone;
+      const elapsed = (Date.now() - t0) / 1000;
+      const rate = elapsed > 2 ? (s.samplesDone - first) / elapsed : null;
+      const text = renderStatus(s, rate);
+      if (tty) write(`\x1b[2J\x1b[H${text}\n`);
+      else if (text.split('\n').at(-1) !== lastPrinted.split('\n').at(-1) || s.state !== 'running') write(`${text}\n`);
+      lastPrinted = text;
+      if (s.state === 'complete' || s.state === 'failed' || s.state === 'cancelled') return s;
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  } finally {
+    await c.close();
+  }
+}
+
+/** Every submitted study with its state. */
+export async function listStudies(): Promise<StudyStatus[]> {
+  const c = await Cluster.connect();
+  try {
+    const ids = (await c.redis.smembers(redisKeys.studies())).sort();
+    return await Promise.all(ids.map((id) => studyStatus(c, id)));
+  } finally {
+    await c.close();
+  }
+}
+
+export async function oneStatus(studyId: string): Promise<StudyStatus> {
+  const c = await Cluster.connect();
+  try {
+    return await studyStatus(c, studyId);
+  } finally {
+    await c.close();
+  }
+}
+
+async function waitNoActive(c: Cluster, studyId: string, timeoutMs: number): Promise<void> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < timeoutMs) {
+    const s = await studyStatus(c, studyId);
+    if (s.configs.every((r) => r.active === 0)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/**
+ * Cancels a study: sets its cancel flag (running shards stop at their next time point and fail without retry), waits
+ * for running shards to stop, then removes its jobs. Finished shard files stay in the store.
+ */
+export async function cancelStudy(studyId: string, timeoutMs = 60_000): Promise<void> {
+  const c = await Cluster.connect();
+  try {
+    await registered(c, studyId);
+    await c.redis.set(redisKeys.cancel(studyId), new Date().toISOString());
+    await waitNoActive(c, studyId, timeoutMs);
+    const parent = await Job.fromId(c.aggregate, jobIds.aggregate(studyId));
+    await parent?.remove({ removeChildren: true });
+  } finally {
+    await c.close();
+  }
+}
+
+/**
+ * Retries a failed or cancelled study: its flow is removed and added again under the same job ids; complete shards are
+ * found with matching manifests and reused, so only the failed (or never run) shards compute.
+ */
+export async function retryStudy(studyId: string, log: (s: string) => void): Promise<void> {
+  const c = await Cluster.connect();
+  try {
+    const reg = await registered(c, studyId);
+    const before = await studyStatus(c, studyId);
+    if (before.state === 'complete') {
+      log(`study ${studyId} is complete; nothing to retry`);
+      return;
+    }
+    await waitNoActive(c, studyId, 60_000);
+    const parent = await Job.fromId(c.aggregate, jobIds.aggregate(studyId));
+    // The flow's shard payloads are identical for every shard but their (config, shard): take them from any child.
+    let template: Record<string, unknown> | null = null;
+    for (const [configId, shards] of reg.plan) {
+      for (const [name] of shards) {
+        const j = await Job.fromId(c.shards, jobIds.shard(studyId, configId, name));
+        if (j) {
+          template = j.data as Record<string, unknown>;
+          break;
+        }
+      }
+      if (template) break;
+    }
+    if (!template) throw new Error(`no job of study ${studyId} is left to retry from; submit the spec again`);
+    await parent?.remove({ removeChildren: true });
+    await c.redis.del(redisKeys.cancel(studyId));
+    const { resolveStudyText } = await import('@trajlab/study');
+    const { study } = resolveStudyText(JSON.stringify(template.spec), `retry of ${studyId}`, template.baseDir as string);
+    const plan = planStudy(study);
+    const producer = new FlowProducer({ connection: c.redis });
+    try {
+      await producer.add(studyFlow(plan, { studyId, out: reg.out, spec: template.spec as Record<string, unknown>, baseDir: template.baseDir as string, sigmas: (template.sigmas ?? {}) as Record<string, number[]> }));
+    } finally {
+      await producer.close();
+    }
+    log(`study ${studyId} resubmitted: ${before.failures.length} failed shard(s) will run again, complete shards are reused`);
+  } finally {
+    await c.close();
+  }
+}
+
+/** The output root of a submitted study (for aggregate/show without --out). */
+export async function registeredOut(studyId: string): Promise<string> {
+  const c = await Cluster.connect();
+  try {
+    return (await registered(c, studyId)).out;
+  } finally {
+    await c.close();
+  }
+}
