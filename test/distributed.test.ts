@@ -1,0 +1,141 @@
+import { openStore } from '@trajlab/storage';
+import { Queue } from 'bullmq';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliAsync as cli, readTable, rows, tempDir, writeSpec } from './helpers.js';
+import { startS3, type TestS3 } from './s3-server.js';
+import { startRedis, startService, type RedisHandle, type ServiceHandle } from './services.js';
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+describe('distributed studies: BullMQ flow, 2 sandboxed workers, aggregator, S3 over HTTP', () => {
+  let redis: RedisHandle;
+  let s3: TestS3;
+  let env: Record<string, string>;
+  const services: ServiceHandle[] = [];
+
+  beforeAll(async () => {
+    [redis, s3] = await Promise.all([startRedis(), startS3()]);
+    env = { ...s3.env, REDIS_URL: redis.url };
+    services.push(startService('worker', env), startService('worker', env), startService('aggregator', env));
+    await Promise.all(services.map((s) => s.waitFor(/ready/)));
+  });
+  afterAll(async () => {
+    await Promise.all(services.map((s) => s.stop('SIGKILL')));
+    await Promise.all([redis?.stop(), s3?.stop()]);
+  });
+
+  const spec = {
+    name: 'dist-e2e',
+    samples: 16,
+    shardSize: 4,
+    dataset: { kind: 'gmm', dim: 3, components: 4, n: 150 },
+    compare: { kind: 'gmm' },
+    solvers: [
+      { solver: 'heun', steps: 5 },
+      { solver: 'ipndm', schedule: 'gits', steps: 4, gits: { teacherSteps: 12, warmup: 16 } },
+    ],
+    reference: { solver: 'heun', steps: 16 },
+    keepStates: 2,
+  };
+
+  it('submit --watch completes with outputs byte-identical to trajlab run; every shard object exists once', async () => {
+    const dir = tempDir();
+    const path = writeSpec(dir, spec);
+    const out = `s3://${s3.bucket}/e2e`;
+    const res = await cli(['submit', path, '--out', out, '--watch'], { env });
+    expect(res.status, res.stderr).toBe(0);
+    const studyId = res.stdout.trim().split('\n')[0]!;
+    expect(res.stderr).toMatch(new RegExp(`${studyId}: complete`));
+    const local = await cli(['run', path, '--out', join(dir, 'local'), '--quiet']);
+    expect(local.status, local.stderr).toBe(0);
+    const store = openStore(out, { ...process.env, ...env });
+    const keys = await store.list(`${studyId}/`);
+    const arrowKeys = keys.filter((k) => k.endsWith('.arrow'));
+    // 3 configs x 4 shards x (steps, samples) + states for the first shard of each + summary + curves
+    expect(arrowKeys).toHaveLength(3 * 4 * 2 + 3 + 2);
+    expect(new Set(keys).size).toBe(keys.length);
+    const localStore = openStore(join(dir, 'local'));
+    for (const key of arrowKeys) expect(sha(await store.get(key)), key).toBe(sha(await localStore.get(key)));
+    const doc = JSON.parse(new TextDecoder().decode(await store.get(`${studyId}/study.json`)));
+    expect(doc.status).toBe('complete');
+    expect(rows(readTable(join(dir, 'local', studyId, 'summary/summary.arrow'))).map((r) => r.config_id)).toHaveLength(3);
+
+    // Resubmitting the same spec adds no job and writes no object.
+    const queue = new Queue('trajlab-shards', { connection: { host: '127.0.0.1', port: redis.port } });
+    const before = await queue.getJobCounts('completed', 'waiting', 'active', 'failed', 'prioritized');
+    const again = await cli(['submit', path, '--out', out], { env });
+    expect(again.status).toBe(0);
+    expect(again.stderr).toMatch(/already submitted \(completed\); nothing added/);
+    expect(await queue.getJobCounts('completed', 'waiting', 'active', 'failed', 'prioritized')).toEqual(before);
+    expect(await store.list(`${studyId}/`)).toEqual(keys);
+    await queue.close();
+  });
+
+  it('a shard that fails for good (its dataset file disappeared) fails the study within seconds, with that error; retry completes it', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'data'));
+    const data = join(dir, 'data', 'tiny-idx3-ubyte');
+    // 20 images of 2x2 bytes
+    const header = Buffer.from([0, 0, 8, 3, 0, 0, 0, 20, 0, 0, 0, 2, 0, 0, 0, 2]);
+    const body = Buffer.from(Array.from({ length: 80 }, (_, i) => (i * 37) % 256));
+    writeFileSync(data, Buffer.concat([header, body]));
+    const path = writeSpec(dir, { name: 'dist-fail', samples: 8, shardSize: 4, dataset: { kind: 'idx', uri: './data/tiny-idx3-ubyte' }, solvers: [{ solver: 'euler', steps: 3 }] });
+    copyFileSync(data, `${data}.bak`);
+    // Submit with the file present (validation reads it), with the queue paused so no worker starts, then remove the file.
+    const queue = new Queue('trajlab-shards', { connection: { host: '127.0.0.1', port: redis.port } });
+    await queue.pause();
+    const out = `s3://${s3.bucket}/fail`;
+    const sub = await cli(['submit', path, '--out', out], { env });
+    expect(sub.status, sub.stderr).toBe(0);
+    const studyId = sub.stdout.trim();
+    rmSync(data);
+    await queue.resume();
+    await queue.close();
+    const t0 = Date.now();
+    const watch = await cli(['watch', studyId, '--interval', '0.2'], { env });
+    expect(watch.status).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    expect(watch.stdout).toMatch(new RegExp(`${studyId}: failed`));
+    expect(watch.stdout).toMatch(/failure: dist-fail-[0-9a-f]{10}\.euler-polynomial-rho7-s3\.0000\d\d-0000\d\d: .*tiny-idx3-ubyte: file not found/);
+    copyFileSync(`${data}.bak`, data);
+    const retry = await cli(['retry', studyId], { env });
+    expect(retry.status, retry.stderr).toBe(0);
+    const done = await cli(['watch', studyId, '--interval', '0.2'], { env });
+    expect(done.status, done.stdout).toBe(0);
+    expect(done.stdout).toMatch(new RegExp(`${studyId}: complete`));
+    rmSync(`${data}.bak`);
+  });
+
+  it('cancel stops a running study', async () => {
+    const dir = tempDir();
+    const path = writeSpec(dir, {
+      name: 'dist-cancel',
+      samples: 64,
+      shardSize: 8,
+      dataset: { kind: 'gmm', dim: 64, components: 8, n: 4000 },
+      solvers: [{ solver: 'heun', steps: 200 }],
+      metrics: { pca: false },
+    });
+    const sub = await cli(['submit', path, '--out', `s3://${s3.bucket}/cancel`], { env });
+    expect(sub.status, sub.stderr).toBe(0);
+    const studyId = sub.stdout.trim();
+    // wait until it runs
+    for (let i = 0; i < 100; i++) {
+      const st = await cli(['status', studyId], { env });
+      if (/running/.test(st.stdout)) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const t0 = Date.now();
+    const c = await cli(['cancel', studyId], { env });
+    expect(c.status, c.stderr).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(30_000);
+    const st = await cli(['status', studyId], { env });
+    expect(st.stdout).toMatch(new RegExp(`${studyId}: cancelled`));
+    expect(st.stdout).not.toMatch(/running/);
+    // the workers are free again: they log the cancellation, not a crash
+    await services[0]!.waitFor(/was cancelled|ready/);
+  });
+});
