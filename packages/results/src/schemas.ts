@@ -51,6 +51,7 @@ export const SAMPLES_COLUMNS: ColumnDef[] = [
   c('nn_ratio', 'float64', true, 'nn_dist / nn2_dist (near 0: memorised a training point)'),
   c('final_err_ref', 'float64', true, 'global error ||x_S - x_S^ref|| against the reference config (null without reference)'),
   c('final', 'vec32', false, 'x_S'),
+  c('nn_point', 'vec32', true, 'the nearest training point itself (null without a training set or with metrics.nearest off)'),
 ];
 
 /** states.arrow: kept samples only, full vectors. */

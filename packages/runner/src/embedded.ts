@@ -4,6 +4,7 @@ import { aggregateShards, type AggregateConfig } from '@trajlab/results';
 import { openStore, type ObjectStore } from '@trajlab/storage';
 import { planStudy, resolveStudyFile, studyKeys, type StudyPlan } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
+import { writeReport } from '@trajlab/report';
 import { executeShard } from './execute.js';
 import { computeGitsSchedules, type GitsRecord } from './gits.js';
 import { studyJson } from './study-json.js';
@@ -40,6 +41,8 @@ export interface RunResult {
   studyDir: string;
   summary: string;
   curves: string;
+  /** The self-contained HTML report. */
+  report: string;
   shardsComputed: number;
   shardsReused: number;
   elapsedMs: number;
@@ -134,5 +137,7 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
     studyKeys.studyJson(study.studyId),
     studyJson(study, plan, backend, { status: 'complete', startedAt: new Date(started).toISOString(), elapsedMs, shardsComputed: computed, shardsReused: reused, gits }),
   );
-  return { studyId: study.studyId, plan, studyDir: store.locate(study.studyId), ...paths, shardsComputed: computed, shardsReused: reused, elapsedMs };
+  // The report reads only the output files (study.json included), so it is written last.
+  const report = await writeReport(store, study.studyId);
+  return { studyId: study.studyId, plan, studyDir: store.locate(study.studyId), ...paths, report, shardsComputed: computed, shardsReused: reused, elapsedMs };
 }

@@ -246,6 +246,10 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     nn_ratio: { values: nn ? Float64Array.from(nn.dist, (d, r) => d / nn.dist2[r]!) : nanIfNone(undefined) },
     final_err_ref: { values: finalErrRef },
     final: { values: finals },
+    nn_point: {
+      values: nn ? Float32Array.from({ length: B * dim }, (_, j) => ts!.points[nn.index[Math.floor(j / dim)]! * dim + (j % dim)]!) : new Float32Array(B * dim),
+      valid: nnValid,
+    },
   });
 
   const kept = Math.max(0, Math.min(B, spec.keepStates - shard.first));

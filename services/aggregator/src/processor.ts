@@ -1,16 +1,17 @@
-/** The sandboxed aggregate processor: merges a finished study's shards into summary.arrow and curves.arrow. */
+/** The sandboxed aggregate processor: merges a finished study's shards into summary.arrow and curves.arrow, then the report. */
 import { aggregatePayloadSchema, parsePayload } from '@trajlab/queue';
+import { writeReport } from '@trajlab/report';
 import { aggregateStudy } from '@trajlab/runner';
 import { openStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 import type { SandboxedJob } from 'bullmq';
 
-export default async function processAggregate(job: SandboxedJob): Promise<{ summary: string; curves: string }> {
+export default async function processAggregate(job: SandboxedJob): Promise<{ summary: string; curves: string; report: string }> {
   const p = parsePayload(aggregatePayloadSchema, job.data, String(job.id));
   const store = openStore(p.out);
   const paths = await aggregateStudy(store, p.studyId);
   const key = studyKeys.studyJson(p.studyId);
   const doc = JSON.parse(new TextDecoder().decode(await store.get(key))) as Record<string, unknown>;
   await store.put(key, new TextEncoder().encode(`${JSON.stringify({ ...doc, status: 'complete', completedAt: new Date().toISOString() }, null, 2)}\n`));
-  return paths;
+  return { ...paths, report: await writeReport(store, p.studyId) };
 }

@@ -1,0 +1,4 @@
+export * from './build.js';
+export * from './png.js';
+export * from './svg.js';
+export * from './projection.js';
