@@ -76,7 +76,7 @@ describe.skipIf(!hasChromium)('report.html in real headless Chromium', () => {
       fs.map((f) => ({
         id: f.id,
         marks: f.querySelectorAll('svg path, svg polygon, svg circle').length,
-        images: [...f.querySelectorAll('img')].map((i) => (i as HTMLImageElement).naturalWidth),
+        images: [...f.querySelectorAll('img')].map((i) => (i as unknown as { naturalWidth: number }).naturalWidth),
         noData: f.querySelectorAll('.empty').length,
       })),
     );
