@@ -6,6 +6,10 @@ import { openStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 import type { SandboxedJob } from 'bullmq';
 
+// A sandboxed child must not outlive its worker: if the worker dies (even by SIGKILL) the IPC channel closes; stop
+// computing at once instead of finishing a shard nobody will report (BullMQ moves the job back after its lock expires).
+if (process.send) process.on('disconnect', () => process.exit(1));
+
 export default async function processAggregate(job: SandboxedJob): Promise<{ summary: string; curves: string; report: string }> {
   const p = parsePayload(aggregatePayloadSchema, job.data, String(job.id));
   const store = openStore(p.out);

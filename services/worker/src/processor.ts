@@ -48,6 +48,10 @@ function contextFor(p: ShardPayload, jobId: string): StudyContext {
   return ctx;
 }
 
+// A sandboxed child must not outlive its worker: if the worker dies (even by SIGKILL) the IPC channel closes; stop
+// computing at once instead of finishing a shard nobody will report (BullMQ moves the job back after its lock expires).
+if (process.send) process.on('disconnect', () => process.exit(1));
+
 export default async function processShard(job: SandboxedJob): Promise<ShardManifest> {
   const jobId = String(job.id);
   let payload: ShardPayload;
