@@ -3,6 +3,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runStudyEmbedded } from '@trajlab/runner';
 import { cliAsync, REPO, runSpec, tempDir } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -21,23 +22,13 @@ function writeImages(dir: string): string {
   return path;
 }
 
-let mixture: Awaited<ReturnType<typeof runSpec>>;
+let mixture: Awaited<ReturnType<typeof runStudyEmbedded>> & { dir: string };
 let images: Awaited<ReturnType<typeof runSpec>>;
 
 beforeAll(async () => {
-  mixture = await runSpec({
-    name: 'report-mixture',
-    samples: 12,
-    shardSize: 6,
-    dataset: { kind: 'gmm', dim: 2, components: 4, n: 200 },
-    compare: { kind: 'gmm' },
-    solvers: [
-      { solver: 'euler', steps: [6, 12] },
-      { solver: 'heun', steps: [3, 6] },
-    ],
-    reference: { solver: 'heun', steps: 40 },
-    keepStates: 3,
-  });
+  // the shipped quickstart, exactly as a user runs it
+  const out = join(tempDir(), 'out');
+  mixture = { ...(await runStudyEmbedded(join(REPO, 'examples/quickstart.yaml'), { out })), dir: out };
   const dir = tempDir();
   writeImages(dir);
   images = await runSpec(
@@ -85,8 +76,8 @@ describe.skipIf(!hasChromium)('report.html in real headless Chromium', () => {
     return { errors, requests: requests.filter((u) => !u.startsWith('data:') && u !== `file://${report}`), figures, tableRows };
   }
 
-  it('the mixture study report loads offline with every expected figure drawn', async () => {
-    const r = await open(mixture.report, 'report-mixture.png');
+  it('the quickstart report loads offline with every expected figure drawn', async () => {
+    const r = await open(mixture.report, 'report-quickstart.png');
     expect(r.errors).toEqual([]);
     expect(r.requests).toEqual([]);
     expect(r.figures.map((f) => f.id)).toEqual(['fig-deviation', 'fig-magnitudes', 'fig-projections', 'fig-error-nfe', 'fig-score-dev', 'fig-kde-gain', 'fig-nn-ratio']);
@@ -94,7 +85,7 @@ describe.skipIf(!hasChromium)('report.html in real headless Chromium', () => {
       expect(f.marks, f.id).toBeGreaterThan(3);
       expect(f.noData, f.id).toBe(0);
     }
-    expect(r.tableRows).toBe(5);
+    expect(r.tableRows).toBe(10);
   });
 
   it('the image study report adds PNG grids of x_t / D(x_t) and of final samples next to their nearest training images', async () => {
@@ -138,13 +129,13 @@ describe('an independent Arrow reader (flechette) opens every file of a study', 
     const shardsDir = join(mixture.studyDir, 'shards');
     let files = 0;
     for (const config of readdirSync(shardsDir)) {
-      const steps = config.startsWith('ref-') ? 40 : Number(/-s(\d+)/.exec(config)![1]);
+      const steps = Number(/-s(\d+)/.exec(config)![1]);
       for (const file of readdirSync(join(shardsDir, config)).filter((f) => f.endsWith('.arrow'))) {
         const kind = file.split('.')[1]!;
         const t = flechetteRead(readFileSync(join(shardsDir, config, file)));
         const [first, last] = file.split('.')[0]!.split('-').map(Number) as [number, number];
         const samples = last - first + 1;
-        const kept = Math.max(0, Math.min(samples, 3 - first));
+        const kept = Math.max(0, Math.min(samples, 8 - first));
         expect(t.numRows, file).toBe({ steps: samples * (steps + 1), samples, states: kept * (steps + 1) }[kind]);
         for (const [name, type] of Object.entries(contract[kind]!)) {
           const field = t.schema.fields.find((f) => f.name === name);
@@ -156,10 +147,12 @@ describe('an independent Arrow reader (flechette) opens every file of a study', 
         files++;
       }
     }
-    expect(files).toBe(5 * 2 * 2 + 5);
+    // 10 configs x 4 shards x (steps, samples) + the states of the first shard of each config
+    expect(files).toBe(10 * 4 * 2 + 10);
     for (const file of ['summary/summary.arrow', 'summary/curves.arrow']) {
       const t = flechetteRead(readFileSync(join(mixture.studyDir, file)));
-      expect(t.numRows).toBe(file.includes('summary.arrow') ? 5 : 7 + 13 + 4 + 7 + 41);
+      // curves: one row per (config, step): sum over configs of S + 1
+      expect(t.numRows).toBe(file.includes('summary.arrow') ? 10 : [10, 20, 40, 5, 10, 20, 5, 10, 20, 256].reduce((a, s) => a + s + 1, 0));
       expect(t.schema.fields.some((f) => f.name === 'config_id')).toBe(true);
     }
   });
