@@ -5,7 +5,7 @@ import { resolveStudyText } from '@trajlab/study';
 import { runStudyEmbedded } from '@trajlab/runner';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { readTable, rows, runSpec, tempDir, writeSpec } from './helpers.js';
+import { cliAsync, readTable, rows, runSpec, tempDir, writeSpec } from './helpers.js';
 
 const base = {
   name: 'determinism',
@@ -80,5 +80,20 @@ describe('determinism', () => {
     expect(second.shardsComputed).toBe(1);
     expect(sha(victim)).toBe(good);
     expect(sha(second.summary)).toBe(summary);
+  });
+
+  it('trajlab run --workers 2 writes the same bytes as --workers 1 (shards in separate processes)', async () => {
+    const dir = tempDir();
+    const spec = writeSpec(dir, { ...base, shardSize: 4, reference: { solver: 'heun', steps: 12 } });
+    const one = await cliAsync(['run', spec, '--out', join(dir, 'one'), '--workers', '1', '--quiet']);
+    const two = await cliAsync(['run', spec, '--out', join(dir, 'two'), '--workers', '2', '--quiet']);
+    expect(one.status, one.stderr).toBe(0);
+    expect(two.status, two.stderr).toBe(0);
+    expect(two.stderr).toMatch(/running shards in 2 processes/);
+    const id = /study\s+(\S+)/.exec(one.stdout)![1]!;
+    const files = (root: string) => readdirSync(join(root, id), { recursive: true }).map(String).filter((f) => f.endsWith('.arrow')).sort();
+    expect(files(join(dir, 'two'))).toEqual(files(join(dir, 'one')));
+    expect(files(join(dir, 'one')).length).toBe(3 * 4 * 2 + 3 * 2 + 2);
+    for (const f of files(join(dir, 'one'))) expect(sha(join(dir, 'two', id, f)), f).toBe(sha(join(dir, 'one', id, f)));
   });
 });

@@ -2,11 +2,12 @@ import { activeBackend } from '@trajlab/backend';
 import { TRAJLAB_VERSION } from '@trajlab/core';
 import { aggregateShards, type AggregateConfig } from '@trajlab/results';
 import { openStore, type ObjectStore } from '@trajlab/storage';
-import { planStudy, resolveStudyFile, studyKeys, type StudyPlan } from '@trajlab/study';
+import { planStudy, resolveStudyFile, studyKeys, type PlannedConfig, type ShardPlan, type StudyPlan } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
 import { writeReport } from '@trajlab/report';
 import { executeShard } from './execute.js';
 import { computeGitsSchedules, type GitsRecord } from './gits.js';
+import { runShardsInProcesses } from './pool.js';
 import { studyJson } from './study-json.js';
 
 /** Progress of an embedded run. */
@@ -32,6 +33,8 @@ export interface RunOptions {
   onProgress?: (p: RunProgress) => void;
   /** Log lines (backend, resume, paths). @defaultValue none */
   log?: (line: string) => void;
+  /** Processes that run shards (each single-threaded on wasm). 1 runs everything in this process. @defaultValue 1 */
+  workers?: number;
 }
 
 /** Where an embedded run wrote its outputs. */
@@ -104,27 +107,49 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
   const total = plan.totals.trajectories;
   // The reference runs first: every other shard reads its final samples for ODE-Jump and global errors.
   const order = [...plan.configs.entries()].sort(([, a], [, b]) => (a.role === b.role ? 0 : a.role === 'reference' ? -1 : 1));
+  const progressOf = (ci: number, config: PlannedConfig, shard: ShardPlan, shardFraction: number) =>
+    opts.onProgress?.({
+      configId: config.configId,
+      configIndex: ci,
+      configs: plan.configs.length,
+      shard: shard.name,
+      trajectoriesDone: done,
+      trajectoriesTotal: total,
+      shardFraction,
+      shardsReused: reused,
+      elapsedMs: Date.now() - started,
+    });
+  const indexOf = new Map(plan.configs.map((c, i) => [c, i]));
   try {
-    for (const [ci, config] of order) {
-      for (const shard of config.shards) {
-        const progress = (shardFraction: number) =>
-          opts.onProgress?.({
-            configId: config.configId,
-            configIndex: ci,
-            configs: plan.configs.length,
-            shard: shard.name,
-            trajectoriesDone: done,
-            trajectoriesTotal: total,
-            shardFraction,
-            shardsReused: reused,
-            elapsedMs: Date.now() - started,
-          });
-        ctx ??= createContext(study, data, plan);
-        const res = await executeShard(ctx, store, config, shard, (i, n) => progress(i / n));
-        if (res.reused) reused++;
-        else computed++;
-        done += shard.count;
-        progress(1);
+    if ((opts.workers ?? 1) > 1) {
+      ctx?.dispose();
+      ctx = null;
+      const sigmas = Object.fromEntries(plan.configs.filter((c) => c.gits).map((c) => [c.configId, c.sigmas]));
+      const work = order.flatMap(([, config]) => config.shards.map((shard) => ({ config, shard })));
+      await runShardsInProcesses(
+        opts.workers!,
+        specPath,
+        opts.out,
+        sigmas,
+        work,
+        (config, shard, f) => progressOf(indexOf.get(config)!, config, shard, f),
+        (config, shard, wasReused) => {
+          if (wasReused) reused++;
+          else computed++;
+          done += shard.count;
+          progressOf(indexOf.get(config)!, config, shard, 1);
+        },
+      );
+    } else {
+      for (const [ci, config] of order) {
+        for (const shard of config.shards) {
+          ctx ??= createContext(study, data, plan);
+          const res = await executeShard(ctx, store, config, shard, (i, n) => progressOf(ci, config, shard, i / n));
+          if (res.reused) reused++;
+          else computed++;
+          done += shard.count;
+          progressOf(ci, config, shard, 1);
+        }
       }
     }
   } finally {

@@ -4,3 +4,4 @@ export * from './study-json.js';
 export * from './embedded.js';
 export * from './execute.js';
 export * from './gits.js';
+export * from './pool.js';

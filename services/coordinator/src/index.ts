@@ -8,6 +8,7 @@ import { planStudy, resolveStudyFile, SpecError, type StudyPlan, type ResolvedSt
 import { writeReport } from '@trajlab/report';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { formatBytes, formatFlops, table } from './format.js';
 import { progressPrinter } from './progress.js';
@@ -22,7 +23,8 @@ const HELP = `trajlab: large-scale studies of diffusion sampling trajectories
 
 usage:
   trajlab validate <spec> [--json]          plan and cost estimate, no side effects
-  trajlab run <spec> [--out DIR]            embedded run (no Redis, no S3): shards, summary, curves
+  trajlab run <spec> [--out DIR] [--workers N]
+                                            embedded run (no Redis, no S3), shards in N processes (default: cores)
   trajlab aggregate <studyId> [--out DIR]   (re)build summary.arrow and curves.arrow from the shards
   trajlab report <studyId|studyDir> [--out DIR]   (re)build summary/report.html from the output files
   trajlab show <studyId> [--out DIR] [--pivot METRIC]
@@ -82,8 +84,10 @@ async function cmdValidate(args: string[]): Promise<number> {
 }
 
 async function cmdRun(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, quiet: { type: 'boolean', default: false } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, quiet: { type: 'boolean', default: false }, workers: { type: 'string' } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('run takes one spec file');
+  const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
+  if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`--workers must be a positive integer; got '${values.workers}'`);
   const out = outRoot(values.out);
   // Validate everything before touching the backend or the output.
   const choice = backendFromEnv();
@@ -95,7 +99,10 @@ async function cmdRun(args: string[]): Promise<number> {
   log(`backend: ${backend.name} (${backend.package})${backend.skipped.length ? `; skipped ${backend.skipped.join('; ')}` : ''}`);
   log(`study ${study.studyId}: ${plan.configs.length} config(s) x ${study.spec.samples} samples, ${plan.totals.jobs} job(s), ~${formatFlops(plan.totals.flops)}`);
   const bar = values.quiet ? null : progressPrinter();
-  const res = await runStudyEmbedded(positionals[0]!, { out, onProgress: bar?.update, log });
+  // One process per core, unless there is a single job (then it runs here).
+  const processes = plan.totals.jobs > 1 ? workers : 1;
+  if (processes > 1) log(`running shards in ${processes} processes`);
+  const res = await runStudyEmbedded(positionals[0]!, { out, onProgress: bar?.update, log, workers: processes });
   bar?.done();
   log(`done in ${(res.elapsedMs / 1000).toFixed(1)} s (${res.shardsComputed} shard(s) computed, ${res.shardsReused} reused)`);
   process.stdout.write(`study    ${res.studyId}\n`);
