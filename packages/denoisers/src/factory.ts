@@ -9,6 +9,8 @@ export type DenoiserSpec =
       kind: 'optimal';
       /** Training points per chunk of the streamed softmax. @defaultValue 8192 */
       chunkSize?: number;
+      /** Certified pruning (see TrainingSetOptions.pruning). @defaultValue off */
+      pruning?: { rank?: number; tolerance?: number };
     }
   | {
       kind: 'gaussian';
@@ -47,14 +49,14 @@ export function createDenoiser(spec: DenoiserSpec, dataset: Dataset, field: stri
   checkDenoiserSpec(spec, dataset, field);
   switch (spec.kind) {
     case 'optimal': {
-      const ts = trainingSet ?? new TrainingSet(dataset.points, dataset.n, dataset.dim, { chunkSize: spec.chunkSize });
+      const ts = trainingSet ?? new TrainingSet(dataset.points, dataset.n, dataset.dim, { chunkSize: spec.chunkSize, pruning: spec.pruning });
       return {
         kind: 'optimal',
         dim: dataset.dim,
         denoise: (x, t) => ts.denoise(x, t),
         flopsPerEval: 4 * dataset.n * dataset.dim + 6 * dataset.n,
         paramBytes: ts.deviceBytes,
-        describe: `optimal(n=${dataset.n}, dim=${dataset.dim}, chunk=${ts.chunkSize})`,
+        describe: `optimal(n=${dataset.n}, dim=${dataset.dim}, chunk=${ts.chunkSize}${ts.pruning ? `, pruning rank ${ts.pruning.rank} tol ${ts.pruning.tolerance}` : ''})`,
         dispose: () => {
           if (!trainingSet) ts.dispose();
         },

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { symmetricEigen } from '@trajlab/core';
 
 /** One slice of the training set kept on the device in both layouts the kernels need. */
 interface Chunk {
@@ -21,8 +22,31 @@ export interface NearestResult {
   dist2: Float64Array;
 }
 
+/** Certified pruning of the optimal denoiser (off unless given). */
+export interface PruningOptions {
+  /** Principal directions of the training set used for the lower bound. @defaultValue 32 */
+  rank?: number;
+  /** Bound on the total weight of the skipped points relative to the largest weight. @defaultValue 1e-7 */
+  tolerance?: number;
+}
+
+/** Counters of the pruned evaluations (rows = queries evaluated). */
+export interface PruningStats {
+  rows: number;
+  /** Training points whose weight was computed, summed over rows. */
+  pointsKept: number;
+  /** Training points there were, summed over rows. */
+  pointsTotal: number;
+}
+
 /** Options of the training-set kernel. */
 export interface TrainingSetOptions {
+  /**
+   * Certified pruning for small sigma: points whose weight is provably below tolerance / n times the largest are
+   * skipped (see denoise). Results stay within the tolerance of the dense computation but are not bit-identical to it.
+   * @defaultValue off
+   */
+  pruning?: PruningOptions;
   /**
    * Training points per chunk: kernels stream over chunks with a running log-sum-exp, so device memory for a batch of B
    * queries is O(B * chunkSize) whatever the dataset size. @defaultValue 8192
@@ -40,6 +64,9 @@ export class TrainingSet {
   readonly dim: number;
   readonly chunkSize: number;
   private readonly chunks: Chunk[] = [];
+  private readonly pca: { mean: tf.Tensor2D; basis: tf.Tensor2D; projected: tf.Tensor2D[]; projectedNorm: tf.Tensor2D[]; tolerance: number; rank: number } | null = null;
+  /** Pruning counters (zeros without pruning). */
+  readonly pruningStats: PruningStats = { rows: 0, pointsKept: 0, pointsTotal: 0 };
 
   /** `points` is row-major [n, dim] float32; a host copy is kept for exact distance checks. */
   constructor(
@@ -60,6 +87,20 @@ export class TrainingSet {
       const halfNorm = tf.tidy(() => tf.reshape(tf.mul(tf.sum(tf.square(y), 1), 0.5), [1, size]) as tf.Tensor2D);
       this.chunks.push({ start, size, y, yt, halfNorm });
     }
+    if (opts.pruning) {
+      const rank = Math.min(opts.pruning.rank ?? 32, dim, n);
+      const { mean, basis } = topPrincipalDirections(points, n, dim, rank);
+      const meanT = tf.tensor2d(mean, [1, dim]);
+      const basisT = tf.tensor2d(basis, [dim, rank]);
+      const projected = this.chunks.map((c) => tf.tidy(() => tf.transpose(tf.matMul(tf.sub(c.y, meanT), basisT)) as tf.Tensor2D)); // [rank, size]
+      const projectedNorm = projected.map((p) => tf.tidy(() => tf.reshape(tf.sum(tf.square(p), 0), [1, -1]) as tf.Tensor2D));
+      this.pca = { mean: meanT, basis: basisT, projected, projectedNorm, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
+    }
+  }
+
+  /** The pruning settings in force, for study.json and the report. */
+  get pruning(): { rank: number; tolerance: number } | null {
+    return this.pca ? { rank: this.pca.rank, tolerance: this.pca.tolerance } : null;
   }
 
   /** Bytes of device memory held (both layouts plus norms). */
@@ -77,6 +118,93 @@ export class TrainingSet {
    * float32 as a softmax streamed over chunks with a running maximum (online log-sum-exp), so no chunk ever overflows.
    */
   denoise(x: tf.Tensor2D, t: number): tf.Tensor2D {
+    return this.pca ? this.denoisePruned(x, t) : this.denoiseDense(x, t);
+  }
+
+  /**
+   * Certified pruning, row by row (so a row's result never depends on the other rows of its batch). With P the top
+   * principal directions of the training set, ||P^T (x - y_j)|| <= ||x - y_j|| is a lower bound LB_j on every
+   * distance, and the exact distance UB to the point of smallest LB is an upper bound on the nearest distance. Point j
+   * has weight w_j / w_max <= exp(-(LB_j^2 - UB^2) / (2 t^2)); it is skipped when that is below tolerance / n, so the
+   * skipped points carry at most `tolerance` times the largest weight in total. Rows that would keep more than half
+   * the points are computed densely.
+   */
+  private denoisePruned(x: tf.Tensor2D, t: number): tf.Tensor2D {
+    const pca = this.pca!;
+    const [B, dim] = x.shape;
+    const xHost = x.dataSync();
+    const xp = tf.tidy(() => tf.matMul(tf.sub(x, pca.mean), pca.basis)); // [B, rank]
+    const xpNorm = tf.tidy(() => tf.sum(tf.square(xp), 1, true));
+    // lower bounds per chunk (expanded form, loosened by a float32 rounding margin so the bound stays certified)
+    const lbChunks = this.chunks.map((c, ci) =>
+      tf.tidy(() => {
+        const lb2 = tf.add(tf.sub(xpNorm, tf.mul(tf.matMul(xp, pca.projected[ci]!), 2)), pca.projectedNorm[ci]!);
+        const margin = tf.mul(tf.add(xpNorm, pca.projectedNorm[ci]!), 1e-5);
+        return tf.relu(tf.sub(lb2, margin)).dataSync() as Float32Array;
+      }),
+    );
+    tf.dispose([xp, xpNorm]);
+    const rowsOut: tf.Tensor2D[] = [];
+    const denseRows: number[] = [];
+    const prunedRows: { row: number; keep: number[] }[] = [];
+    const cutoff = 2 * t * t * Math.log(this.n / pca.tolerance);
+    for (let r = 0; r < B; r++) {
+      // candidate nearest point: smallest lower bound; its exact distance bounds the nearest distance from above
+      let best = Infinity;
+      let bestJ = 0;
+      this.chunks.forEach((c, ci) => {
+        const lb = lbChunks[ci]!;
+        for (let j = 0; j < c.size; j++) if (lb[r * c.size + j]! < best) (best = lb[r * c.size + j]!), (bestJ = c.start + j);
+      });
+      let ub2 = 0;
+      for (let k = 0; k < dim; k++) ub2 += (xHost[r * dim + k]! - this.points[bestJ * dim + k]!) ** 2;
+      const keep: number[] = [];
+      this.chunks.forEach((c, ci) => {
+        const lb = lbChunks[ci]!;
+        for (let j = 0; j < c.size; j++) if (lb[r * c.size + j]! - ub2 <= cutoff) keep.push(c.start + j);
+      });
+      this.pruningStats.rows++;
+      this.pruningStats.pointsTotal += this.n;
+      if (keep.length * 2 > this.n) {
+        denseRows.push(r);
+        this.pruningStats.pointsKept += this.n;
+      } else {
+        prunedRows.push({ row: r, keep });
+        this.pruningStats.pointsKept += keep.length;
+      }
+    }
+    const result = new Array<tf.Tensor2D | null>(B).fill(null);
+    if (denseRows.length) {
+      const sub = tf.tidy(() => tf.gather(x, tf.tensor1d(denseRows, 'int32')) as tf.Tensor2D);
+      const d = this.denoiseDense(sub, t);
+      const parts = tf.split(d, denseRows.length, 0) as tf.Tensor2D[];
+      denseRows.forEach((r, k) => (result[r] = parts[k]!));
+      tf.dispose([sub, d]);
+    }
+    const invT2 = 1 / (t * t);
+    for (const { row, keep } of prunedRows) {
+      result[row] = tf.tidy(() => {
+        const xr = tf.slice(x, [row, 0], [1, dim]);
+        const ys = tf.concat(
+          this.chunks
+            .map((c) => {
+              const local = keep.filter((j) => j >= c.start && j < c.start + c.size).map((j) => j - c.start);
+              return local.length ? tf.gather(c.y, tf.tensor1d(local, 'int32')) : null;
+            })
+            .filter((v): v is tf.Tensor2D => v !== null),
+          0,
+        ) as tf.Tensor2D; // [k, dim], training order
+        const logits = tf.mul(tf.sub(tf.matMul(xr, ys, false, true), tf.mul(tf.reshape(tf.sum(tf.square(ys), 1), [1, -1]), 0.5)), invT2);
+        return tf.matMul(tf.softmax(logits), ys) as tf.Tensor2D;
+      });
+    }
+    const out = tf.concat(result as tf.Tensor2D[], 0) as tf.Tensor2D;
+    tf.dispose(result as tf.Tensor2D[]);
+    return out;
+  }
+
+  /** The dense optimal denoiser (every training point). */
+  denoiseDense(x: tf.Tensor2D, t: number): tf.Tensor2D {
     const invT2 = 1 / (t * t);
     let runMax: tf.Tensor2D | null = null;
     let runSum: tf.Tensor2D | null = null;
@@ -214,8 +342,26 @@ export class TrainingSet {
 
   dispose(): void {
     for (const c of this.chunks) tf.dispose([c.y, c.yt, c.halfNorm]);
+    if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...this.pca.projected, ...this.pca.projectedNorm]);
     this.chunks.length = 0;
   }
+}
+
+/** Mean and top `rank` principal directions (row-major [dim, rank], orthonormal) of a point set, via its covariance. */
+function topPrincipalDirections(points: Float32Array, n: number, dim: number, rank: number): { mean: Float32Array; basis: Float32Array } {
+  const mean = new Float64Array(dim);
+  for (let i = 0; i < n; i++) for (let k = 0; k < dim; k++) mean[k] = mean[k]! + points[i * dim + k]! / n;
+  const cov = tf.tidy(() => {
+    const c = tf.sub(tf.tensor2d(points, [n, dim]), tf.tensor2d(Float32Array.from(mean), [1, dim]));
+    return tf.div(tf.matMul(c, c, true, false), n);
+  });
+  const c64 = Float64Array.from(cov.dataSync());
+  cov.dispose();
+  for (let a = 0; a < dim; a++) for (let b = 0; b < a; b++) c64[a * dim + b] = c64[b * dim + a] = 0.5 * (c64[a * dim + b]! + c64[b * dim + a]!);
+  const { vectors } = symmetricEigen(c64, dim, true);
+  const basis = new Float32Array(dim * rank);
+  for (let a = 0; a < dim; a++) for (let k = 0; k < rank; k++) basis[a * rank + k] = vectors![a * dim + k]!;
+  return { mean: Float32Array.from(mean), basis };
 }
 
 function logAddExp(a: number, b: number): number {

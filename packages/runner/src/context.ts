@@ -24,7 +24,8 @@ export function createContext(study: ResolvedStudy, data: LoadedData, plan: Stud
   const sharesTraining = spec.denoiser.kind === 'optimal' && !spec.denoiser.dataset;
   const needsTraining = spec.metrics.kde || spec.metrics.nearest || sharesTraining;
   const chunkSize = spec.denoiser.kind === 'optimal' ? spec.denoiser.chunkSize : 8192;
-  const trainingSet = needsTraining ? new TrainingSet(data.dataset.points, data.dataset.n, data.dataset.dim, { chunkSize }) : null;
+  const pruning = spec.denoiser.kind === 'optimal' && sharesTraining ? spec.denoiser.pruning : undefined;
+  const trainingSet = needsTraining ? new TrainingSet(data.dataset.points, data.dataset.n, data.dataset.dim, { chunkSize, pruning }) : null;
   const denoiser = createDenoiser(spec.denoiser, data.denoiser, 'denoiser', sharesTraining ? (trainingSet ?? undefined) : undefined);
   const compare = spec.compare && data.compare ? createDenoiser(spec.compare, data.compare, 'compare') : null;
   return {

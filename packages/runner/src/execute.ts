@@ -12,6 +12,8 @@ export interface ShardManifest {
   first: number;
   count: number;
   files: { key: string; rows: number; sha256: string; bytes: number }[];
+  /** With certified pruning: denoiser rows evaluated and training points kept / total over them. */
+  pruning?: { rows: number; pointsKept: number; pointsTotal: number };
 }
 
 /** The shard's manifest when it exists and every file it lists exists with the listed hash; else null. */
@@ -32,7 +34,7 @@ export async function existingShard(store: ObjectStore, studyId: string, config:
 }
 
 /** Writes a shard's files, then its manifest (last, so a manifest always describes complete files). */
-export async function writeShard(store: ObjectStore, studyId: string, config: PlannedConfig, shard: ShardPlan, out: ShardOutput): Promise<ShardManifest> {
+export async function writeShard(store: ObjectStore, studyId: string, config: PlannedConfig, shard: ShardPlan, out: ShardOutput, pruning?: ShardManifest['pruning']): Promise<ShardManifest> {
   const files: ShardManifest['files'] = [];
   const tables = [
     ['steps', out.steps, out.rows.steps],
@@ -45,7 +47,7 @@ export async function writeShard(store: ObjectStore, studyId: string, config: Pl
     await store.put(key, bytes);
     files.push({ key, rows, sha256: sha256Hex(bytes), bytes: bytes.length });
   }
-  const manifest: ShardManifest = { studyId, configId: config.configId, shard: shard.name, first: shard.first, count: shard.count, files };
+  const manifest: ShardManifest = { studyId, configId: config.configId, shard: shard.name, first: shard.first, count: shard.count, files, pruning };
   await store.put(studyKeys.manifest(studyId, config.configId, shard.name), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
   return manifest;
 }
@@ -95,6 +97,9 @@ export async function executeShard(
     }
     referenceFinals = await readFinals(store, studyKeys.shard(studyId, reference.configId, refShard.name, 'samples'));
   }
+  const stats = ctx.trainingSet?.pruning ? { ...ctx.trainingSet.pruningStats } : null;
   const out = await runShard(ctx, config, shard, { referenceFinals, onPoint });
-  return { manifest: await writeShard(store, studyId, config, shard, out), reused: false, computedReference };
+  const after = ctx.trainingSet?.pruningStats;
+  const pruning = stats && after ? { rows: after.rows - stats.rows, pointsKept: after.pointsKept - stats.pointsKept, pointsTotal: after.pointsTotal - stats.pointsTotal } : undefined;
+  return { manifest: await writeShard(store, studyId, config, shard, out, pruning), reused: false, computedReference };
 }

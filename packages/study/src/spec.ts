@@ -80,6 +80,12 @@ export const denoiserSchema = z.discriminatedUnion(
       kind: z.literal('optimal'),
       /** Training points per chunk of the streamed softmax (memory O(batch * chunkSize)). @defaultValue 8192 */
       chunkSize: positiveInt.default(8192),
+      /**
+       * Certified pruning for small sigma: skip training points whose weight is provably below tolerance / n of the
+       * largest (PCA-subspace lower bound on the distance, `rank` directions). Off by default: results then stay
+       * bit-identical whatever the sharding; with it they are within `tolerance` of the dense ones. @defaultValue off
+       */
+      pruning: z.strictObject({ rank: positiveInt.default(32), tolerance: z.number().gt(0).lt(1).default(1e-7) }).optional(),
       dataset: datasetSchema.optional(),
     }),
     z.strictObject({

@@ -1,0 +1,68 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { normalStream, polynomialSigmas } from '@trajlab/core';
+import { loadIdxFile } from '@trajlab/datasets';
+import { TrainingSet } from '@trajlab/denoisers';
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+
+const FMNIST = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz';
+
+/** Max |pruned - dense| over a batch of noisy training points at each sigma of a 12-step schedule. */
+function compare(points: Float32Array, n: number, dim: number, tolerance: number, rank = 16) {
+  const dense = new TrainingSet(points, n, dim, { chunkSize: 700 });
+  const pruned = new TrainingSet(points, n, dim, { chunkSize: 700, pruning: { rank, tolerance } });
+  let maxNorm = 0;
+  for (let i = 0; i < n * dim; i += dim) {
+    let s = 0;
+    for (let k = 0; k < dim; k++) s += points[i + k]! ** 2;
+    maxNorm = Math.max(maxNorm, Math.sqrt(s));
+  }
+  const out: { sigma: number; diff: number; kept: number }[] = [];
+  const B = 12;
+  const z = normalStream(5, 0, B * dim);
+  for (const t of polynomialSigmas(12, 0.002, 80)) {
+    const q = new Float32Array(B * dim);
+    for (let r = 0; r < B; r++) for (let k = 0; k < dim; k++) q[r * dim + k] = points[((r * 37) % n) * dim + k]! + t * z[r * dim + k]!;
+    const x = tf.tensor2d(q, [B, dim]);
+    const before = { ...pruned.pruningStats };
+    const a = dense.denoise(x, t).dataSync();
+    const b = pruned.denoise(x, t).dataSync();
+    let diff = 0;
+    for (let j = 0; j < a.length; j++) diff = Math.max(diff, Math.abs(a[j]! - b[j]!));
+    out.push({ sigma: t, diff, kept: (pruned.pruningStats.pointsKept - before.pointsKept) / (pruned.pruningStats.pointsTotal - before.pointsTotal) });
+    x.dispose();
+  }
+  dense.dispose();
+  pruned.dispose();
+  return { out, maxNorm };
+}
+
+describe('certified pruning of the optimal denoiser', () => {
+  it('agrees with the dense denoiser within the tolerance at every sigma (random data), and prunes at small sigma', () => {
+    const n = 2000;
+    const dim = 24;
+    // data on a low-dimensional curved set plus noise: PCA captures most of the distance
+    const base = normalStream(3, 0, n * 4);
+    const noise = normalStream(4, 0, n * dim);
+    const pts = new Float32Array(n * dim);
+    for (let i = 0; i < n; i++) for (let k = 0; k < dim; k++) pts[i * dim + k] = Math.sin((k + 1) * base[i * 4 + (k % 4)]!) + 0.05 * noise[i * dim + k]!;
+    for (const tol of [1e-7, 1e-3]) {
+      const { out, maxNorm } = compare(pts, n, dim, tol);
+      for (const o of out) {
+        // skipped weight <= tol * largest weight: D moves by at most ~2 tol max||y||, plus float32 rounding
+        expect(o.diff, `sigma ${o.sigma}`).toBeLessThan(2 * tol * maxNorm + 1e-5 * Math.max(1, maxNorm));
+      }
+      expect(out[0]!.kept).toBe(1); // sigma 80: nothing can be skipped
+      expect(out[out.length - 1]!.kept).toBeLessThan(0.05); // sigma 0.002: almost everything is
+    }
+  });
+
+  it.skipIf(!existsSync(FMNIST))('agrees with the dense denoiser on Fashion-MNIST at every sigma', () => {
+    const data = loadIdxFile(FMNIST, { limit: 2000 });
+    const { out, maxNorm } = compare(data.points, data.n, data.dim, 1e-7, 32);
+    for (const o of out) expect(o.diff, `sigma ${o.sigma}`).toBeLessThan(2e-7 * maxNorm + 1e-5 * maxNorm);
+    expect(out[out.length - 1]!.kept).toBeLessThan(0.05);
+    // report how much is skipped along the schedule (visible in the test log)
+    process.stderr.write(`pruning on Fashion-MNIST 2000: kept fraction by sigma ${out.map((o) => `${o.sigma.toPrecision(3)}:${o.kept.toFixed(3)}`).join(' ')}\n`);
+  });
+});
