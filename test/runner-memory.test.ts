@@ -55,3 +55,24 @@ describe('shard runner', () => {
     for (const s of samples) expect(s.nn_dist).toBeLessThan(1e-5);
   });
 });
+
+describe('metrics reuse the optimal denoiser\'s distances', () => {
+  it('KDE gain adds one product with the training set per step (not two), nearest neighbours none', async () => {
+    const base = { name: 'reuse', samples: 4, dataset: { kind: 'gmm', dim: 3, components: 3, n: 300 }, solvers: [{ solver: 'euler', steps: 6 }] };
+    async function matMuls(metrics: object): Promise<number> {
+      const { study, data } = resolveStudyText(stringify({ ...base, metrics: { pca: false, ...metrics } }), 'reuse.yaml', '.');
+      const plan = planStudy(study);
+      const ctx = createContext(study, data, plan);
+      const info = await tf.profile(async () => {
+        await runShard(ctx, plan.configs[0]!, plan.configs[0]!.shards[0]!);
+      });
+      ctx.dispose();
+      return info.kernels.filter((k) => k.name === 'BatchMatMul' || k.name === '_FusedMatMul').length;
+    }
+    const none = await matMuls({ kde: false, nearest: false });
+    const both = await matMuls({ kde: true, nearest: true });
+    // 6 steps: the KDE gain of each step needs only delta . Y (the logits at x_i are the denoiser's own); the
+    // nearest-neighbour search of x_S ranks the logits of the final evaluation.
+    expect(both - none).toBe(6);
+  });
+});

@@ -65,6 +65,9 @@ export class TrainingSet {
   readonly chunkSize: number;
   private readonly chunks: Chunk[] = [];
   private readonly pca: { mean: tf.Tensor2D; basis: tf.Tensor2D; projected: tf.Tensor2D[]; projectedNorm: tf.Tensor2D[]; tolerance: number; rank: number } | null = null;
+  /** Keep the logits of the latest dense evaluation for the metrics (see takeLogits). @defaultValue false */
+  cacheLogits = false;
+  private cached: { xId: number; t: number; logits: tf.Tensor2D[] } | null = null;
   /** Pruning counters (zeros without pruning). */
   readonly pruningStats: PruningStats = { rows: 0, pointsKept: 0, pointsTotal: 0 };
 
@@ -206,12 +209,14 @@ export class TrainingSet {
   /** The dense optimal denoiser (every training point). */
   denoiseDense(x: tf.Tensor2D, t: number): tf.Tensor2D {
     const invT2 = 1 / (t * t);
+    this.dropCache();
+    const keep: tf.Tensor2D[] = [];
     let runMax: tf.Tensor2D | null = null;
     let runSum: tf.Tensor2D | null = null;
     let runAcc: tf.Tensor2D | null = null;
     for (const c of this.chunks) {
+      const logits = this.logits(x, c, invT2);
       const next = tf.tidy(() => {
-        const logits = this.logits(x, c, invT2);
         const chunkMax = tf.max(logits, 1, true) as tf.Tensor2D;
         if (!runMax || !runSum || !runAcc) {
           const e = tf.exp(tf.sub(logits, chunkMax));
@@ -222,12 +227,33 @@ export class TrainingSet {
         const e = tf.exp(tf.sub(logits, newMax));
         return [newMax, tf.add(tf.mul(runSum, rescale), tf.sum(e, 1, true)), tf.add(tf.mul(runAcc, rescale), tf.matMul(e, c.y))] as tf.Tensor2D[];
       });
+      if (this.cacheLogits) keep.push(logits);
+      else logits.dispose();
       tf.dispose([runMax, runSum, runAcc].filter((v): v is tf.Tensor2D => v !== null));
       [runMax, runSum, runAcc] = next as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
     }
     const out = tf.tidy(() => tf.div(runAcc!, runSum!) as tf.Tensor2D);
     tf.dispose([runMax!, runSum!, runAcc!]);
+    if (this.cacheLogits) this.cached = { xId: x.id, t, logits: keep };
     return out;
+  }
+
+  private dropCache(): void {
+    if (this.cached) tf.dispose(this.cached.logits);
+    this.cached = null;
+  }
+
+  /**
+   * The per-chunk logits (x . y_j - ||y_j||^2 / 2) / t^2 of the latest dense evaluation, if it was of this very tensor
+   * at this sigma (ownership passes to the caller), else null. The metrics reuse them instead of another pass over
+   * the training set: the KDE gain at bandwidth t_i needs exactly these logits at x_i, the nearest-neighbour search
+   * their ranking. Same kernel, same numbers as recomputing them.
+   */
+  takeLogits(x: tf.Tensor2D, t: number): tf.Tensor2D[] | null {
+    if (!this.cached || this.cached.xId !== x.id || this.cached.t !== t) return null;
+    const { logits } = this.cached;
+    this.cached = null;
+    return logits;
   }
 
   /**
@@ -239,7 +265,7 @@ export class TrainingSet {
    * lambda in [0, 2] (the Euler step of annealed mean shift). Reductions run on the host in float64.
    * `xHost`, `xNextHost` are the same points as `x`, `xNext` (row-major [B, dim]).
    */
-  kdeGain(x: tf.Tensor2D, xNext: tf.Tensor2D, xHost: Float32Array, xNextHost: Float32Array, t: number): Float64Array {
+  kdeGain(x: tf.Tensor2D, xNext: tf.Tensor2D, xHost: Float32Array, xNextHost: Float32Array, t: number, cachedLogits?: tf.Tensor2D[] | null): Float64Array {
     const [B, dim] = x.shape;
     const invT2 = 1 / (t * t);
     const rowTerm = new Float64Array(B);
@@ -258,7 +284,7 @@ export class TrainingSet {
     const lse0 = new Float64Array(B).fill(-Infinity);
     const lse1 = new Float64Array(B).fill(-Infinity);
     this.chunks.forEach((c, ci) => {
-      const a = this.logits(x, c, invT2);
+      const a = cachedLogits?.[ci] ?? this.logits(x, c, invT2);
       const dy = tf.matMul(delta, c.yt);
       const aHost = a.dataSync();
       const dyHost = dy.dataSync();
@@ -296,14 +322,15 @@ export class TrainingSet {
    * the device (top-k of x . y_j - ||y_j||^2 / 2 per chunk); their distances are then recomputed exactly in float64, so
    * the reported distances are not subject to the cancellation of the expanded form near convergence.
    */
-  nearest(queries: Float32Array, B: number, candidates = 8): NearestResult {
+  nearest(queries: Float32Array, B: number, candidates = 8, cachedLogits?: tf.Tensor2D[] | null): NearestResult {
     const { dim } = this;
     const q = tf.tensor2d(queries, [B, dim], 'float32');
     const cand: number[][] = Array.from({ length: B }, () => []);
-    for (const c of this.chunks) {
+    for (const [ci, c] of this.chunks.entries()) {
       const k = Math.min(candidates, c.size);
       const { indices } = tf.tidy(() => {
-        const score = tf.sub(tf.matMul(q, c.yt), c.halfNorm);
+        // the cached logits are these scores divided by t^2: the same ranking
+        const score = cachedLogits?.[ci] ?? tf.sub(tf.matMul(q, c.yt), c.halfNorm);
         const top = tf.topk(score, k, true);
         return { indices: top.indices };
       });
@@ -341,6 +368,7 @@ export class TrainingSet {
   }
 
   dispose(): void {
+    this.dropCache();
     for (const c of this.chunks) tf.dispose([c.y, c.yt, c.halfNorm]);
     if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...this.pca.projected, ...this.pca.projectedNorm]);
     this.chunks.length = 0;

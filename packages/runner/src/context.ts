@@ -26,6 +26,8 @@ export function createContext(study: ResolvedStudy, data: LoadedData, plan: Stud
   const chunkSize = spec.denoiser.kind === 'optimal' ? spec.denoiser.chunkSize : 8192;
   const pruning = spec.denoiser.kind === 'optimal' && sharesTraining ? spec.denoiser.pruning : undefined;
   const trainingSet = needsTraining ? new TrainingSet(data.dataset.points, data.dataset.n, data.dataset.dim, { chunkSize, pruning }) : null;
+  // the optimal denoiser keeps its latest logits so the KDE gain and the nearest neighbours need no extra pass
+  if (trainingSet && sharesTraining && (spec.metrics.kde || spec.metrics.nearest)) trainingSet.cacheLogits = true;
   const denoiser = createDenoiser(spec.denoiser, data.denoiser, 'denoiser', sharesTraining ? (trainingSet ?? undefined) : undefined);
   const compare = spec.compare && data.compare ? createDenoiser(spec.compare, data.compare, 'compare') : null;
   return {

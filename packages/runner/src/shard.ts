@@ -58,7 +58,8 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   const scoreDev = new Float64Array(B * P).fill(Number.NaN);
   const kdeGain = new Float64Array(B * P).fill(Number.NaN);
   const ts = ctx.trainingSet;
-  let prev: { x: tf.Tensor2D; host: Float32Array; sigma: number; i: number } | null = null;
+  let prev: { x: tf.Tensor2D; host: Float32Array; sigma: number; i: number; logits: tf.Tensor2D[] | null } | null = null;
+  let finalLogits: tf.Tensor2D[] | null = null;
   let finalDenoised: tf.Tensor2D | null = null;
 
   const store = (target: Float32Array, host: Float32Array, i: number) => {
@@ -96,6 +97,8 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
       store(ds, dHost, e.i);
       hasD[e.i] = 1;
     }
+    // The optimal denoiser's own logits at (x_i, t_i), when its latest evaluation was exactly that: reused below.
+    const logits = ts && e.sigma > 0 ? ts.takeLogits(e.x, e.sigma) : null;
     if (ctx.compare && dHost && e.sigma > 0) {
       const other = ctx.compare.denoise(e.x, e.sigma);
       const oHost = other.dataSync();
@@ -107,12 +110,18 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
       }
     }
     if (prev && ts && spec.metrics.kde) {
-      const gain = ts.kdeGain(prev.x, e.x, prev.host, xHost, prev.sigma);
+      const gain = ts.kdeGain(prev.x, e.x, prev.host, xHost, prev.sigma, prev.logits);
       for (let r = 0; r < B; r++) kdeGain[r * P + prev.i] = gain[r]!;
     }
     filled?.dispose();
-    prev?.x.dispose();
-    prev = spec.metrics.kde && ts ? { x: tf.clone(e.x), host: xHost, sigma: e.sigma, i: e.i } : null;
+    if (prev) tf.dispose([prev.x, ...(prev.logits ?? [])]);
+    if (e.i === P - 1 && logits) {
+      finalLogits = logits;
+      prev = null;
+    } else {
+      prev = spec.metrics.kde && ts ? { x: tf.clone(e.x), host: xHost, sigma: e.sigma, i: e.i, logits } : null;
+      if (!prev && logits) tf.dispose(logits);
+    }
     onPoint?.(e.i + 1, P);
     // Yield to the event loop once per point: progress output, cancellation polls and lock renewals run meanwhile.
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -129,7 +138,8 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     }
   } finally {
     tf.dispose([x0, ...(xS ? [xS] : []), ...(finalDenoised ? [finalDenoised] : [])]);
-    (prev as { x: tf.Tensor2D } | null)?.x.dispose();
+    const last = prev as { x: tf.Tensor2D; logits: tf.Tensor2D[] | null } | null;
+    if (last) tf.dispose([last.x, ...(last.logits ?? [])]);
   }
 
   // ---- host-side trajectory geometry ----
@@ -179,7 +189,8 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     }
     sampleCols.minKde[r] = minGain;
   }
-  const nn = ts && spec.metrics.nearest ? ts.nearest(finals, B) : null;
+  const nn = ts && spec.metrics.nearest ? ts.nearest(finals, B, 8, finalLogits) : null;
+  if (finalLogits) tf.dispose(finalLogits);
   // ODE-Jump (output D(x_i) now) and the full solve, both against the reference config's final sample.
   const jumpErrRef = new Float32Array(rows).fill(Number.NaN);
   const finalErrRef = new Float64Array(B).fill(Number.NaN);

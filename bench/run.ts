@@ -1,0 +1,253 @@
+/**
+ * `pnpm bench [kernel|study|aggregator|distributed ...]`: trajlab's benchmark suite (all parts by default). Writes bench/results.json and the table between the bench markers in
+ * README.md. Every figure is a median over repeated runs, with the command that produced it and the machine it ran on.
+ * Benchmarks measure; they never fail a build.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '@trajlab/backend';
+import { loadIdxFile, gaussianDataset, type Dataset } from '@trajlab/datasets';
+import { TrainingSet } from '@trajlab/denoisers';
+import { aggregateShards, buildTable, makeSchema, STEPS_COLUMNS, SAMPLES_COLUMNS, toIpcFile, type ColumnData } from '@trajlab/results';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const FMNIST = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz';
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
+
+interface Figure {
+  name: string;
+  value: number;
+  unit: string;
+  detail: string;
+  command: string;
+}
+const figures: Figure[] = [];
+const add = (f: Figure) => {
+  figures.push(f);
+  log(`${f.name}: ${f.value.toPrecision(4)} ${f.unit} (${f.detail})`);
+};
+
+function dataset(): { data: Dataset; source: string } {
+  if (existsSync(FMNIST)) return { data: loadIdxFile(FMNIST, { limit: 10000 }), source: 'Fashion-MNIST, 10k images' };
+  return { data: gaussianDataset({ dim: 784, n: 10000, rank: 64, seed: 1 }), source: 'synthetic Gaussian 10k x 784 (Fashion-MNIST not installed)' };
+}
+
+/** 1. The optimal denoiser kernel against the same backend's plain matMul at the same shapes. */
+async function kernel(data: Dataset) {
+  const ts = new TrainingSet(data.points, data.n, data.dim, { chunkSize: 16384 });
+  for (const B of [32, 64]) {
+    const x = tf.randomNormal([B, data.dim], 0, 1, 'float32', 1) as tf.Tensor2D;
+    const yt = tf.randomNormal([data.dim, data.n], 0, 1, 'float32', 2) as tf.Tensor2D;
+    const time = (f: () => tf.Tensor) => {
+      f().dispose();
+      const ts_: number[] = [];
+      for (let r = 0; r < 7; r++) {
+        const t0 = performance.now();
+        const out = f();
+        out.dataSync();
+        out.dispose();
+        ts_.push((performance.now() - t0) / 1000);
+      }
+      return median(ts_);
+    };
+    const mm = time(() => tf.matMul(x, yt));
+    const den = time(() => ts.denoise(x, 1.0));
+    const mmRate = (2 * B * data.dim * data.n) / mm / 1e9;
+    const kRate = (4 * B * data.dim * data.n) / den / 1e9;
+    add({ name: `matMul ${B}x${data.dim}x${data.n}`, value: mmRate, unit: 'GFLOP/s', detail: `${(mm * 1000).toFixed(1)} ms`, command: 'pnpm bench' });
+    add({ name: `optimal denoiser, batch ${B}`, value: kRate, unit: 'GFLOP/s', detail: `${(den * 1000).toFixed(1)} ms per evaluation of ${B} queries, ${((kRate / mmRate) * 100).toFixed(0)}% of matMul's rate, ${(B / den).toFixed(0)} query evaluations/s`, command: 'pnpm bench' });
+    tf.dispose([x, yt]);
+  }
+  ts.dispose();
+}
+
+function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
+  return new Promise((res) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, [join(REPO, 'services/coordinator/bin/trajlab.mjs'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => (stderr += d));
+    child.on('close', (code) => res({ code: code ?? -1, stdout, stderr, seconds: (performance.now() - t0) / 1000 }));
+  });
+}
+
+/** The perf spec: Euler 20 + Heun 10 (20 NFE each), 256 samples, sampling only (metrics off), certified pruning on. */
+function perfSpec(dir: string, uri: string | null, pruning: boolean): string {
+  const spec = {
+    name: 'perf',
+    samples: 256,
+    shardSize: 32,
+    dataset: uri ? { kind: 'idx', uri, limit: 10000 } : { kind: 'gaussian', dim: 784, n: 10000, rank: 64, seed: 1 },
+    denoiser: pruning ? { kind: 'optimal', pruning: { rank: 32, tolerance: 1e-7 } } : { kind: 'optimal' },
+    solvers: [
+      { solver: 'euler', steps: 20 },
+      { solver: 'heun', steps: 10 },
+    ],
+    keepStates: 0,
+    metrics: { kde: false, nearest: false, pca: false, fillDenoised: false },
+  };
+  const path = join(dir, `perf-${pruning ? 'pruned' : 'dense'}.yaml`);
+  writeFileSync(path, stringify(spec));
+  return path;
+}
+
+/** 2-3. Study throughput embedded with 1 and 2 processes, dense and pruned, against the numpy peer. */
+async function study(uri: string | null, source: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'trajlab-bench-'));
+  const rates: Record<string, number> = {};
+  for (const pruning of [false, true]) {
+    const spec = perfSpec(dir, uri, pruning);
+    for (const workers of [1, 2]) {
+      const secs: number[] = [];
+      for (let r = 0; r < 3; r++) {
+        const res = await run(['run', spec, '--out', join(dir, `out-${pruning}-${workers}-${r}`), '--workers', String(workers), '--quiet']);
+        if (res.code !== 0) throw new Error(res.stderr);
+        secs.push(res.seconds);
+      }
+      const s = median(secs);
+      const key = `${pruning ? 'pruned' : 'dense'}-${workers}`;
+      rates[key] = 512 / s;
+      add({
+        name: `study, ${pruning ? 'pruned' : 'dense'}, ${workers} process${workers > 1 ? 'es' : ''}`,
+        value: 512 / s,
+        unit: 'trajectories/s',
+        detail: `${source}; 512 trajectories (Euler 20 + Heun 10, 20 NFE each), ${s.toFixed(1)} s wall incl. start-up, ${((512 * 20) / s).toFixed(0)} denoiser evaluations/s`,
+        command: `pnpm trajlab run bench/perf.yaml --workers ${workers}`,
+      });
+    }
+  }
+  add({ name: '2 processes vs 1 (dense)', value: rates['dense-2']! / rates['dense-1']!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1', command: 'pnpm bench' });
+  add({ name: '2 processes vs 1 (pruned)', value: rates['pruned-2']! / rates['pruned-1']!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1', command: 'pnpm bench' });
+  if (uri) {
+    const secs: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      const out = JSON.parse(execFileSync('python3', [join(REPO, 'bench/numpy_peer.py'), uri, '10000', '256'], { encoding: 'utf8' }));
+      secs.push(out.seconds);
+    }
+    const s = median(secs);
+    add({ name: 'numpy peer (dense, float32, batch 32)', value: 512 / s, unit: 'trajectories/s', detail: `same study in plain numpy, ${s.toFixed(2)} s`, command: 'python3 bench/numpy_peer.py <train-images.gz> 10000 256' });
+    add({ name: 'trajlab (best) / numpy peer', value: Math.max(...Object.values(rates)) / (512 / s), unit: 'x', detail: 'study throughput ratio on this machine', command: 'pnpm bench' });
+  }
+}
+
+/** 4. Pipeline overhead: the distributed run (Redis, S3 server, 2 workers, aggregator) against the embedded run. */
+async function distributed(uri: string | null, source: string) {
+  const { startRedis, startService } = await import('../test/services.js');
+  const { startS3 } = await import('../test/s3-server.js');
+  const dir = mkdtempSync(join(tmpdir(), 'trajlab-dist-'));
+  const spec = perfSpec(dir, uri, false);
+  const embedded: number[] = [];
+  const dist: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const res = await run(['run', spec, '--out', join(dir, `emb-${r}`), '--workers', '2', '--quiet']);
+    if (res.code !== 0) throw new Error(res.stderr);
+    embedded.push(res.seconds);
+    const [redis, s3] = await Promise.all([startRedis(), startS3()]);
+    const env = { ...s3.env, REDIS_URL: redis.url };
+    const services = [startService('worker', env), startService('worker', env), startService('aggregator', env)];
+    await Promise.all(services.map((x) => x.waitFor(/ready/)));
+    const sub = await run(['submit', spec, '--out', `s3://${s3.bucket}/bench`, '--watch'], env);
+    if (sub.code !== 0) throw new Error(sub.stderr);
+    dist.push(sub.seconds);
+    await Promise.all(services.map((x) => x.stop('SIGTERM')));
+    await Promise.all([redis.stop(), s3.stop()]);
+  }
+  const e = median(embedded);
+  const d = median(dist);
+  add({
+    name: 'distributed vs embedded (2 workers each)',
+    value: (100 * (d - e)) / e,
+    unit: '% overhead',
+    detail: `${source}; submit --watch ${d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 ${e.toFixed(1)} s, both incl. start-up`,
+    command: 'pnpm bench distributed',
+  });
+}
+
+/** 5. Aggregator throughput and peak RSS on 1e7 synthetic step rows (100 shards x 100k rows), in a child process. */
+async function aggregator() {
+  const dir = mkdtempSync(join(tmpdir(), 'trajlab-agg-'));
+  const meta = { version: 'bench', studyId: 'agg-0000000000', spec: '{}' };
+  const P = 101;
+  const perShard = 990;
+  const shards = 101;
+  const rows = perShard * P;
+  const stepsKeys: string[] = [];
+  const samplesKeys: string[] = [];
+  const z = new Float32Array(rows).map((_, i) => Math.abs(Math.sin(i)) + 1e-3);
+  for (let s = 0; s < shards; s++) {
+    const cols: Record<string, ColumnData> = {
+      config_id: { values: new Array(rows).fill('c') },
+      solver: { values: new Array(rows).fill('euler') },
+      schedule: { values: new Array(rows).fill('polynomial') },
+      steps: { values: new Int32Array(rows).fill(P - 1) },
+      sample: { values: Int32Array.from({ length: rows }, (_, j) => s * perShard + Math.floor(j / P)) },
+      step: { values: Int32Array.from({ length: rows }, (_, j) => j % P) },
+      sigma: { values: Float64Array.from({ length: rows }, (_, j) => 80 * 0.9 ** (j % P)) },
+      nfe: { values: Int32Array.from({ length: rows }, (_, j) => j % P) },
+    };
+    for (const c of STEPS_COLUMNS.slice(8)) cols[c.name] = { values: c.kind === 'float64' ? Float64Array.from(z) : z };
+    const key = `steps-${s}.arrow`;
+    writeFileSync(join(dir, key), toIpcFile(buildTable(STEPS_COLUMNS, makeSchema(STEPS_COLUMNS, 1, meta), rows, 1, cols)));
+    stepsKeys.push(key);
+  }
+  // one tiny samples file, reused per shard (the aggregator reads samples once per shard as well)
+  const sCols: Record<string, ColumnData> = {
+    config_id: { values: ['c'] }, solver: { values: ['euler'] }, schedule: { values: ['polynomial'] }, steps: { values: Int32Array.of(P - 1) },
+    sample: { values: Int32Array.of(0) }, nfe_total: { values: Int32Array.of(P - 1) }, final: { values: Float32Array.of(0) }, nn_point: { values: Float32Array.of(0) },
+  };
+  for (const c of SAMPLES_COLUMNS) if (!sCols[c.name]) sCols[c.name] = c.kind === 'int32' ? { values: Int32Array.of(0) } : { values: Float64Array.of(1) };
+  writeFileSync(join(dir, 'samples.arrow'), toIpcFile(buildTable(SAMPLES_COLUMNS, makeSchema(SAMPLES_COLUMNS, 1, meta), 1, 1, sCols)));
+  for (let s = 0; s < shards; s++) samplesKeys.push('samples.arrow');
+  const total = rows * shards;
+  const t0 = performance.now();
+  await aggregateShards([{ configId: 'c', solver: 'euler', schedule: 'polynomial', steps: P - 1, role: 'study', nfe: P - 1, samplesKeys, stepsKeys }], async (k) => new Uint8Array(readFileSync(join(dir, k))), meta);
+  const secs = (performance.now() - t0) / 1000;
+  const rss = process.resourceUsage().maxRSS / 1024;
+  add({ name: 'aggregator throughput', value: total / secs, unit: 'step rows/s', detail: `${(total / 1e6).toFixed(1)}M rows in ${secs.toFixed(1)} s`, command: 'pnpm bench' });
+  add({ name: 'aggregator peak RSS (whole bench process)', value: rss, unit: 'MiB', detail: `after ${(total / 1e6).toFixed(1)}M rows; one shard in memory at a time, sketches bounded by the value range`, command: 'pnpm bench' });
+}
+
+function machine(): string {
+  return `${cpus().length} x ${cpus()[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.versions.node}, backend ${tf.getBackend()}`;
+}
+
+function writeReadme(results: { machine: string; date: string; figures: Figure[] }) {
+  const path = join(REPO, 'README.md');
+  const text = readFileSync(path, 'utf8');
+  const table = [
+    `Measured by \`pnpm bench\` on ${results.machine}, ${results.date} (medians; full figures in bench/results.json).`,
+    '',
+    '| benchmark | value | detail | command |',
+    '| --- | --- | --- | --- |',
+    ...results.figures.map((f) => `| ${f.name} | ${f.value.toPrecision(3)} ${f.unit} | ${f.detail} | \`${f.command}\` |`),
+  ].join('\n');
+  const start = '<!-- bench:start -->';
+  const end = '<!-- bench:end -->';
+  if (!text.includes(start)) return;
+  writeFileSync(path, `${text.slice(0, text.indexOf(start) + start.length)}\n${table}\n${text.slice(text.indexOf(end))}`);
+}
+
+const backend = await initBackend('auto');
+log(`backend ${backend.name}`);
+const { data, source } = dataset();
+const only = process.argv.slice(2);
+if (!only.length || only.includes('kernel')) await kernel(data);
+if (!only.length || only.includes('study')) await study(existsSync(FMNIST) ? FMNIST : null, source);
+if (!only.length || only.includes('aggregator')) await aggregator();
+if (!only.length || only.includes('distributed')) await distributed(existsSync(FMNIST) ? FMNIST : null, source);
+// merge with earlier runs of other benchmarks (a partial run replaces only the figures it measured)
+const previous = existsSync(join(REPO, 'bench/results.json')) ? (JSON.parse(readFileSync(join(REPO, 'bench/results.json'), 'utf8')) as { figures: Figure[] }).figures : [];
+const merged = [...previous.filter((p) => !figures.some((f) => f.name === p.name)), ...figures];
+const results = { machine: machine(), date: new Date().toISOString().slice(0, 10), figures: merged };
+mkdirSync(join(REPO, 'bench'), { recursive: true });
+writeFileSync(join(REPO, 'bench/results.json'), `${JSON.stringify(results, null, 2)}\n`);
+writeReadme(results);
+log('wrote bench/results.json');
