@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { symmetricEigen } from '@trajlab/core';
 import type { AnalyticGaussian, AnalyticGmm } from '@trajlab/datasets';
+import { principalComponents, topAxes } from './pca.js';
 import type { Denoiser } from './types.js';
 
 /**
@@ -34,24 +34,12 @@ export function gaussianDenoiser(g: AnalyticGaussian): Denoiser {
  * keeping directions with variance above `relTol` times the largest.
  */
 export function fitGaussian(points: Float32Array, n: number, dim: number, relTol = 1e-9): AnalyticGaussian {
-  const mean = new Float64Array(dim);
-  for (let i = 0; i < n; i++) for (let k = 0; k < dim; k++) mean[k] = mean[k]! + points[i * dim + k]!;
-  for (let k = 0; k < dim; k++) mean[k] = mean[k]! / n;
-  const cov = tf.tidy(() => {
-    const xc = tf.sub(tf.tensor2d(points, [n, dim]), tf.tensor2d(Float32Array.from(mean), [1, dim]));
-    return tf.div(tf.matMul(xc, xc, true, false), n);
-  });
-  const c = Float64Array.from(cov.dataSync());
-  cov.dispose();
-  for (let a = 0; a < dim; a++) for (let b = 0; b < a; b++) c[a * dim + b] = c[b * dim + a] = 0.5 * (c[a * dim + b]! + c[b * dim + a]!);
-  const { values, vectors } = symmetricEigen(c, dim, true);
-  const top = Math.max(values[0]!, 0);
+  const pc = principalComponents(points, n, dim);
+  const top = Math.max(pc.values[0]!, 0);
   let rank = 0;
-  while (rank < dim && values[rank]! > relTol * top) rank++;
+  while (rank < dim && pc.values[rank]! > relTol * top) rank++;
   rank = Math.max(rank, 1);
-  const basis = new Float64Array(dim * rank);
-  for (let a = 0; a < dim; a++) for (let k = 0; k < rank; k++) basis[a * rank + k] = vectors![a * dim + k]!;
-  return { kind: 'gaussian', mean, basis, rank, eigenvalues: values.slice(0, rank).map((v) => Math.max(v, 0)) };
+  return { kind: 'gaussian', mean: pc.mean, basis: topAxes(pc, dim, rank), rank, eigenvalues: pc.values.slice(0, rank).map((v) => Math.max(v, 0)) };
 }
 
 /**

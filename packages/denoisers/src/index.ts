@@ -2,3 +2,4 @@ export * from './types.js';
 export * from './training-set.js';
 export * from './analytic.js';
 export * from './factory.js';
+export * from './pca.js';

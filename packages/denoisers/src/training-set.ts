@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { symmetricEigen } from '@trajlab/core';
+import { principalComponents, topAxes } from './pca.js';
 
 /** One slice of the training set kept on the device in both layouts the kernels need. */
 interface Chunk {
@@ -92,9 +92,9 @@ export class TrainingSet {
     }
     if (opts.pruning) {
       const rank = Math.min(opts.pruning.rank ?? 32, dim, n);
-      const { mean, basis } = topPrincipalDirections(points, n, dim, rank);
-      const meanT = tf.tensor2d(mean, [1, dim]);
-      const basisT = tf.tensor2d(basis, [dim, rank]);
+      const pc = principalComponents(points, n, dim);
+      const meanT = tf.tensor2d(Float32Array.from(pc.mean), [1, dim]);
+      const basisT = tf.tensor2d(Float32Array.from(topAxes(pc, dim, rank)), [dim, rank]);
       const projected = this.chunks.map((c) => tf.tidy(() => tf.transpose(tf.matMul(tf.sub(c.y, meanT), basisT)) as tf.Tensor2D)); // [rank, size]
       const projectedNorm = projected.map((p) => tf.tidy(() => tf.reshape(tf.sum(tf.square(p), 0), [1, -1]) as tf.Tensor2D));
       this.pca = { mean: meanT, basis: basisT, projected, projectedNorm, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
@@ -373,23 +373,6 @@ export class TrainingSet {
     if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...this.pca.projected, ...this.pca.projectedNorm]);
     this.chunks.length = 0;
   }
-}
-
-/** Mean and top `rank` principal directions (row-major [dim, rank], orthonormal) of a point set, via its covariance. */
-function topPrincipalDirections(points: Float32Array, n: number, dim: number, rank: number): { mean: Float32Array; basis: Float32Array } {
-  const mean = new Float64Array(dim);
-  for (let i = 0; i < n; i++) for (let k = 0; k < dim; k++) mean[k] = mean[k]! + points[i * dim + k]! / n;
-  const cov = tf.tidy(() => {
-    const c = tf.sub(tf.tensor2d(points, [n, dim]), tf.tensor2d(Float32Array.from(mean), [1, dim]));
-    return tf.div(tf.matMul(c, c, true, false), n);
-  });
-  const c64 = Float64Array.from(cov.dataSync());
-  cov.dispose();
-  for (let a = 0; a < dim; a++) for (let b = 0; b < a; b++) c64[a * dim + b] = c64[b * dim + a] = 0.5 * (c64[a * dim + b]! + c64[b * dim + a]!);
-  const { vectors } = symmetricEigen(c64, dim, true);
-  const basis = new Float32Array(dim * rank);
-  for (let a = 0; a < dim; a++) for (let k = 0; k < rank; k++) basis[a * rank + k] = vectors![a * dim + k]!;
-  return { mean: Float32Array.from(mean), basis };
 }
 
 function logAddExp(a: number, b: number): number {

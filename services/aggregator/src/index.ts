@@ -2,7 +2,7 @@
  * trajlab aggregator: processes each study's flow parent once all its shards are done (REDIS_URL), in a sandboxed child.
  * SIGTERM/SIGINT: finish the current aggregation, exit.
  */
-import { QUEUES, redisSettings } from '@trajlab/queue';
+import { drainOnSignal, QUEUES, redisSettings } from '@trajlab/queue';
 import { Worker } from 'bullmq';
 import { fileURLToPath } from 'node:url';
 
@@ -18,11 +18,4 @@ worker.on('ready', () => log(`ready: queue ${QUEUES.aggregate} on ${settings.dis
 worker.on('completed', (job) => log(`aggregated ${job.id}`));
 worker.on('failed', (job, err) => log(`failed ${job?.id}: ${err.message}`));
 worker.on('error', (err) => log(`error: ${err.message}`));
-let closing = false;
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(signal, () => {
-    if (closing) return;
-    closing = true;
-    void worker.close().then(() => process.exit(0));
-  });
-}
+drainOnSignal(worker, log);

@@ -3,7 +3,7 @@
  * One job at a time per process by default (TRAJLAB_WORKER_CONCURRENCY); scale by running more processes.
  * SIGTERM/SIGINT: stop taking jobs, finish the current one, exit.
  */
-import { QUEUES, redisSettings } from '@trajlab/queue';
+import { drainOnSignal, QUEUES, redisSettings } from '@trajlab/queue';
 import { Worker } from 'bullmq';
 import { fileURLToPath } from 'node:url';
 
@@ -29,12 +29,4 @@ worker.on('completed', (job) => log(`done ${job.id}`));
 worker.on('failed', (job, err) => log(`failed ${job?.id}: ${err.message}`));
 worker.on('error', (err) => log(`error: ${err.message}`));
 
-let closing = false;
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(signal, () => {
-    if (closing) return;
-    closing = true;
-    log(`${signal}: finishing the current job, then exiting`);
-    void worker.close().then(() => process.exit(0));
-  });
-}
+drainOnSignal(worker, log);
