@@ -129,8 +129,8 @@ export class TrainingSet {
    * principal directions of the training set, ||P^T (x - y_j)|| <= ||x - y_j|| is a lower bound LB_j on every
    * distance, and the exact distance UB to the point of smallest LB is an upper bound on the nearest distance. Point j
    * has weight w_j / w_max <= exp(-(LB_j^2 - UB^2) / (2 t^2)); it is skipped when that is below tolerance / n, so the
-   * skipped points carry at most `tolerance` times the largest weight in total. Rows that would keep more than half
-   * the points are computed densely.
+   * skipped points carry at most `tolerance` times the largest weight in total. Rows that would keep more than an
+   * eighth of the points are computed densely (batched), which is faster there.
    */
   private denoisePruned(x: tf.Tensor2D, t: number): tf.Tensor2D {
     const pca = this.pca!;
@@ -168,7 +168,8 @@ export class TrainingSet {
       });
       this.pruningStats.rows++;
       this.pruningStats.pointsTotal += this.n;
-      if (keep.length * 2 > this.n) {
+      // Per-row work only pays off when few points remain; otherwise the row goes through the batched dense kernel.
+      if (keep.length * 8 > this.n) {
         denseRows.push(r);
         this.pruningStats.pointsKept += this.n;
       } else {
@@ -188,16 +189,19 @@ export class TrainingSet {
     for (const { row, keep } of prunedRows) {
       result[row] = tf.tidy(() => {
         const xr = tf.slice(x, [row, 0], [1, dim]);
-        const ys = tf.concat(
-          this.chunks
-            .map((c) => {
-              const local = keep.filter((j) => j >= c.start && j < c.start + c.size).map((j) => j - c.start);
-              return local.length ? tf.gather(c.y, tf.tensor1d(local, 'int32')) : null;
-            })
-            .filter((v): v is tf.Tensor2D => v !== null),
-          0,
-        ) as tf.Tensor2D; // [k, dim], training order
-        const logits = tf.mul(tf.sub(tf.matMul(xr, ys, false, true), tf.mul(tf.reshape(tf.sum(tf.square(ys), 1), [1, -1]), 0.5)), invT2);
+        const parts = this.chunks
+          .map((c) => {
+            const local = keep.filter((j) => j >= c.start && j < c.start + c.size).map((j) => j - c.start);
+            if (!local.length) return null;
+            const idx = tf.tensor1d(local, 'int32');
+            // columns of the pre-transposed layout (no transposed product, which is slow on wasm) and rows of the other
+            return { yt: tf.gather(c.yt, idx, 1) as tf.Tensor2D, y: tf.gather(c.y, idx) as tf.Tensor2D, hn: tf.gather(c.halfNorm, idx, 1) as tf.Tensor2D };
+          })
+          .filter((v): v is { yt: tf.Tensor2D; y: tf.Tensor2D; hn: tf.Tensor2D } => v !== null);
+        const yt = tf.concat(parts.map((p) => p.yt), 1);
+        const ys = tf.concat(parts.map((p) => p.y), 0);
+        const hn = tf.concat(parts.map((p) => p.hn), 1);
+        const logits = tf.mul(tf.sub(tf.matMul(xr, yt), hn), invT2);
         return tf.matMul(tf.softmax(logits), ys) as tf.Tensor2D;
       });
     }
