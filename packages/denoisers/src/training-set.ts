@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { principalComponents, topAxes } from './pca.js';
+import { topAxesBySubspaceIteration } from './pca.js';
 
 /** One slice of the training set kept on the device in both layouts the kernels need. */
 interface Chunk {
@@ -92,9 +92,9 @@ export class TrainingSet {
     }
     if (opts.pruning) {
       const rank = Math.min(opts.pruning.rank ?? 32, dim, n);
-      const pc = principalComponents(points, n, dim);
-      const meanT = tf.tensor2d(Float32Array.from(pc.mean), [1, dim]);
-      const basisT = tf.tensor2d(Float32Array.from(topAxes(pc, dim, rank)), [dim, rank]);
+      const { mean, basis } = topAxesBySubspaceIteration(points, n, dim, rank);
+      const meanT = tf.tensor2d(mean, [1, dim]);
+      const basisT = tf.tensor2d(basis, [dim, rank]);
       const projected = this.chunks.map((c) => tf.tidy(() => tf.transpose(tf.matMul(tf.sub(c.y, meanT), basisT)) as tf.Tensor2D)); // [rank, size]
       const projectedNorm = projected.map((p) => tf.tidy(() => tf.reshape(tf.sum(tf.square(p), 0), [1, -1]) as tf.Tensor2D));
       this.pca = { mean: meanT, basis: basisT, projected, projectedNorm, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
@@ -129,8 +129,8 @@ export class TrainingSet {
    * principal directions of the training set, ||P^T (x - y_j)|| <= ||x - y_j|| is a lower bound LB_j on every
    * distance, and the exact distance UB to the point of smallest LB is an upper bound on the nearest distance. Point j
    * has weight w_j / w_max <= exp(-(LB_j^2 - UB^2) / (2 t^2)); it is skipped when that is below tolerance / n, so the
-   * skipped points carry at most `tolerance` times the largest weight in total. Rows that would keep more than an
-   * eighth of the points are computed densely (batched), which is faster there.
+   * skipped points carry at most `tolerance` times the largest weight in total. Rows that would keep more than 1/32
+   * of the points are computed densely (batched), which is faster there.
    */
   private denoisePruned(x: tf.Tensor2D, t: number): tf.Tensor2D {
     const pca = this.pca!;
@@ -138,45 +138,63 @@ export class TrainingSet {
     const xHost = x.dataSync();
     const xp = tf.tidy(() => tf.matMul(tf.sub(x, pca.mean), pca.basis)); // [B, rank]
     const xpNorm = tf.tidy(() => tf.sum(tf.square(xp), 1, true));
+    const cutoff = 2 * t * t * Math.log(this.n / pca.tolerance);
     // lower bounds per chunk (expanded form, loosened by a float32 rounding margin so the bound stays certified)
     const lbChunks = this.chunks.map((c, ci) =>
       tf.tidy(() => {
         const lb2 = tf.add(tf.sub(xpNorm, tf.mul(tf.matMul(xp, pca.projected[ci]!), 2)), pca.projectedNorm[ci]!);
         const margin = tf.mul(tf.add(xpNorm, pca.projectedNorm[ci]!), 1e-5);
-        return tf.relu(tf.sub(lb2, margin)).dataSync() as Float32Array;
+        return tf.relu(tf.sub(lb2, margin)) as tf.Tensor2D;
       }),
     );
     tf.dispose([xp, xpNorm]);
-    const rowsOut: tf.Tensor2D[] = [];
+    // per row: the point of smallest bound (its exact distance bounds the nearest distance from above: UB) and the
+    // largest bound; if even that is within the cutoff of UB, nothing can be skipped in this row
+    const stats = tf.tidy(() => {
+      const all = lbChunks.length === 1 ? lbChunks[0]! : tf.concat(lbChunks, 1);
+      return [tf.argMin(all, 1), tf.max(all, 1)] as tf.Tensor[];
+    });
+    const argmin = stats[0]!.dataSync();
+    const lbMax = stats[1]!.dataSync();
+    tf.dispose(stats);
+    const ub2 = new Float64Array(B);
+    for (let r = 0; r < B; r++) {
+      const j = argmin[r]!;
+      let s2 = 0;
+      for (let k = 0; k < dim; k++) s2 += (xHost[r * dim + k]! - this.points[j * dim + k]!) ** 2;
+      ub2[r] = s2;
+    }
     const denseRows: number[] = [];
     const prunedRows: { row: number; keep: number[] }[] = [];
-    const cutoff = 2 * t * t * Math.log(this.n / pca.tolerance);
+    const candidates: number[] = [];
     for (let r = 0; r < B; r++) {
-      // candidate nearest point: smallest lower bound; its exact distance bounds the nearest distance from above
-      let best = Infinity;
-      let bestJ = 0;
-      this.chunks.forEach((c, ci) => {
-        const lb = lbChunks[ci]!;
-        for (let j = 0; j < c.size; j++) if (lb[r * c.size + j]! < best) (best = lb[r * c.size + j]!), (bestJ = c.start + j);
-      });
-      let ub2 = 0;
-      for (let k = 0; k < dim; k++) ub2 += (xHost[r * dim + k]! - this.points[bestJ * dim + k]!) ** 2;
-      const keep: number[] = [];
-      this.chunks.forEach((c, ci) => {
-        const lb = lbChunks[ci]!;
-        for (let j = 0; j < c.size; j++) if (lb[r * c.size + j]! - ub2 <= cutoff) keep.push(c.start + j);
-      });
       this.pruningStats.rows++;
       this.pruningStats.pointsTotal += this.n;
-      // Per-row work only pays off when few points remain; otherwise the row goes through the batched dense kernel.
-      if (keep.length * 8 > this.n) {
+      if (lbMax[r]! - ub2[r]! <= cutoff) {
         denseRows.push(r);
         this.pruningStats.pointsKept += this.n;
-      } else {
-        prunedRows.push({ row: r, keep });
-        this.pruningStats.pointsKept += keep.length;
-      }
+      } else candidates.push(r);
     }
+    if (candidates.length) {
+      const lbHost = lbChunks.map((lb) => lb.dataSync());
+      for (const r of candidates) {
+        const keep: number[] = [];
+        this.chunks.forEach((c, ci) => {
+          const lb = lbHost[ci]!;
+          for (let j = 0; j < c.size; j++) if (lb[r * c.size + j]! - ub2[r]! <= cutoff) keep.push(c.start + j);
+        });
+        // Per-row work only pays off when few points remain; otherwise the row goes through the batched dense kernel.
+        if (keep.length * 32 > this.n) {
+          denseRows.push(r);
+          this.pruningStats.pointsKept += this.n;
+        } else {
+          prunedRows.push({ row: r, keep });
+          this.pruningStats.pointsKept += keep.length;
+        }
+      }
+      denseRows.sort((a, b) => a - b);
+    }
+    tf.dispose(lbChunks);
     const result = new Array<tf.Tensor2D | null>(B).fill(null);
     if (denseRows.length) {
       const sub = tf.tidy(() => tf.gather(x, tf.tensor1d(denseRows, 'int32')) as tf.Tensor2D);
