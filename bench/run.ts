@@ -60,8 +60,8 @@ async function kernel(data: Dataset) {
     const den = time(() => ts.denoise(x, 1.0));
     const mmRate = (2 * B * data.dim * data.n) / mm / 1e9;
     const kRate = (4 * B * data.dim * data.n) / den / 1e9;
-    add({ name: `matMul ${B}x${data.dim}x${data.n}`, value: mmRate, unit: 'GFLOP/s', detail: `${(mm * 1000).toFixed(1)} ms`, command: 'pnpm bench' });
-    add({ name: `optimal denoiser, batch ${B}`, value: kRate, unit: 'GFLOP/s', detail: `${(den * 1000).toFixed(1)} ms per evaluation of ${B} queries, ${((kRate / mmRate) * 100).toFixed(0)}% of matMul's rate, ${(B / den).toFixed(0)} query evaluations/s`, command: 'pnpm bench' });
+    add({ name: `matMul ${B}x${data.dim}x${data.n}`, value: mmRate, unit: 'GFLOP/s', detail: `${(mm * 1000).toFixed(1)} ms`, command: 'pnpm bench kernel' });
+    add({ name: `optimal denoiser, batch ${B}`, value: kRate, unit: 'GFLOP/s', detail: `${(den * 1000).toFixed(1)} ms per evaluation of ${B} queries, ${((kRate / mmRate) * 100).toFixed(0)}% of matMul's rate, ${(B / den).toFixed(0)} query evaluations/s`, command: 'pnpm bench kernel' });
     tf.dispose([x, yt]);
   }
   ts.dispose();
@@ -120,12 +120,12 @@ async function study(uri: string | null, source: string) {
         value: 512 / s,
         unit: 'trajectories/s',
         detail: `${source}; 512 trajectories (Euler 20 + Heun 10, 20 NFE each), ${s.toFixed(1)} s wall incl. start-up, ${((512 * 20) / s).toFixed(0)} denoiser evaluations/s`,
-        command: `pnpm trajlab run bench/perf.yaml --workers ${workers}`,
+        command: 'pnpm bench study',
       });
     }
   }
-  add({ name: '2 processes vs 1 (dense)', value: rates['dense-2']! / rates['dense-1']!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1', command: 'pnpm bench' });
-  add({ name: '2 processes vs 1 (pruned)', value: rates['pruned-2']! / rates['pruned-1']!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1', command: 'pnpm bench' });
+  add({ name: '2 processes vs 1 (dense)', value: rates['dense-2']! / rates['dense-1']!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1', command: 'pnpm bench study' });
+  add({ name: '2 processes vs 1 (pruned)', value: rates['pruned-2']! / rates['pruned-1']!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1', command: 'pnpm bench study' });
   if (uri) {
     const secs: number[] = [];
     for (let r = 0; r < 3; r++) {
@@ -134,7 +134,7 @@ async function study(uri: string | null, source: string) {
     }
     const s = median(secs);
     add({ name: 'numpy peer (dense, float32, batch 32)', value: 512 / s, unit: 'trajectories/s', detail: `same study in plain numpy, ${s.toFixed(2)} s`, command: 'python3 bench/numpy_peer.py <train-images.gz> 10000 256' });
-    add({ name: 'trajlab (best) / numpy peer', value: Math.max(...Object.values(rates)) / (512 / s), unit: 'x', detail: 'study throughput ratio on this machine', command: 'pnpm bench' });
+    add({ name: 'trajlab (best) / numpy peer', value: Math.max(...Object.values(rates)) / (512 / s), unit: 'x', detail: 'study throughput ratio on this machine', command: 'pnpm bench study' });
   }
 }
 
@@ -211,8 +211,8 @@ async function aggregator() {
   await aggregateShards([{ configId: 'c', solver: 'euler', schedule: 'polynomial', steps: P - 1, role: 'study', nfe: P - 1, samplesKeys, stepsKeys }], async (k) => new Uint8Array(readFileSync(join(dir, k))), meta);
   const secs = (performance.now() - t0) / 1000;
   const rss = process.resourceUsage().maxRSS / 1024;
-  add({ name: 'aggregator throughput', value: total / secs, unit: 'step rows/s', detail: `${(total / 1e6).toFixed(1)}M rows in ${secs.toFixed(1)} s`, command: 'pnpm bench' });
-  add({ name: 'aggregator peak RSS (whole bench process)', value: rss, unit: 'MiB', detail: `after ${(total / 1e6).toFixed(1)}M rows; one shard in memory at a time, sketches bounded by the value range`, command: 'pnpm bench' });
+  add({ name: 'aggregator throughput', value: total / secs, unit: 'step rows/s', detail: `${(total / 1e6).toFixed(1)}M rows in ${secs.toFixed(1)} s`, command: 'pnpm bench aggregator' });
+  add({ name: 'aggregator peak RSS (whole bench process)', value: rss, unit: 'MiB', detail: `peak of the process that generated and then aggregated ${(total / 1e6).toFixed(1)}M rows`, command: 'pnpm bench aggregator' });
 }
 
 function machine(): string {

@@ -44,4 +44,26 @@ describe('S3 object store against a real S3 server over HTTP', () => {
     const store = openStore(`s3://${s3.bucket}/p`, { ...process.env, ...s3.env });
     expect(() => store.locate('../escape')).toThrow(/invalid object key/);
   });
+
+  it('reads a dataset named by s3://bucket/key (downloaded once into the data cache), same data hash as the local file', async () => {
+    const { runStudyEmbedded } = await import('@trajlab/runner');
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 's3data-'));
+    const bytes = new Uint8Array([0, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 2, 0, 0, 0, 2, ...Array.from({ length: 40 }, (_, i) => (i * 29) % 256)]);
+    writeFileSync(join(dir, 'local-idx3-ubyte'), bytes);
+    const store = openStore(`s3://${s3.bucket}`, { ...process.env, ...s3.env });
+    await store.put('data/remote-idx3-ubyte', bytes);
+    Object.assign(process.env, s3.env, { TRAJLAB_DATA_CACHE: join(dir, 'cache') });
+    const spec = (uri: string) => `name: s3data\nsamples: 2\ndataset: { kind: idx, uri: ${uri} }\nsolvers: [ { solver: euler, steps: 2 } ]\n`;
+    writeFileSync(join(dir, 'remote.yaml'), spec(`s3://${s3.bucket}/data/remote-idx3-ubyte`));
+    writeFileSync(join(dir, 'local.yaml'), spec('./local-idx3-ubyte'));
+    const remote = await runStudyEmbedded(join(dir, 'remote.yaml'), { out: join(dir, 'out') });
+    const local = await runStudyEmbedded(join(dir, 'local.yaml'), { out: join(dir, 'out') });
+    const { readFileSync } = await import('node:fs');
+    const hash = (r: { studyDir: string }) => JSON.parse(readFileSync(join(r.studyDir, 'study.json'), 'utf8')).data.dataset.contentHash;
+    expect(hash(remote)).toBe(hash(local));
+    expect(remote.studyId).not.toBe(local.studyId); // the uri as written is part of the spec
+  });
 });

@@ -4,7 +4,7 @@
  */
 import { backendFromEnv, initBackend } from '@trajlab/backend';
 import { openStore } from '@trajlab/storage';
-import { planStudy, resolveStudyFile } from '@trajlab/study';
+import { planStudy, prefetchSpecFile, resolveStudyFile } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
 import { executeShard } from './execute.js';
 import type { ChildMessage, ParentMessage } from './pool.js';
@@ -19,6 +19,7 @@ process.on('message', (raw: ParentMessage) => {
     try {
       if (raw.type === 'init') {
         await initBackend(backendFromEnv());
+        await prefetchSpecFile(raw.specPath);
         const { study, data } = resolveStudyFile(raw.specPath);
         const plan = planStudy(study);
         for (const c of plan.configs) if (raw.sigmas[c.configId]) c.sigmas = raw.sigmas[c.configId]!;

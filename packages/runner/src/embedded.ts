@@ -2,7 +2,7 @@ import { activeBackend } from '@trajlab/backend';
 import { TRAJLAB_VERSION } from '@trajlab/core';
 import { aggregateShards, type AggregateConfig } from '@trajlab/results';
 import { openStore, type ObjectStore } from '@trajlab/storage';
-import { planStudy, resolveStudyFile, studyKeys, type PlannedConfig, type ShardPlan, type StudyPlan } from '@trajlab/study';
+import { planStudy, prefetchSpecFile, resolveStudyFile, studyKeys, type PlannedConfig, type ShardPlan, type StudyPlan } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
 import { writeReport } from '@trajlab/report';
 import { executeShard } from './execute.js';
@@ -87,6 +87,7 @@ export async function aggregateStudy(store: ObjectStore, studyId: string): Promi
  */
 export async function runStudyEmbedded(specPath: string, opts: RunOptions): Promise<RunResult> {
   const started = Date.now();
+  await prefetchSpecFile(specPath);
   const { study, data } = resolveStudyFile(specPath);
   const plan = planStudy(study);
   const store = openStore(opts.out);

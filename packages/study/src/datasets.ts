@@ -1,11 +1,17 @@
 import { gaussianDataset, gmmDataset, loadIdxFile, ringsDataset, swissRollDataset, twoMoonsDataset, type Dataset } from '@trajlab/datasets';
+import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import { cachedPath } from './remote-data.js';
 import { SpecError } from './errors.js';
 import type { DatasetSpec } from './spec.js';
 
-/** Resolves a dataset uri against the spec file's directory; remote schemes are refused with a clear message. */
+/** Resolves a dataset uri: local paths against the spec file's directory, s3:// to its prefetched local copy. */
 export function datasetPath(uri: string, baseDir: string, field: string): string {
-  if (uri.startsWith('s3://')) throw new SpecError(field, `S3 datasets (${uri}) need the S3 store of the distributed pipeline, not in this build yet; use a local path`);
+  if (uri.startsWith('s3://')) {
+    const path = cachedPath(uri);
+    if (!existsSync(path)) throw new SpecError(field, `${uri} has not been downloaded (prefetchRemoteData runs before resolution)`);
+    return path;
+  }
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri);
   if (scheme) throw new SpecError(field, `unsupported URI scheme '${scheme[1]}://' in ${uri}`);
   return isAbsolute(uri) ? uri : resolve(baseDir, uri);

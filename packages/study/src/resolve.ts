@@ -6,6 +6,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { canonicalJson, sha256Hex } from './canonical.js';
 import { loadDataset } from './datasets.js';
+import { prefetchRemoteData } from './remote-data.js';
 import { fieldPath, SpecError } from './errors.js';
 import { gitsSchema, studySpecSchema, type DatasetSpec, type DenoiserSpecInput, type GitsSpec, type StudySpec } from './spec.js';
 
@@ -236,6 +237,17 @@ export function resolveStudyText(text: string, file: string, baseDir: string): {
     if (err instanceof SpecError && !err.file) throw new SpecError(err.field, err.detail, file);
     throw err;
   }
+}
+
+/** Reads a spec file and downloads the s3:// dataset files it names (see prefetchRemoteData). */
+export async function prefetchSpecFile(path: string): Promise<void> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return; // resolveStudyFile reports it
+  }
+  await prefetchRemoteData(text);
 }
 
 /** Reads a spec file (YAML or JSON) and resolves it; dataset paths are relative to the file's directory. */

@@ -2,7 +2,7 @@ import { initBackend, backendFromEnv } from '@trajlab/backend';
 import { FlowProducer, jobIds, QUEUES, redisKeys, redisSettings, studyFlow } from '@trajlab/queue';
 import { computeGitsSchedules, createContext, studyJson } from '@trajlab/runner';
 import { openStore } from '@trajlab/storage';
-import { planStudy, resolveStudyFile, studyKeys } from '@trajlab/study';
+import { planStudy, prefetchSpecFile, resolveStudyFile, studyKeys } from '@trajlab/study';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { formatDuration } from './format.js';
@@ -66,6 +66,7 @@ async function registered(c: Cluster, studyId: string): Promise<Registered> {
 
 /** Submits a study as a BullMQ flow; a second submission of the same spec adds nothing. Returns the study id. */
 export async function submitStudy(specPath: string, out: string, log: (s: string) => void): Promise<{ studyId: string; added: boolean }> {
+  await prefetchSpecFile(specPath);
   const { study, data } = resolveStudyFile(specPath);
   const plan = planStudy(study);
   const store = openStore(out);

@@ -4,7 +4,7 @@ import { DenoiserSpecError } from '@trajlab/denoisers';
 import { ArrowFileError } from '@trajlab/results';
 import { aggregateStudy, runStudyEmbedded } from '@trajlab/runner';
 import { openStore, StoreError } from '@trajlab/storage';
-import { planStudy, resolveStudyFile, SpecError, type StudyPlan, type ResolvedStudy } from '@trajlab/study';
+import { planStudy, prefetchSpecFile, resolveStudyFile, SpecError, type StudyPlan, type ResolvedStudy } from '@trajlab/study';
 import { writeReport } from '@trajlab/report';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -76,6 +76,7 @@ function printPlan(study: ResolvedStudy, plan: StudyPlan, write: (s: string) => 
 async function cmdValidate(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { json: { type: 'boolean', default: false } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('validate takes one spec file');
+  await prefetchSpecFile(positionals[0]!);
   const { study } = resolveStudyFile(positionals[0]!);
   const plan = planStudy(study);
   if (values.json) process.stdout.write(`${JSON.stringify({ studyId: study.studyId, spec: study.spec, data: study.data, plan }, null, 2)}\n`);
@@ -91,6 +92,7 @@ async function cmdRun(args: string[]): Promise<number> {
   const out = outRoot(values.out);
   // Validate everything before touching the backend or the output.
   const choice = backendFromEnv();
+  await prefetchSpecFile(positionals[0]!);
   const { study } = resolveStudyFile(positionals[0]!);
   const plan = planStudy(study);
   openStore(out);

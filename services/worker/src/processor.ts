@@ -6,7 +6,7 @@ import { backendFromEnv, initBackend } from '@trajlab/backend';
 import { parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
 import { createContext, executeShard, type ShardManifest, type StudyContext } from '@trajlab/runner';
 import { openStore } from '@trajlab/storage';
-import { planStudy, resolveStudyText } from '@trajlab/study';
+import { planStudy, prefetchRemoteData, resolveStudyText } from '@trajlab/study';
 import type { SandboxedJob } from 'bullmq';
 import { Redis } from 'ioredis';
 
@@ -61,6 +61,13 @@ export default async function processShard(job: SandboxedJob): Promise<ShardMani
     throw unrecoverable((err as Error).message);
   }
   await initBackend(backendFromEnv());
+  if (!contexts.has(payload.studyId)) {
+    try {
+      await prefetchRemoteData(JSON.stringify(payload.spec));
+    } catch (err) {
+      throw unrecoverable(`job ${jobId}: ${(err as Error).message}`);
+    }
+  }
   redis ??= new Redis(redisSettings().connection);
   if (await redis.exists(redisKeys.cancel(payload.studyId))) throw unrecoverable(`study ${payload.studyId} was cancelled`);
   const ctx = contextFor(payload, jobId);
