@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cli, readTable, rows, tempDir, writeSpec } from './helpers.js';
@@ -129,5 +129,22 @@ describe('trajlab CLI (real child processes)', () => {
     const agg = cli(['aggregate', id, '--out', join(dir, 'out')]);
     expect(agg.status, agg.stderr).toBe(0);
     expect(readFileSync(summaryPath).equals(before)).toBe(true);
+  });
+
+  it('TRAJLAB_DATA_ROOT confines dataset files (symbolic links resolved): outside paths are refused with exit 2', () => {
+    const root = tempDir();
+    const outside = tempDir();
+    const header = Buffer.from([0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 2]);
+    writeFileSync(join(outside, 'x-idx3-ubyte'), Buffer.concat([header, Buffer.alloc(16, 7)]));
+    writeFileSync(join(root, 'x-idx3-ubyte'), Buffer.concat([header, Buffer.alloc(16, 7)]));
+    symlinkSync(join(outside, 'x-idx3-ubyte'), join(root, 'link-idx3-ubyte'));
+    const spec = (uri: string) => writeSpec(root, { ...good, dataset: { kind: 'idx', uri } }, `${uri.replace(/\W/g, '')}.yaml`);
+    const env = { TRAJLAB_DATA_ROOT: root };
+    expect(cli(['validate', spec('./x-idx3-ubyte')], { env }).status).toBe(0);
+    const escape = cli(['validate', spec(join(outside, 'x-idx3-ubyte'))], { env });
+    expect(escape.status).toBe(2);
+    expect(escape.stderr).toMatch(/dataset\.uri: .* is outside the data root .* \(TRAJLAB_DATA_ROOT\)/);
+    expect(cli(['validate', spec('./link-idx3-ubyte')], { env }).stderr).toMatch(/outside the data root/);
+    expect(cli(['validate', spec('../' + outside.split('/').pop() + '/x-idx3-ubyte')], { env }).status).toBe(2);
   });
 });

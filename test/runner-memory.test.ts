@@ -76,3 +76,20 @@ describe('metrics reuse the optimal denoiser\'s distances', () => {
     expect(both - none).toBe(6);
   });
 });
+
+describe('numerical faults', () => {
+  it('a NaN or Inf during sampling fails the shard naming config, sample, step and sigma; nothing is written', async () => {
+    const { runStudyEmbedded } = await import('@trajlab/runner');
+    const { existsSync, mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'nan-'));
+    // a custom schedule starting at 1e39: x_T = 1e39 z overflows float32 to Inf at the very first point
+    writeFileSync(join(dir, 'spec.yaml'), stringify({ name: 'overflow', samples: 2, dataset: { kind: 'rings', n: 20 }, solvers: [{ solver: 'euler', schedule: 'custom', sigmas: [1e39, 1, 0.1] }] }));
+    await expect(runStudyEmbedded(join(dir, 'spec.yaml'), { out: join(dir, 'out') })).rejects.toThrow(
+      /non-finite x in config euler-custom-[0-9a-f]{6}-s2, sample 0, step 0, sigma 1e\+39/,
+    );
+    const studyDirs = (await import('node:fs')).readdirSync(join(dir, 'out'));
+    expect(existsSync(join(dir, 'out', studyDirs[0]!, 'shards'))).toBe(false);
+  });
+});

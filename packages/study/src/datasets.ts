@@ -1,6 +1,6 @@
 import { gaussianDataset, gmmDataset, loadIdxFile, ringsDataset, swissRollDataset, twoMoonsDataset, type Dataset } from '@trajlab/datasets';
-import { existsSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { existsSync, realpathSync } from 'node:fs';
+import { isAbsolute, resolve, sep } from 'node:path';
 import { cachedPath } from './remote-data.js';
 import { SpecError } from './errors.js';
 import type { DatasetSpec } from './spec.js';
@@ -14,7 +14,30 @@ export function datasetPath(uri: string, baseDir: string, field: string): string
   }
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri);
   if (scheme) throw new SpecError(field, `unsupported URI scheme '${scheme[1]}://' in ${uri}`);
-  return isAbsolute(uri) ? uri : resolve(baseDir, uri);
+  const path = isAbsolute(uri) ? uri : resolve(baseDir, uri);
+  confineToDataRoot(path, field);
+  return path;
+}
+
+/**
+ * With TRAJLAB_DATA_ROOT set (workers serving many users should set it), local dataset files must lie inside that
+ * directory, symbolic links resolved; anything else is refused before it is opened.
+ */
+export function confineToDataRoot(path: string, field: string, env: NodeJS.ProcessEnv = process.env): void {
+  const root = env.TRAJLAB_DATA_ROOT;
+  if (!root) return;
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return resolve(p);
+    }
+  };
+  const r = real(root);
+  const p = real(path);
+  if (p !== r && !p.startsWith(r.endsWith(sep) ? r : r + sep)) {
+    throw new SpecError(field, `${path} is outside the data root ${root} (TRAJLAB_DATA_ROOT)`);
+  }
 }
 
 /** Builds or loads a dataset from its spec. File errors name the file (DataFileError). */
