@@ -147,4 +147,20 @@ describe('trajlab CLI (real child processes)', () => {
     expect(cli(['validate', spec('./link-idx3-ubyte')], { env }).stderr).toMatch(/outside the data root/);
     expect(cli(['validate', spec('../' + outside.split('/').pop() + '/x-idx3-ubyte')], { env }).status).toBe(2);
   });
+
+  it('aggregate refuses a truncated shard by name and leaves the existing summary untouched', () => {
+    const dir = tempDir();
+    const spec = writeSpec(dir, { ...good, samples: 4, shardSize: 2 });
+    const res = cli(['run', spec, '--out', join(dir, 'out'), '--workers', '1'], { cwd: dir });
+    expect(res.status, res.stderr).toBe(0);
+    const id = /study\s+(\S+)/.exec(res.stdout)![1]!;
+    const summary = /summary\s+(\S+)/.exec(res.stdout)![1]!;
+    const before = readFileSync(summary);
+    const victim = join(dir, 'out', id, 'shards/euler-polynomial-rho7-s3/000002-000003.steps.arrow');
+    writeFileSync(victim, readFileSync(victim).subarray(0, 200));
+    const agg = cli(['aggregate', id, '--out', join(dir, 'out')]);
+    expect(agg.status).toBe(1);
+    expect(agg.stderr).toMatch(/000002-000003\.steps\.arrow: not a complete Arrow IPC file/);
+    expect(readFileSync(summary).equals(before)).toBe(true);
+  });
 });
