@@ -1,4 +1,4 @@
-import { buildSigmas, checkSigmas, SOLVERS, type SolverName, type SolverOptions } from '@trajlab/core';
+import { buildSigmas, checkSigmas, SOLVERS, solverNfe, type SolverName, type SolverOptions } from '@trajlab/core';
 import type { Dataset } from '@trajlab/datasets';
 import { checkDenoiserSpec, DenoiserSpecError } from '@trajlab/denoisers';
 import { readFileSync } from 'node:fs';
@@ -184,7 +184,7 @@ function expandConfigs(spec: StudySpec): ConfigPlan[] {
         afs: e.afs,
         denoiseToZero: e.denoiseToZero,
         gits,
-        nfe: SOLVERS[solver].nfePerStep * steps - (e.afs ? 1 : 0) + (e.denoiseToZero ? 1 : 0),
+        nfe: solverNfe(solver, steps) - (e.afs ? 1 : 0) + (e.denoiseToZero ? 1 : 0),
         field,
       });
     });
