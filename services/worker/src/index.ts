@@ -1,6 +1,7 @@
 /**
  * trajlab worker: takes shard jobs from Redis (REDIS_URL) and runs them in a sandboxed child process.
  * One job at a time per process by default (TRAJLAB_WORKER_CONCURRENCY); scale by running more processes.
+ * TRAJLAB_LOCK_MS (default 60000): job lock duration, also the interval of the stalled-job check.
  * SIGTERM/SIGINT: stop taking jobs, finish the current one, exit.
  */
 import { drainOnSignal, QUEUES, redisSettings } from '@trajlab/queue';
@@ -13,13 +14,19 @@ if (!Number.isInteger(concurrency) || concurrency < 1) {
   process.stderr.write(`trajlab worker: TRAJLAB_WORKER_CONCURRENCY must be a positive integer; got '${process.env.TRAJLAB_WORKER_CONCURRENCY}'\n`);
   process.exit(2);
 }
+const lockMs = Number(process.env.TRAJLAB_LOCK_MS ?? 60_000);
+if (!Number.isInteger(lockMs) || lockMs < 1000) {
+  process.stderr.write(`trajlab worker: TRAJLAB_LOCK_MS must be an integer >= 1000; got '${process.env.TRAJLAB_LOCK_MS}'\n`);
+  process.exit(2);
+}
 const processor = fileURLToPath(new URL('./processor.ts', import.meta.url));
 const worker = new Worker(QUEUES.shards, processor, {
   connection: settings.connection,
   concurrency,
   useWorkerThreads: false,
-  // Sandboxed: a stalled job (its worker died) is taken over after the lock expires.
-  lockDuration: 60_000,
+  // A job whose worker died (its lock was not renewed) is taken over by another worker within about two lock periods.
+  lockDuration: lockMs,
+  stalledInterval: lockMs,
   maxStalledCount: 2,
 });
 const log = (s: string) => process.stderr.write(`[worker ${process.pid}] ${s}\n`);

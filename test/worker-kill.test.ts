@@ -1,0 +1,47 @@
+import { openStore } from '@trajlab/storage';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliAsync as cli, tempDir, writeSpec } from './helpers.js';
+import { startS3, type TestS3 } from './s3-server.js';
+import { startRedis, startService, type RedisHandle } from './services.js';
+
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+describe('a worker killed in the middle of a shard', () => {
+  let redis: RedisHandle;
+  let s3: TestS3;
+  beforeAll(async () => {
+    [redis, s3] = await Promise.all([startRedis(), startS3()]);
+  });
+  afterAll(async () => Promise.all([redis?.stop(), s3?.stop()]));
+
+  it('SIGKILL: the stalled job is taken over by another worker; outputs identical to an undisturbed run', async () => {
+    // short locks so the stalled-job check runs every 3 s
+    const env = { ...s3.env, REDIS_URL: redis.url, TRAJLAB_LOCK_MS: '3000' };
+    const dir = tempDir();
+    const path = writeSpec(dir, { name: 'sigkill', samples: 8, shardSize: 4, dataset: { kind: 'gmm', dim: 32, components: 8, n: 3000 }, solvers: [{ solver: 'heun', steps: 80 }] });
+    const out = `s3://${s3.bucket}/sigkill`;
+    const aggregator = startService('aggregator', env);
+    const victim = startService('worker', env);
+    await Promise.all([aggregator.waitFor(/ready/), victim.waitFor(/ready/)]);
+    const sub = await cli(['submit', path, '--out', out], { env });
+    expect(sub.status, sub.stderr).toBe(0);
+    const studyId = sub.stdout.trim();
+    await victim.waitFor(/start sigkill-/);
+    await new Promise((r) => setTimeout(r, 500)); // well inside the shard
+    await victim.stop('SIGKILL');
+    expect(victim.log()).not.toMatch(/done sigkill-/);
+    const rescuer = startService('worker', env);
+    const watch = await cli(['watch', studyId, '--interval', '0.5'], { env });
+    expect(watch.status, watch.stdout).toBe(0);
+    await Promise.all([rescuer.stop('SIGTERM'), aggregator.stop('SIGTERM')]);
+    const local = await cli(['run', path, '--out', join(dir, 'local'), '--quiet']);
+    expect(local.status).toBe(0);
+    const store = openStore(out, { ...process.env, ...env });
+    const localStore = openStore(join(dir, 'local'));
+    const keys = (await store.list(`${studyId}/`)).filter((k) => k.endsWith('.arrow'));
+    expect(keys.length).toBeGreaterThan(4);
+    for (const k of keys) expect(sha(await store.get(k)), k).toBe(sha(await localStore.get(k)));
+  });
+});
