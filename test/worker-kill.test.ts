@@ -25,13 +25,33 @@ describe('a worker killed in the middle of a shard', () => {
     const aggregator = startService('aggregator', env);
     const victim = startService('worker', env);
     await Promise.all([aggregator.waitFor(/ready/), victim.waitFor(/ready/)]);
+    const { execFileSync } = await import('node:child_process');
+    const childrenOf = (pid: number) => {
+      try {
+        return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+      } catch {
+        return [];
+      }
+    };
     const sub = await cli(['submit', path, '--out', out], { env });
     expect(sub.status, sub.stderr).toBe(0);
     const studyId = sub.stdout.trim();
     await victim.waitFor(/start sigkill-/);
     await new Promise((r) => setTimeout(r, 500)); // well inside the shard
+    const kids = childrenOf(victim.proc.pid!);
     await victim.stop('SIGKILL');
     expect(victim.log()).not.toMatch(/done sigkill-/);
+    // the killed worker's sandboxed child must not keep computing
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 50 && kids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(kids.filter(alive)).toEqual([]);
     const rescuer = startService('worker', env);
     const watch = await cli(['watch', studyId, '--interval', '0.5'], { env });
     expect(watch.status, watch.stdout).toBe(0);

@@ -49,8 +49,17 @@ function contextFor(p: ShardPayload, jobId: string): StudyContext {
 }
 
 // A sandboxed child must not outlive its worker: if the worker dies (even by SIGKILL) the IPC channel closes; stop
-// computing at once instead of finishing a shard nobody will report (BullMQ moves the job back after its lock expires).
-if (process.send) process.on('disconnect', () => process.exit(1));
+// computing at once instead of finishing a shard nobody will report (the job is taken over once its lock expires).
+// BullMQ's child reports an uncaught error by sending it to the parent; with the parent gone that send fails and
+// re-triggers the handler forever (a busy loop). Our handlers run first and exit instead.
+if (process.send) {
+  const exitIfOrphaned = () => {
+    if (!process.connected) process.exit(1);
+  };
+  process.on('disconnect', () => process.exit(1));
+  process.prependListener('unhandledRejection', exitIfOrphaned);
+  process.prependListener('uncaughtException', exitIfOrphaned);
+}
 
 export default async function processShard(job: SandboxedJob): Promise<ShardManifest> {
   const jobId = String(job.id);
@@ -87,11 +96,14 @@ export default async function processShard(job: SandboxedJob): Promise<ShardMani
   let lastReport = 0;
   try {
     const res = await executeShard(ctx, openStore(payload.out), config, shard, (done, total) => {
+      // Checked at every time point, in the compute path itself: once the worker is gone, stop at once (sending
+      // progress over the closed channel is what would otherwise keep this process spinning).
+      if (process.send && !process.connected) process.exit(1);
       if (cancelled) throw unrecoverable(`study ${payload.studyId} was cancelled`);
       const now = Date.now();
       if (now - lastReport > 250 || done === total) {
         lastReport = now;
-        void job.updateProgress({ configId: config.configId, shard: shard.name, points: done, of: total, samples: shard.count });
+        job.updateProgress({ configId: config.configId, shard: shard.name, points: done, of: total, samples: shard.count }).catch(() => {});
       }
     });
     return res.manifest;
