@@ -114,15 +114,24 @@ export class S3Store implements ObjectStore {
 
   async put(key: string, body: Uint8Array): Promise<void> {
     const Key = this.objectKey(key);
-    try {
-      if (body.length < this.multipartThreshold) {
-        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length }));
+    // The SDK retries each request; on top of that a whole upload is retried (with backoff) when a request still
+    // fails, e.g. a connection dropped after the server completed a multipart upload. Uploads are atomic and carry the
+    // same bytes each time, so repeating one is safe.
+    let last: unknown;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      try {
+        if (body.length < this.multipartThreshold) {
+          await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length }));
+        } else {
+          await this.putMultipart(Key, body);
+        }
         return;
+      } catch (err) {
+        last = err;
       }
-      await this.putMultipart(Key, body);
-    } catch (err) {
-      throw new StoreError(this.locate(key), `upload failed (${errorName(err)}: ${(err as Error).message})`);
     }
+    throw new StoreError(this.locate(key), `upload failed (${errorName(last)}: ${(last as Error).message})`);
   }
 
   /** Multipart upload; aborted on failure so no parts linger. The object appears only on completion. */
