@@ -1,24 +1,6 @@
-import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync, tempDir, writeSpec } from './helpers.js';
-import { startRedis, startService, type RedisHandle } from './services.js';
-
-/** Pids of the children of a process. */
-function childrenOf(pid: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
+import { alive, childrenOf, startRedis, startService, type RedisHandle } from './services.js';
 
 describe('sandboxed shard processes', () => {
   let redis: RedisHandle;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync as cli, tempDir, writeSpec } from './helpers.js';
 import { startS3, type TestS3 } from './s3-server.js';
-import { startRedis, startService, type RedisHandle } from './services.js';
+import { alive, childrenOf, startRedis, startService, type RedisHandle } from './services.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -25,14 +25,6 @@ describe('a worker killed in the middle of a shard', () => {
     const aggregator = startService('aggregator', env);
     const victim = startService('worker', env);
     await Promise.all([aggregator.waitFor(/ready/), victim.waitFor(/ready/)]);
-    const { execFileSync } = await import('node:child_process');
-    const childrenOf = (pid: number) => {
-      try {
-        return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
-      } catch {
-        return [];
-      }
-    };
     const sub = await cli(['submit', path, '--out', out], { env });
     expect(sub.status, sub.stderr).toBe(0);
     const studyId = sub.stdout.trim();
@@ -42,14 +34,6 @@ describe('a worker killed in the middle of a shard', () => {
     await victim.stop('SIGKILL');
     expect(victim.log()).not.toMatch(/done sigkill-/);
     // the killed worker's sandboxed child must not keep computing
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
     for (let i = 0; i < 50 && kids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
     expect(kids.filter(alive)).toEqual([]);
     const rescuer = startService('worker', env);

@@ -15,3 +15,18 @@ export function drainOnSignal(worker: Worker, log: (line: string) => void): void
     });
   }
 }
+
+/**
+ * For BullMQ sandboxed processors: exit when the worker that forked this process is gone. BullMQ's child reports an
+ * uncaught error by sending it to its parent; with the parent gone that send fails and re-triggers the handler in a
+ * busy loop. These handlers run first and exit instead; the job is taken over once its lock expires.
+ */
+export function exitWithParent(): void {
+  if (!process.send) return;
+  const exitIfOrphaned = () => {
+    if (!process.connected) process.exit(1);
+  };
+  process.on('disconnect', () => process.exit(1));
+  process.prependListener('unhandledRejection', exitIfOrphaned);
+  process.prependListener('uncaughtException', exitIfOrphaned);
+}

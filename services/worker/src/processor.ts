@@ -3,7 +3,7 @@
  * the worker's lock renewal. The child is reused across jobs; dataset, denoisers and training set stay cached per study.
  */
 import { backendFromEnv, initBackend } from '@trajlab/backend';
-import { parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
+import { exitWithParent, parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
 import { createContext, executeShard, type ShardManifest, type StudyContext } from '@trajlab/runner';
 import { openStore } from '@trajlab/storage';
 import { planStudy, prefetchRemoteData, resolveStudyText } from '@trajlab/study';
@@ -48,18 +48,8 @@ function contextFor(p: ShardPayload, jobId: string): StudyContext {
   return ctx;
 }
 
-// A sandboxed child must not outlive its worker: if the worker dies (even by SIGKILL) the IPC channel closes; stop
-// computing at once instead of finishing a shard nobody will report (the job is taken over once its lock expires).
-// BullMQ's child reports an uncaught error by sending it to the parent; with the parent gone that send fails and
-// re-triggers the handler forever (a busy loop). Our handlers run first and exit instead.
-if (process.send) {
-  const exitIfOrphaned = () => {
-    if (!process.connected) process.exit(1);
-  };
-  process.on('disconnect', () => process.exit(1));
-  process.prependListener('unhandledRejection', exitIfOrphaned);
-  process.prependListener('uncaughtException', exitIfOrphaned);
-}
+// A sandboxed child must not outlive its worker (see exitWithParent).
+exitWithParent();
 
 export default async function processShard(job: SandboxedJob): Promise<ShardManifest> {
   const jobId = String(job.id);
