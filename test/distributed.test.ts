@@ -1,14 +1,11 @@
 import { openStore } from '@trajlab/storage';
 import { Queue } from 'bullmq';
-import { createHash } from 'node:crypto';
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliAsync as cli, readTable, rows, tempDir, writeSpec } from './helpers.js';
+import { cliAsync as cli, expectArrowFilesEqualLocalRun, readTable, rows, tempDir, writeSpec } from './helpers.js';
 import { startS3, type TestS3 } from './s3-server.js';
 import { startRedis, startService, type RedisHandle, type ServiceHandle } from './services.js';
-
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 describe('distributed studies: BullMQ flow, 2 sandboxed workers, aggregator, S3 over HTTP', () => {
   let redis: RedisHandle;
@@ -49,16 +46,12 @@ describe('distributed studies: BullMQ flow, 2 sandboxed workers, aggregator, S3 
     expect(res.status, res.stderr).toBe(0);
     const studyId = res.stdout.trim().split('\n')[0]!;
     expect(res.stderr).toMatch(new RegExp(`${studyId}: complete`));
-    const local = await cli(['run', path, '--out', join(dir, 'local'), '--quiet']);
-    expect(local.status, local.stderr).toBe(0);
-    const store = openStore(out, { ...process.env, ...env });
-    const keys = await store.list(`${studyId}/`);
-    const arrowKeys = keys.filter((k) => k.endsWith('.arrow'));
+    const arrowKeys = await expectArrowFilesEqualLocalRun(path, dir, studyId, out, env);
     // 3 configs x 4 shards x (steps, samples) + states for the first shard of each + summary + curves
     expect(arrowKeys).toHaveLength(3 * 4 * 2 + 3 + 2);
+    const store = openStore(out, { ...process.env, ...env });
+    const keys = await store.list(`${studyId}/`);
     expect(new Set(keys).size).toBe(keys.length);
-    const localStore = openStore(join(dir, 'local'));
-    for (const key of arrowKeys) expect(sha(await store.get(key)), key).toBe(sha(await localStore.get(key)));
     const doc = JSON.parse(new TextDecoder().decode(await store.get(`${studyId}/study.json`)));
     expect(doc.status).toBe('complete');
     expect(rows(readTable(join(dir, 'local', studyId, 'summary/summary.arrow'))).map((r) => r.config_id)).toHaveLength(3);

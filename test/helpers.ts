@@ -1,6 +1,9 @@
 import { runStudyEmbedded, type RunResult } from '@trajlab/runner';
 import { tableFromIPC, type Table } from 'apache-arrow';
+import { openStore } from '@trajlab/storage';
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { expect } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -73,4 +76,23 @@ export function cliAsync(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
       resolve({ status: code ?? -1, stdout, stderr });
     });
   });
+}
+
+/** sha256 hex of bytes. */
+export function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Runs `trajlab run` on the same spec into <dir>/local and checks that every Arrow object a distributed run wrote under
+ * <out>/<studyId>/ is byte-identical to the local run's file. Returns the compared keys (for count assertions).
+ */
+export async function expectArrowFilesEqualLocalRun(specPath: string, dir: string, studyId: string, out: string, env: Record<string, string>): Promise<string[]> {
+  const local = await cliAsync(['run', specPath, '--out', join(dir, 'local'), '--quiet']);
+  expect(local.status, local.stderr).toBe(0);
+  const store = openStore(out, { ...process.env, ...env });
+  const localStore = openStore(join(dir, 'local'));
+  const keys = (await store.list(`${studyId}/`)).filter((k) => k.endsWith('.arrow'));
+  for (const k of keys) expect(sha256(await store.get(k)), k).toBe(sha256(await localStore.get(k)));
+  return keys;
 }

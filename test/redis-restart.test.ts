@@ -1,12 +1,7 @@
-import { openStore } from '@trajlab/storage';
-import { createHash } from 'node:crypto';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliAsync as cli, tempDir, writeSpec } from './helpers.js';
+import { cliAsync as cli, expectArrowFilesEqualLocalRun, tempDir, writeSpec } from './helpers.js';
 import { startS3, type TestS3 } from './s3-server.js';
 import { startRedis, startService, type RedisHandle } from './services.js';
-
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 describe('Redis restarted in the middle of a study', () => {
   let s3: TestS3;
@@ -39,12 +34,7 @@ describe('Redis restarted in the middle of a study', () => {
     expect(watch.status, `${watch.stdout}\n${services.map((s) => s.log()).join('\n')}`).toBe(0);
     await Promise.all(services.map((s) => s.stop('SIGTERM')));
     await redis.stop();
-    const local = await cli(['run', path, '--out', join(dir, 'local'), '--quiet']);
-    expect(local.status).toBe(0);
-    const store = openStore(out, { ...process.env, ...env });
-    const localStore = openStore(join(dir, 'local'));
-    const keys = (await store.list(`${studyId}/`)).filter((k) => k.endsWith('.arrow'));
+    const keys = await expectArrowFilesEqualLocalRun(path, dir, studyId, out, env);
     expect(keys.length).toBe(6 * 2 + 2 + 2);
-    for (const k of keys) expect(sha(await store.get(k)), k).toBe(sha(await localStore.get(k)));
   });
 });

@@ -1,12 +1,7 @@
-import { openStore } from '@trajlab/storage';
-import { createHash } from 'node:crypto';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cliAsync as cli, tempDir, writeSpec } from './helpers.js';
+import { cliAsync as cli, expectArrowFilesEqualLocalRun, tempDir, writeSpec } from './helpers.js';
 import { startS3, type TestS3 } from './s3-server.js';
 import { alive, childrenOf, startRedis, startService, type RedisHandle } from './services.js';
-
-const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 describe('a worker killed in the middle of a shard', () => {
   let redis: RedisHandle;
@@ -40,12 +35,7 @@ describe('a worker killed in the middle of a shard', () => {
     const watch = await cli(['watch', studyId, '--interval', '0.5'], { env });
     expect(watch.status, watch.stdout).toBe(0);
     await Promise.all([rescuer.stop('SIGTERM'), aggregator.stop('SIGTERM')]);
-    const local = await cli(['run', path, '--out', join(dir, 'local'), '--quiet']);
-    expect(local.status).toBe(0);
-    const store = openStore(out, { ...process.env, ...env });
-    const localStore = openStore(join(dir, 'local'));
-    const keys = (await store.list(`${studyId}/`)).filter((k) => k.endsWith('.arrow'));
+    const keys = await expectArrowFilesEqualLocalRun(path, dir, studyId, out, env);
     expect(keys.length).toBeGreaterThan(4);
-    for (const k of keys) expect(sha(await store.get(k)), k).toBe(sha(await localStore.get(k)));
   });
 });

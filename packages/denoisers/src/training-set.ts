@@ -346,13 +346,14 @@ export class TrainingSet {
    */
   nearest(queries: Float32Array, B: number, candidates = 8, cachedLogits?: tf.Tensor2D[] | null): NearestResult {
     const { dim } = this;
-    const q = tf.tensor2d(queries, [B, dim], 'float32');
+    // the queries go to the device only for chunks whose scores are not cached
+    const q = this.chunks.every((_, ci) => cachedLogits?.[ci]) ? null : tf.tensor2d(queries, [B, dim], 'float32');
     const cand: number[][] = Array.from({ length: B }, () => []);
     for (const [ci, c] of this.chunks.entries()) {
       const k = Math.min(candidates, c.size);
       const { indices } = tf.tidy(() => {
         // the cached logits are these scores divided by t^2: the same ranking
-        const score = cachedLogits?.[ci] ?? tf.sub(tf.matMul(q, c.yt), c.halfNorm);
+        const score = cachedLogits?.[ci] ?? tf.sub(tf.matMul(q!, c.yt), c.halfNorm);
         const top = tf.topk(score, k, true);
         return { indices: top.indices };
       });
@@ -360,7 +361,7 @@ export class TrainingSet {
       indices.dispose();
       for (let r = 0; r < B; r++) for (let j = 0; j < k; j++) cand[r]!.push(c.start + idx[r * k + j]!);
     }
-    q.dispose();
+    q?.dispose();
     const index = new Int32Array(B);
     const dist = new Float64Array(B);
     const dist2 = new Float64Array(B).fill(Number.NaN);

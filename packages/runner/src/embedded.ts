@@ -2,7 +2,7 @@ import { activeBackend } from '@trajlab/backend';
 import { TRAJLAB_VERSION } from '@trajlab/core';
 import { aggregateShards, type AggregateConfig } from '@trajlab/results';
 import { openStore, type ObjectStore } from '@trajlab/storage';
-import { planStudy, prefetchSpecFile, resolveStudyFile, studyKeys, type PlannedConfig, type ShardPlan, type StudyPlan } from '@trajlab/study';
+import { planStudy, prefetchSpecFile, resolveStudyFile, studyKeys, type LoadedData, type PlannedConfig, type ResolvedStudy, type ShardPlan, type StudyPlan } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
 import { writeReport } from '@trajlab/report';
 import { executeShard } from './execute.js';
@@ -35,6 +35,8 @@ export interface RunOptions {
   log?: (line: string) => void;
   /** Processes that run shards (each single-threaded on wasm). 1 runs everything in this process. @defaultValue 1 */
   workers?: number;
+  /** The spec already resolved from `specPath` (the CLI validates first), so the data is not loaded twice. @defaultValue resolved here */
+  resolved?: { study: ResolvedStudy; data: LoadedData };
 }
 
 /** Where an embedded run wrote its outputs. */
@@ -87,8 +89,12 @@ export async function aggregateStudy(store: ObjectStore, studyId: string): Promi
  */
 export async function runStudyEmbedded(specPath: string, opts: RunOptions): Promise<RunResult> {
   const started = Date.now();
-  await prefetchSpecFile(specPath);
-  const { study, data } = resolveStudyFile(specPath);
+  let resolved = opts.resolved;
+  if (!resolved) {
+    await prefetchSpecFile(specPath);
+    resolved = resolveStudyFile(specPath);
+  }
+  const { study, data } = resolved;
   const plan = planStudy(study);
   const store = openStore(opts.out);
   const log = opts.log ?? (() => {});

@@ -2,7 +2,7 @@ import { initBackend, backendFromEnv } from '@trajlab/backend';
 import { FlowProducer, jobIds, QUEUES, redisKeys, redisSettings, studyFlow } from '@trajlab/queue';
 import { computeGitsSchedules, createContext, studyJson } from '@trajlab/runner';
 import { openStore } from '@trajlab/storage';
-import { planStudy, prefetchSpecFile, resolveStudyFile, studyKeys } from '@trajlab/study';
+import { planStudy, prefetchSpecFile, resolveStudyFile, resolveStudyText, studyKeys } from '@trajlab/study';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { formatDuration } from './format.js';
@@ -280,7 +280,6 @@ export async function retryStudy(studyId: string, log: (s: string) => void): Pro
     if (!template) throw new Error(`no job of study ${studyId} is left to retry from; submit the spec again`);
     await parent?.remove({ removeChildren: true });
     await c.redis.del(redisKeys.cancel(studyId));
-    const { resolveStudyText } = await import('@trajlab/study');
     const { study } = resolveStudyText(JSON.stringify(template.spec), `retry of ${studyId}`, template.baseDir as string);
     const plan = planStudy(study);
     const producer = new FlowProducer({ connection: c.redis });

@@ -93,7 +93,8 @@ async function cmdRun(args: string[]): Promise<number> {
   // Validate everything before touching the backend or the output.
   const choice = backendFromEnv();
   await prefetchSpecFile(positionals[0]!);
-  const { study } = resolveStudyFile(positionals[0]!);
+  const resolved = resolveStudyFile(positionals[0]!);
+  const { study } = resolved;
   const plan = planStudy(study);
   openStore(out);
   const backend = await initBackend(choice);
@@ -104,7 +105,7 @@ async function cmdRun(args: string[]): Promise<number> {
   // One process per core, unless there is a single job (then it runs here).
   const processes = plan.totals.jobs > 1 ? workers : 1;
   if (processes > 1) log(`running shards in ${processes} processes`);
-  const res = await runStudyEmbedded(positionals[0]!, { out, onProgress: bar?.update, log, workers: processes });
+  const res = await runStudyEmbedded(positionals[0]!, { out, onProgress: bar?.update, log, workers: processes, resolved });
   bar?.done();
   log(`done in ${(res.elapsedMs / 1000).toFixed(1)} s (${res.shardsComputed} shard(s) computed, ${res.shardsReused} reused)`);
   process.stdout.write(`study    ${res.studyId}\n`);
