@@ -21,7 +21,7 @@ describe('shard runner', () => {
       '.',
     );
     const plan = planStudy(study);
-    const ctx = createContext(study, data, plan);
+    const ctx = await createContext(study, data, plan);
     for (const config of plan.configs) await runShard(ctx, config, config.shards[0]!);
     const before = tf.memory().numTensors;
     for (const config of plan.configs) await runShard(ctx, config, config.shards[0]!);
@@ -38,7 +38,7 @@ describe('shard runner', () => {
     const plan = planStudy(study);
     expect(plan.configs[0]!.configId).toBe('euler-polynomial-rho7-s3-dz');
     expect(plan.configs[0]!.nfe).toBe(4);
-    const ctx = createContext(study, data, plan);
+    const ctx = await createContext(study, data, plan);
     const out = await runShard(ctx, plan.configs[0]!, plan.configs[0]!.shards[0]!);
     ctx.dispose();
     const { tableFromIPC } = await import('apache-arrow');
@@ -62,7 +62,7 @@ describe('metrics reuse the optimal denoiser\'s distances', () => {
     async function matMuls(metrics: object): Promise<number> {
       const { study, data } = resolveStudyText(stringify({ ...base, metrics: { pca: false, ...metrics } }), 'reuse.yaml', '.');
       const plan = planStudy(study);
-      const ctx = createContext(study, data, plan);
+      const ctx = await createContext(study, data, plan);
       const info = await tf.profile(async () => {
         await runShard(ctx, plan.configs[0]!, plan.configs[0]!.shards[0]!);
       });

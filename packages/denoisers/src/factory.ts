@@ -1,6 +1,7 @@
 import type { Dataset } from '@trajlab/datasets';
 import { fitGaussian, gaussianDenoiser, gmmDenoiser } from './analytic.js';
 import { TrainingSet } from './training-set.js';
+import { networkDenoiser, type Layout, type Network, type NoiseInput, type Parameterization } from './network.js';
 import type { Denoiser } from './types.js';
 
 /** Denoiser section of a study spec (resolved). */
@@ -20,7 +21,19 @@ export type DenoiserSpec =
        */
       source?: 'auto' | 'analytic' | 'fit';
     }
-  | { kind: 'gmm' };
+  | { kind: 'gmm' }
+  | {
+      kind: 'tfjs';
+      /** Model location (for messages). */
+      uri: string;
+      /** Filled in by study resolution (from the spec, the model's metadata or defaults). */
+      parameterization?: Parameterization;
+      sigmaData?: number;
+      noiseInput?: NoiseInput;
+      layout?: Layout;
+      /** @defaultValue 256 */
+      maxBatch?: number;
+    };
 
 /** A denoiser that cannot be built from the spec and dataset; the message names the field. */
 export class DenoiserSpecError extends Error {
@@ -44,8 +57,11 @@ export function checkDenoiserSpec(spec: DenoiserSpec, dataset: Pick<Dataset, 'an
   }
 }
 
-/** Builds a denoiser on the active backend. The optimal denoiser shares `trainingSet` when given. */
-export function createDenoiser(spec: DenoiserSpec, dataset: Dataset, field: string, trainingSet?: TrainingSet): Denoiser {
+/**
+ * Builds a denoiser on the active backend. The optimal denoiser shares `trainingSet` when given; a `tfjs` denoiser wraps
+ * `network` (loaded by @trajlab/models).
+ */
+export function createDenoiser(spec: DenoiserSpec, dataset: Dataset, field: string, trainingSet?: TrainingSet, network?: Network): Denoiser {
   checkDenoiserSpec(spec, dataset, field);
   switch (spec.kind) {
     case 'optimal': {
@@ -70,5 +86,16 @@ export function createDenoiser(spec: DenoiserSpec, dataset: Dataset, field: stri
     }
     case 'gmm':
       return gmmDenoiser(dataset.analytic as Extract<Dataset['analytic'], { kind: 'gmm' }>);
+    case 'tfjs': {
+      const { parameterization, sigmaData, noiseInput, layout } = spec;
+      if (!network || !parameterization || sigmaData === undefined || !noiseInput || !layout) {
+        throw new DenoiserSpecError(field, `the tfjs model ${spec.uri} must be loaded and its spec resolved before the denoiser is built`);
+      }
+      try {
+        return networkDenoiser(network, { parameterization, sigmaData, noiseInput, layout, dim: dataset.dim, image: dataset.image, maxBatch: spec.maxBatch });
+      } catch (err) {
+        throw new DenoiserSpecError(field, `${spec.uri}: ${(err as Error).message}`);
+      }
+    }
   }
 }

@@ -3,3 +3,4 @@ export * from './training-set.js';
 export * from './analytic.js';
 export * from './factory.js';
 export * from './pca.js';
+export * from './network.js';

@@ -23,7 +23,7 @@ process.on('message', (raw: ParentMessage) => {
         const { study, data } = resolveStudyFile(raw.specPath);
         const plan = planStudy(study);
         for (const c of plan.configs) if (raw.sigmas[c.configId]) c.sigmas = raw.sigmas[c.configId]!;
-        ctx = createContext(study, data, plan);
+        ctx = await createContext(study, data, plan);
         out = raw.out;
         send({ type: 'ready' });
       } else if (raw.type === 'shard') {

@@ -1,7 +1,8 @@
 import type { Dataset } from '@trajlab/datasets';
-import { createDenoiser, TrainingSet, type Denoiser } from '@trajlab/denoisers';
+import { createDenoiser, TrainingSet, type Denoiser, type Network } from '@trajlab/denoisers';
+import { loadNetwork } from '@trajlab/models';
 import type { FileMetadata } from '@trajlab/results';
-import type { LoadedData, ResolvedStudy, StudyPlan } from '@trajlab/study';
+import type { LoadedData, ResolvedModel, ResolvedStudy, StudyPlan } from '@trajlab/study';
 import { TRAJLAB_VERSION } from '@trajlab/core';
 
 /** Everything a shard needs, built once per process and reused across shards. */
@@ -18,9 +19,15 @@ export interface StudyContext {
   dispose(): void;
 }
 
-/** Builds the device state of a study: training set, denoiser and compare denoiser. */
-export function createContext(study: ResolvedStudy, data: LoadedData, plan: StudyPlan): StudyContext {
+const loadModel = (m: ResolvedModel | undefined): Promise<Network | undefined> => (m ? loadNetwork(m.dir, m.file, m.contentHash) : Promise.resolve(undefined));
+
+/**
+ * Builds the device state of a study: training set, denoiser and compare denoiser (tfjs models are loaded once per
+ * process and shared between studies and between denoiser and compare).
+ */
+export async function createContext(study: ResolvedStudy, data: LoadedData, plan: StudyPlan): Promise<StudyContext> {
   const { spec } = study;
+  const [denoiserNet, compareNet] = await Promise.all([loadModel(study.models.denoiser), loadModel(study.models.compare)]);
   const sharesTraining = spec.denoiser.kind === 'optimal' && !spec.denoiser.dataset;
   const needsTraining = spec.metrics.kde || spec.metrics.nearest || sharesTraining;
   const chunkSize = spec.denoiser.kind === 'optimal' ? spec.denoiser.chunkSize : 8192;
@@ -28,8 +35,8 @@ export function createContext(study: ResolvedStudy, data: LoadedData, plan: Stud
   const trainingSet = needsTraining ? new TrainingSet(data.dataset.points, data.dataset.n, data.dataset.dim, { chunkSize, pruning }) : null;
   // the optimal denoiser keeps its latest logits so the KDE gain and the nearest neighbours need no extra pass
   if (trainingSet && sharesTraining && (spec.metrics.kde || spec.metrics.nearest)) trainingSet.cacheLogits = true;
-  const denoiser = createDenoiser(spec.denoiser, data.denoiser, 'denoiser', sharesTraining ? (trainingSet ?? undefined) : undefined);
-  const compare = spec.compare && data.compare ? createDenoiser(spec.compare, data.compare, 'compare') : null;
+  const denoiser = createDenoiser(spec.denoiser, data.denoiser, 'denoiser', sharesTraining ? (trainingSet ?? undefined) : undefined, denoiserNet);
+  const compare = spec.compare && data.compare ? createDenoiser(spec.compare, data.compare, 'compare', undefined, compareNet) : null;
   return {
     study,
     plan,

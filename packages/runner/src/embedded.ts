@@ -103,7 +103,7 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
   let ctx: StudyContext | null = null;
   let gits: GitsRecord[] = [];
   if (plan.configs.some((c) => c.gits)) {
-    ctx = createContext(study, data, plan);
+    ctx = await createContext(study, data, plan);
     gits = await computeGitsSchedules(ctx, plan.configs);
     for (const g of gits) log(`gits ${g.configId}: sigmas ${g.sigmas.map((v) => v.toPrecision(4)).join(', ')}`);
   }
@@ -150,7 +150,7 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
     } else {
       for (const [ci, config] of order) {
         for (const shard of config.shards) {
-          ctx ??= createContext(study, data, plan);
+          ctx ??= await createContext(study, data, plan);
           const res = await executeShard(ctx, store, config, shard, (i, n) => progressOf(ci, config, shard, i / n));
           if (res.reused) reused++;
           else computed++;

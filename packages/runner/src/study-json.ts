@@ -31,6 +31,8 @@ export function studyJson(study: ResolvedStudy, plan: StudyPlan, backend: Backen
     spec: study.spec,
     canonicalSpec: study.canonical,
     data: study.data,
+    // local directories are left out: they differ between machines, the content hash identifies the model
+    models: Object.fromEntries(Object.entries(study.models).filter(([, m]) => m).map(([k, m]) => [k, { uri: m!.uri, file: m!.file, contentHash: m!.contentHash, format: m!.format, weights: m!.weights, trainedOn: m!.trainedOn }])),
     plan: {
       shardSize: plan.shardSize,
       requestedShardSize: plan.requestedShardSize,

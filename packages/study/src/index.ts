@@ -5,3 +5,5 @@ export * from './datasets.js';
 export * from './resolve.js';
 export * from './plan.js';
 export * from './remote-data.js';
+export * from './models.js';
+export * from './train-spec.js';

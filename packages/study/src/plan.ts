@@ -1,5 +1,6 @@
 import { SOLVERS, type SolverName } from '@trajlab/core';
 import type { ConfigPlan, DatasetInfo, ResolvedStudy } from './resolve.js';
+import type { ResolvedModel } from './models.js';
 import { SpecError } from './errors.js';
 import type { DenoiserSpecInput, StudySpec } from './spec.js';
 
@@ -45,8 +46,11 @@ export interface StudyPlan {
 }
 
 /** Estimated FLOPs of one evaluation for one sample. */
-export function denoiserFlops(spec: DenoiserSpecInput, d: DatasetInfo): number {
+export function denoiserFlops(spec: DenoiserSpecInput, d: DatasetInfo, model?: ResolvedModel): number {
   switch (spec.kind) {
+    case 'tfjs':
+      // exact for dense networks; a convolutional network costs more per weight
+      return 2 * (model?.weights ?? 0) + 8 * d.dim;
     case 'optimal':
       return 4 * d.n * d.dim + 6 * d.n;
     case 'gaussian':
@@ -56,8 +60,11 @@ export function denoiserFlops(spec: DenoiserSpecInput, d: DatasetInfo): number {
   }
 }
 
-function denoiserBytes(spec: DenoiserSpecInput, d: DatasetInfo, batch: number): number {
+function denoiserBytes(spec: DenoiserSpecInput, d: DatasetInfo, batch: number, model?: ResolvedModel): number {
   switch (spec.kind) {
+    case 'tfjs':
+      // weights + a generous allowance for activations (16 data-sized tensors per sample)
+      return 4 * (model?.weights ?? 0) + 4 * 16 * Math.min(batch, spec.maxBatch) * d.dim;
     case 'optimal':
       // both layouts of the training set + logits/exponentials of one chunk
       return 4 * (2 * d.n * d.dim + d.n) + 4 * 4 * batch * Math.min(d.n, spec.chunkSize);
@@ -74,8 +81,8 @@ function jobBytes(spec: StudySpec, study: ResolvedStudy, batch: number, points: 
   const host = batch * points * dim * 4 * 2 + batch * points * 96;
   const tensors = 16 * batch * dim * 4;
   const kde = spec.metrics.kde ? 2 * 4 * batch * Math.min(study.data.dataset.n, 8192) : 0;
-  const den = denoiserBytes(spec.denoiser, study.data.denoiser ?? study.data.dataset, batch);
-  const cmp = spec.compare ? denoiserBytes(spec.compare, study.data.compare ?? study.data.dataset, batch) : 0;
+  const den = denoiserBytes(spec.denoiser, study.data.denoiser ?? study.data.dataset, batch, study.models.denoiser);
+  const cmp = spec.compare ? denoiserBytes(spec.compare, study.data.compare ?? study.data.dataset, batch, study.models.compare) : 0;
   const training = spec.metrics.kde || spec.metrics.nearest ? 4 * (2 * study.data.dataset.n * dim + study.data.dataset.n) : 0;
   return host + tensors + kde + den + cmp + (spec.denoiser.kind === 'optimal' && !spec.denoiser.dataset ? 0 : training);
 }
@@ -103,8 +110,8 @@ export function planStudy(study: ResolvedStudy): StudyPlan {
     notes.push(`shardSize lowered from ${spec.shardSize} to ${shardSize} to keep a job under memoryBudgetMB = ${spec.memoryBudgetMB}`);
   }
   const d = study.data.dataset;
-  const fDen = denoiserFlops(spec.denoiser, study.data.denoiser ?? d);
-  const fCmp = spec.compare ? denoiserFlops(spec.compare, study.data.compare ?? d) : 0;
+  const fDen = denoiserFlops(spec.denoiser, study.data.denoiser ?? d, study.models.denoiser);
+  const fCmp = spec.compare ? denoiserFlops(spec.compare, study.data.compare ?? d, study.models.compare) : 0;
   const fKde = 4 * d.n * d.dim;
   let solverEvaluations = 0;
   let metricEvaluations = 0;

@@ -1,4 +1,5 @@
-import { openStore } from '@trajlab/storage';
+import { copyModel, ModelFileError, splitModelUri } from '@trajlab/models';
+import { FsStore, openStore, StoreError } from '@trajlab/storage';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +22,35 @@ export function cachedPath(uri: string, env: NodeJS.ProcessEnv = process.env): s
   return join(dataCacheDir(env), `${createHash('sha256').update(uri).digest('hex').slice(0, 16)}-${name}`);
 }
 
+/** Where an s3:// model is cached locally (a directory holding model.json, its shards and trajlab-model.json). */
+export function cachedModelDir(uri: string, env: NodeJS.ProcessEnv = process.env): string {
+  return cachedPath(`${splitModelUri(uri).dir}/`, env);
+}
+
+/** Every s3:// tfjs model uri of a spec. */
+function modelUris(raw: unknown): { uri: string; field: string }[] {
+  const spec = raw as Record<string, { kind?: unknown; uri?: unknown } | undefined>;
+  return (['denoiser', 'compare'] as const)
+    .filter((k) => spec?.[k]?.kind === 'tfjs' && typeof spec[k]?.uri === 'string' && (spec[k]!.uri as string).startsWith('s3://'))
+    .map((k) => ({ uri: spec[k]!.uri as string, field: `${k}.uri` }));
+}
+
+/**
+ * Downloads the s3:// models a spec names into the local cache. Unlike datasets they are fetched again on every
+ * prefetch (models are small and get retrained under the same name); model.json is written last.
+ */
+async function prefetchModels(raw: unknown, env: NodeJS.ProcessEnv): Promise<void> {
+  for (const { uri, field } of modelUris(raw)) {
+    const { dir, file } = splitModelUri(uri);
+    try {
+      await copyModel(openStore(dir, env), file, new FsStore(cachedModelDir(uri, env)));
+    } catch (err) {
+      if (err instanceof ModelFileError || err instanceof StoreError) throw new SpecError(field, err.message);
+      throw err;
+    }
+  }
+}
+
 /** Every dataset uri of a spec (study dataset and the denoisers' own). */
 function datasetUris(raw: unknown): { uri: string; field: string }[] {
   const out: { uri: string; field: string }[] = [];
@@ -33,7 +63,7 @@ function datasetUris(raw: unknown): { uri: string; field: string }[] {
   return out;
 }
 
-/** Downloads the s3:// dataset files a spec names (if not cached yet). Invalid specs are left to the resolver. */
+/** Downloads the s3:// dataset files (if not cached yet) and models a spec names. Invalid specs are left to the resolver. */
 export async function prefetchRemoteData(specText: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   let raw: unknown;
   try {
@@ -59,4 +89,5 @@ export async function prefetchRemoteData(specText: string, env: NodeJS.ProcessEn
     writeFileSync(tmp, bytes);
     renameSync(tmp, path);
   }
+  await prefetchModels(raw, env);
 }

@@ -6,6 +6,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { canonicalJson, sha256Hex } from './canonical.js';
 import { loadDataset } from './datasets.js';
+import { resolveTfjsModel, type ResolvedModel } from './models.js';
 import { prefetchRemoteData } from './remote-data.js';
 import { fieldPath, SpecError } from './errors.js';
 import { gitsSchema, studySpecSchema, type DatasetSpec, type DenoiserSpecInput, type GitsSpec, type StudySpec } from './spec.js';
@@ -56,6 +57,8 @@ export interface ResolvedStudy {
   /** Directory relative dataset paths are resolved against (the spec file's). */
   baseDir: string;
   data: { dataset: DatasetInfo; denoiser?: DatasetInfo; compare?: DatasetInfo };
+  /** tfjs models of the denoiser and the compare denoiser. */
+  models: { denoiser?: ResolvedModel; compare?: ResolvedModel };
   configs: ConfigPlan[];
 }
 
@@ -218,21 +221,34 @@ function checkDenoiser(spec: DenoiserSpecInput, own: Dataset, study: Dataset, fi
 export function resolveStudyText(text: string, file: string, baseDir: string): { study: ResolvedStudy; data: LoadedData } {
   const spec = parseSpec(text, file);
   try {
+    const ownData = (d: DenoiserSpecInput) => ('dataset' in d ? d.dataset : undefined);
+    const denoiserOwn = ownData(spec.denoiser);
+    const compareOwn = spec.compare ? ownData(spec.compare) : undefined;
     const dataset = loadDataset(spec.dataset, baseDir, 'dataset');
-    const denoiserData = spec.denoiser.dataset ? loadDataset(spec.denoiser.dataset, baseDir, 'denoiser.dataset') : dataset;
-    const compareData = spec.compare ? (spec.compare.dataset ? loadDataset(spec.compare.dataset, baseDir, 'compare.dataset') : dataset) : undefined;
+    const denoiserData = denoiserOwn ? loadDataset(denoiserOwn, baseDir, 'denoiser.dataset') : dataset;
+    const compareData = spec.compare ? (compareOwn ? loadDataset(compareOwn, baseDir, 'compare.dataset') : dataset) : undefined;
     checkDenoiser(spec.denoiser, denoiserData, dataset, 'denoiser');
     if (spec.compare && compareData) checkDenoiser(spec.compare, compareData, dataset, 'compare');
+    const models = {
+      denoiser: spec.denoiser.kind === 'tfjs' ? resolveTfjsModel(spec.denoiser, baseDir, 'denoiser', dataset) : undefined,
+      compare: spec.compare?.kind === 'tfjs' ? resolveTfjsModel(spec.compare, baseDir, 'compare', dataset) : undefined,
+    };
     const configs = expandConfigs(spec);
     const data = {
       dataset: info(dataset, spec.dataset),
-      denoiser: spec.denoiser.dataset ? info(denoiserData, spec.denoiser.dataset) : undefined,
-      compare: spec.compare?.dataset && compareData ? info(compareData, spec.compare.dataset) : undefined,
+      denoiser: denoiserOwn ? info(denoiserData, denoiserOwn) : undefined,
+      compare: compareOwn && compareData ? info(compareData, compareOwn) : undefined,
     };
-    const hashes = { dataset: dataset.contentHash, denoiser: data.denoiser?.contentHash, compare: data.compare?.contentHash };
+    const hashes = {
+      dataset: dataset.contentHash,
+      denoiser: data.denoiser?.contentHash,
+      compare: data.compare?.contentHash,
+      denoiserModel: models.denoiser?.contentHash,
+      compareModel: models.compare?.contentHash,
+    };
     const canonical = canonicalJson({ spec: normalisedSpec(spec), data: hashes });
     const studyId = `${spec.name}-${sha256Hex(canonical).slice(0, 10)}`;
-    return { study: { spec, canonical, studyId, baseDir, data, configs }, data: { dataset, denoiser: denoiserData, compare: compareData } };
+    return { study: { spec, canonical, studyId, baseDir, data, models, configs }, data: { dataset, denoiser: denoiserData, compare: compareData } };
   } catch (err) {
     if (err instanceof SpecError && !err.file) throw new SpecError(err.field, err.detail, file);
     throw err;

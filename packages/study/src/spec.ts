@@ -1,4 +1,5 @@
 import { SOLVER_NAMES, SOLVERS, type SolverName } from '@trajlab/core';
+import { LAYOUTS, NOISE_INPUTS, PARAMETERIZATIONS } from '@trajlab/denoisers';
 import { z } from 'zod';
 
 /**
@@ -98,8 +99,27 @@ export const denoiserSchema = z.discriminatedUnion(
       kind: z.literal('gmm'),
       dataset: datasetSchema.optional(),
     }),
+    z.strictObject({
+      kind: z.literal('tfjs'),
+      /**
+       * A TF.js layers or graph model: a directory holding model.json (or the model.json path itself), local (relative
+       * to the spec file) or s3://bucket/prefix. The network takes the data (c_in x) and, unless noiseInput is none,
+       * the noise level c_noise of shape [batch] or [batch, 1].
+       */
+      uri: z.string().min(1),
+      /** What the network predicts: edm | eps | x0 | v. @defaultValue from trajlab-model.json (required without it) */
+      parameterization: z.enum(PARAMETERIZATIONS).optional(),
+      /** Data standard deviation of the preconditioning. @defaultValue from trajlab-model.json, else 0.5 */
+      sigmaData: positive.optional(),
+      /** c_noise: edm (ln(sigma)/4) | sigma | log-sigma | none. @defaultValue from trajlab-model.json, else edm */
+      noiseInput: z.enum(NOISE_INPUTS).optional(),
+      /** Flat vectors to network input: flat | hwc | chw. @defaultValue from the model's input shape */
+      layout: z.enum(LAYOUTS).optional(),
+      /** Largest batch given to the network at once. @defaultValue 256 */
+      maxBatch: positiveInt.default(256),
+    }),
   ],
-  { error: (iss) => (iss.code === 'invalid_union' ? 'unknown kind; expected one of optimal, gaussian, gmm' : undefined) },
+  { error: (iss) => (iss.code === 'invalid_union' ? 'unknown kind; expected one of optimal, gaussian, gmm, tfjs' : undefined) },
 );
 export type DenoiserSpecInput = z.infer<typeof denoiserSchema>;
 

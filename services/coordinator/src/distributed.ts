@@ -83,7 +83,7 @@ export async function submitStudy(specPath: string, out: string, log: (s: string
       // GITS schedules come from teacher trajectories: computed once here, shipped to every shard in its payload.
       const backend = await initBackend(backendFromEnv());
       log(`computing GITS schedules on ${backend.name}`);
-      const ctx = createContext(study, data, plan);
+      const ctx = await createContext(study, data, plan);
       try {
         gits = await computeGitsSchedules(ctx, plan.configs);
       } finally {

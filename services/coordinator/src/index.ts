@@ -15,6 +15,8 @@ import { progressPrinter } from './progress.js';
 import { pivotText, summaryText } from './show.js';
 import { cancelStudy, listStudies, oneStatus, RedisUnavailableError, registeredOut, renderStatus, retryStudy, submitStudy, UnknownStudyError, watchStudy } from './distributed.js';
 import { PayloadError, RedisUrlError } from '@trajlab/queue';
+import { ModelFileError } from '@trajlab/models';
+import { ModelExistsError, trainCommand } from './train.js';
 
 /** Wrong command-line usage (exit code 2). */
 class UsageError extends Error {}
@@ -29,6 +31,8 @@ usage:
   trajlab report <studyId|studyDir> [--out DIR]   (re)build summary/report.html from the output files
   trajlab show <studyId> [--out DIR] [--pivot METRIC]
                                             headline numbers per config, or one metric as a method x NFE table
+  trajlab train <train-spec> [--out DIR|s3://...] [--resume] [--force]
+                                            train a denoiser (EDM loss) and write a tfjs model + trajlab-model.json
 
   trajlab submit <spec> [--out DIR|s3://...] [--watch]   enqueue the study on BullMQ (REDIS_URL), print its id
   trajlab watch <studyId>                   live progress per config and overall, ETA, failures
@@ -182,6 +186,17 @@ async function cmdRetry(args: string[]): Promise<number> {
   return 0;
 }
 
+async function cmdTrain(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { out: { type: 'string' }, resume: { type: 'boolean', default: false }, force: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false } },
+    allowPositionals: true,
+  });
+  if (positionals.length !== 1) throw new UsageError('train takes one training spec file');
+  await trainCommand(positionals[0]!, { out: values.out, outRoot: outRoot(undefined), resume: values.resume, force: values.force, quiet: values.quiet });
+  return 0;
+}
+
 async function cmdAggregate(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('aggregate takes one study id');
@@ -202,7 +217,9 @@ function isInputError(err: unknown): boolean {
     err instanceof BackendChoiceError ||
     err instanceof RedisUrlError ||
     err instanceof UnknownStudyError ||
-    err instanceof PayloadError
+    err instanceof PayloadError ||
+    err instanceof ModelFileError ||
+    err instanceof ModelExistsError
   );
 }
 
@@ -231,6 +248,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdCancel(rest);
       case 'retry':
         return await cmdRetry(rest);
+      case 'train':
+        return await cmdTrain(rest);
       case undefined:
       case 'help':
       case '--help':

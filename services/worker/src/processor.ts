@@ -21,7 +21,7 @@ const contexts = new Map<string, StudyContext>();
 let redis: Redis | null = null;
 
 /** The study's device state, built once per child process and study (the last two studies are kept). */
-function contextFor(p: ShardPayload, jobId: string): StudyContext {
+async function contextFor(p: ShardPayload, jobId: string): Promise<StudyContext> {
   const cached = contexts.get(p.studyId);
   if (cached) return cached;
   let resolved;
@@ -38,7 +38,7 @@ function contextFor(p: ShardPayload, jobId: string): StudyContext {
     const s = p.sigmas[c.configId];
     if (s) c.sigmas = s;
   }
-  const ctx = createContext(resolved.study, resolved.data, plan);
+  const ctx = await createContext(resolved.study, resolved.data, plan);
   if (contexts.size >= 2) {
     const [oldest] = contexts.keys();
     contexts.get(oldest!)?.dispose();
@@ -69,7 +69,7 @@ export default async function processShard(job: SandboxedJob): Promise<ShardMani
   }
   redis ??= new Redis(redisSettings().connection);
   if (await redis.exists(redisKeys.cancel(payload.studyId))) throw unrecoverable(`study ${payload.studyId} was cancelled`);
-  const ctx = contextFor(payload, jobId);
+  const ctx = await contextFor(payload, jobId);
   const config = ctx.plan.configs.find((c) => c.configId === payload.configId);
   const shard = config?.shards.find((s) => s.name === payload.shard.name && s.first === payload.shard.first && s.count === payload.shard.count);
   if (!config || !shard) throw unrecoverable(`job ${jobId}: config ${payload.configId} shard ${payload.shard.name} is not part of study ${payload.studyId}`);
