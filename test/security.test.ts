@@ -23,15 +23,28 @@ describe('payloads and credentials (real Redis with a password, real S3 server, 
     await Promise.all([redis?.stop(), s3?.stop()]);
   });
 
-  it('a job pushed straight into the queue with a payload that violates the schema fails at once, naming job and fields', async () => {
+  it('jobs pushed straight into the queue with bad payloads fail at once (no retries), each naming the job and the problem', async () => {
     const connection = { host: '127.0.0.1', port: redis.port, password: REDIS_PASSWORD };
     const queue = new Queue('trajlab-shards', { connection });
     const events = new QueueEvents('trajlab-shards', { connection });
     await events.waitUntilReady();
-    const job = await queue.add('shard', { studyId: 'Not An Id', out: 'ftp://x', configId: 'a', shard: { index: 0 } }, { jobId: 'rogue-1', attempts: 3 });
-    await expect(job.waitUntilFinished(events, 60_000)).rejects.toThrow(/job rogue-1: invalid payload \(.*studyId: must be <name>-<10 hex>.*out: must be a local path or s3:\/\/bucket\/prefix/);
-    const failed = await queue.getJob('rogue-1');
-    expect(failed!.attemptsMade).toBe(1); // not retried: retrying cannot fix a bad payload
+    const spec = { name: 'rogue', samples: 2, dataset: { kind: 'gaussian', dim: 2, n: 20 }, solvers: [{ solver: 'euler', steps: 2 }] };
+    const shard = { index: 0, first: 0, count: 2, name: '000000-000001' };
+    const valid = { studyId: 'rogue-0123456789', out: tempDir(), spec, baseDir: '/', configId: 'euler-polynomial-rho7-s2', shard };
+    const payloads: [string, unknown, RegExp][] = [
+      ['rogue-1', { studyId: 'Not An Id', out: 'ftp://x', configId: 'a', shard: { index: 0 } }, /job rogue-1: invalid payload \(.*studyId: must be <name>-<10 hex>.*out: must be a local path or s3:\/\/bucket\/prefix/],
+      ['rogue-2', { ...valid, extra: 'field' }, /job rogue-2: invalid payload \(.*extra/],
+      ['rogue-3', { ...valid, shard: { ...shard, count: -1 } }, /job rogue-3: invalid payload \(.*shard\.count/],
+      ['rogue-4', { ...valid, spec: { ...spec, samples: 0 } }, /job rogue-4: .*samples/],
+      ['rogue-5', { ...valid, spec: { ...spec, dataset: { kind: 'idx', uri: 'file:///etc/shadow' } } }, /job rogue-5: .*dataset\.uri: unsupported URI scheme 'file:\/\/'/],
+      ['rogue-6', valid, /job rogue-6: the spec resolves to study rogue-[0-9a-f]{10}, not rogue-0123456789/],
+    ];
+    for (const [jobId, data, message] of payloads) {
+      const job = await queue.add('shard', data as never, { jobId, attempts: 3 });
+      await expect(job.waitUntilFinished(events, 60_000), jobId).rejects.toThrow(message);
+      const failed = await queue.getJob(jobId);
+      expect(failed!.attemptsMade, jobId).toBe(1); // not retried: retrying cannot fix a bad payload
+    }
     await Promise.all([queue.close(), events.close()]);
   });
 

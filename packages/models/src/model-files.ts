@@ -160,3 +160,20 @@ export function splitInputs(inputs: ModelInput[], where: string): { data: ModelI
   const n = noise.length === 2 ? inputs[1]! : noise[0]!;
   return { data: inputs.find((i) => i !== n)!, noise: n };
 }
+
+/**
+ * Output nodes of a graph model: nodes no other node consumes (as tfjs-converter decides them), or the signature's
+ * outputs when model.json has a signature. Layers models: their declared outputs.
+ */
+export function modelOutputs(m: ModelJson): string[] {
+  const sig = (m.signature as { outputs?: Record<string, { name?: string }> } | undefined)?.outputs;
+  if (sig && Object.keys(sig).length > 0) return Object.entries(sig).map(([k, v]) => v.name ?? k);
+  const topo = m.modelTopology as Record<string, unknown>;
+  if (modelFormat(m) === 'layers') {
+    const cfg = ((topo.model_config as { config?: unknown } | undefined)?.config ?? topo.config) as { output_layers?: [string, number, number][] } | undefined;
+    return (cfg?.output_layers ?? []).map((o) => o[0]);
+  }
+  const nodes = (topo.node ?? []) as { name: string; input?: string[] }[];
+  const consumed = new Set(nodes.flatMap((n) => (n.input ?? []).map((i) => i.replace(/^\^/, '').replace(/:\d+$/, ''))));
+  return nodes.filter((n) => !consumed.has(n.name)).map((n) => n.name);
+}

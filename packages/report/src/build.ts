@@ -165,7 +165,16 @@ export async function buildReport(store: ObjectStore, studyId: string): Promise<
 
   // 5. score deviation, KDE gain
   if (has('score_dev')) {
-    sections.push(figure('fig-score-dev', "Score deviation ||D(x_t) - D'(x_t)|| with the compare denoiser along each config's trajectories.", linePlot(meanSeries('score_dev', true), { title: 'score deviation', yLabel: 'score_dev', ...sigmaAxis, yLog: true })));
+    const kindOf = (k: 'denoiser' | 'compare') => String((doc.spec[k] as { kind?: string } | undefined)?.kind ?? 'optimal');
+    const [den, cmp] = [kindOf('denoiser'), kindOf('compare')];
+    const along = den === 'tfjs' ? 'the learned denoiser\'s trajectories' : den === 'optimal' ? 'the optimal denoiser\'s trajectories' : `the ${den} denoiser's trajectories`;
+    sections.push(
+      figure(
+        'fig-score-dev',
+        `Score deviation ||D(x_t) - D'(x_t)|| along ${along} (D: ${den}, D': compare = ${cmp}), mean per step against sigma. With one learned and one optimal denoiser this is the paper's empirical score deviation; swap denoiser and compare to measure it along the other trajectory.`,
+        linePlot(meanSeries('score_dev', true), { title: 'score deviation', yLabel: 'score_dev', ...sigmaAxis, yLog: true }),
+      ),
+    );
   }
   if (has('kde_gain')) {
     sections.push(

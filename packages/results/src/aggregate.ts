@@ -1,5 +1,5 @@
 import type { Table } from 'apache-arrow';
-import { buildTable, makeSchema, readIpcFile, toIpcFile, type ColumnData, type FileMetadata } from './arrow.js';
+import { ArrowFileError, buildTable, makeSchema, readIpcFile, toIpcFile, type ColumnData, type FileMetadata } from './arrow.js';
 import { CURVE_METRICS, CURVES_COLUMNS, STAT_SUFFIXES, SUMMARY_COLUMNS, SUMMARY_METRICS } from './schemas.js';
 import { RunningStats } from './stats.js';
 
@@ -26,14 +26,14 @@ export interface AggregateResult {
 
 function numericColumn(table: Table, name: string, file: string): ArrayLike<number | null> {
   const col = table.getChild(name);
-  if (!col) throw new Error(`${file}: missing column '${name}'`);
+  if (!col) throw new ArrowFileError(file, `missing column '${name}' (not a shard of the expected kind?)`);
   return col.toArray() as ArrayLike<number | null>;
 }
 
 /** Values of a nullable column as numbers with NaN for null. */
 function withNulls(table: Table, name: string, file: string): Float64Array {
   const col = table.getChild(name);
-  if (!col) throw new Error(`${file}: missing column '${name}'`);
+  if (!col) throw new ArrowFileError(file, `missing column '${name}' (not a shard of the expected kind?)`);
   const out = new Float64Array(col.length);
   for (let i = 0; i < col.length; i++) {
     const v = col.get(i) as number | null;
