@@ -109,7 +109,7 @@ describe('distributed studies: BullMQ flow, 2 sandboxed workers, aggregator, S3 
       samples: 64,
       shardSize: 8,
       dataset: { kind: 'gmm', dim: 64, components: 8, n: 4000 },
-      solvers: [{ solver: 'heun', steps: 200 }],
+      solvers: [{ solver: 'heun', steps: 1000 }],
       metrics: { pca: false },
     });
     const sub = await cli(['submit', path, '--out', `s3://${s3.bucket}/cancel`], { env });

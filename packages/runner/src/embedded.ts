@@ -7,7 +7,7 @@ import { createContext, type StudyContext } from './context.js';
 import { writeReport } from '@trajlab/report';
 import { executeShard } from './execute.js';
 import { computeGitsSchedules, type GitsRecord } from './gits.js';
-import { runShardsInProcesses } from './pool.js';
+import { runShards, type ShardWork } from './pool.js';
 import { studyJson } from './study-json.js';
 
 /** Progress of an embedded run. */
@@ -129,12 +129,15 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
   const indexOf = new Map(plan.configs.map((c, i) => [c, i]));
   try {
     if ((opts.workers ?? 1) > 1) {
-      ctx?.dispose();
-      ctx = null;
+      // this process works too (it already holds the study); the other workers - 1 are forked and join when ready
+      ctx ??= await createContext(study, data, plan);
+      const localCtx = ctx;
       const sigmas = Object.fromEntries(plan.configs.filter((c) => c.gits).map((c) => [c.configId, c.sigmas]));
       const work = order.flatMap(([, config]) => config.shards.map((shard) => ({ config, shard })));
-      await runShardsInProcesses(
+      const local = { run: async (w: ShardWork, onProgress: (f: number) => void) => (await executeShard(localCtx, store, w.config, w.shard, (i, n) => onProgress(i / n))).reused };
+      await runShards(
         opts.workers!,
+        local,
         specPath,
         opts.out,
         sigmas,

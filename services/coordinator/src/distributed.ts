@@ -243,8 +243,19 @@ export async function cancelStudy(studyId: string, timeoutMs = 60_000): Promise<
     await registered(c, studyId);
     await c.redis.set(redisKeys.cancel(studyId), new Date().toISOString());
     await waitNoActive(c, studyId, timeoutMs);
-    const parent = await Job.fromId(c.aggregate, jobIds.aggregate(studyId));
-    await parent?.remove({ removeChildren: true });
+    // the aggregation may have started just before the flag was set (every shard already done): its job is locked
+    // until it finishes, so removal is retried until then
+    const t0 = Date.now();
+    for (;;) {
+      const parent = await Job.fromId(c.aggregate, jobIds.aggregate(studyId));
+      try {
+        await parent?.remove({ removeChildren: true });
+        break;
+      } catch (err) {
+        if (!/locked/.test((err as Error).message) || Date.now() - t0 > timeoutMs) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   } finally {
     await c.close();
   }
