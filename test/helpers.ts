@@ -88,7 +88,7 @@ export function sha256(bytes: Uint8Array): string {
  * <out>/<studyId>/ is byte-identical to the local run's file. Returns the compared keys (for count assertions).
  */
 export async function expectArrowFilesEqualLocalRun(specPath: string, dir: string, studyId: string, out: string, env: Record<string, string>): Promise<string[]> {
-  const local = await cliAsync(['run', specPath, '--out', join(dir, 'local'), '--quiet']);
+  const local = await cliAsync(['run', specPath, '--out', join(dir, 'local'), '--quiet'], { env });
   expect(local.status, local.stderr).toBe(0);
   const store = openStore(out, { ...process.env, ...env });
   const localStore = openStore(join(dir, 'local'));
