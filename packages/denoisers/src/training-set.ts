@@ -64,7 +64,7 @@ export class TrainingSet {
   readonly dim: number;
   readonly chunkSize: number;
   private readonly chunks: Chunk[] = [];
-  private readonly pca: { mean: tf.Tensor2D; basis: tf.Tensor2D; projected: tf.Tensor2D[]; projectedNorm: tf.Tensor2D[]; tolerance: number; rank: number } | null = null;
+  private readonly pca: { mean: tf.Tensor2D; basis: tf.Tensor2D; projected: tf.Tensor2D[]; projectedNorm: tf.Tensor2D[]; maxProjected: number; tolerance: number; rank: number } | null = null;
   /** Keep the logits of the latest dense evaluation for the metrics (see takeLogits). @defaultValue false */
   cacheLogits = false;
   private cached: { xId: number; t: number; logits: tf.Tensor2D[] } | null = null;
@@ -97,7 +97,9 @@ export class TrainingSet {
       const basisT = tf.tensor2d(basis, [dim, rank]);
       const projected = this.chunks.map((c) => tf.tidy(() => tf.transpose(tf.matMul(tf.sub(c.y, meanT), basisT)) as tf.Tensor2D)); // [rank, size]
       const projectedNorm = projected.map((p) => tf.tidy(() => tf.reshape(tf.sum(tf.square(p), 0), [1, -1]) as tf.Tensor2D));
-      this.pca = { mean: meanT, basis: basisT, projected, projectedNorm, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
+      // largest ||P^T (y_j - mean)||, for the batch-level test of denoisePruned
+      const maxProjected = Math.sqrt(Math.max(...projectedNorm.map((t) => tf.max(t).dataSync()[0]!)));
+      this.pca = { mean: meanT, basis: basisT, projected, projectedNorm, maxProjected, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
     }
   }
 
@@ -135,10 +137,19 @@ export class TrainingSet {
   private denoisePruned(x: tf.Tensor2D, t: number): tf.Tensor2D {
     const pca = this.pca!;
     const [B, dim] = x.shape;
-    const xHost = x.dataSync();
     const xp = tf.tidy(() => tf.matMul(tf.sub(x, pca.mean), pca.basis)); // [B, rank]
     const xpNorm = tf.tidy(() => tf.sum(tf.square(xp), 1, true));
     const cutoff = 2 * t * t * Math.log(this.n / pca.tolerance);
+    // Nothing can be skipped when even the largest possible bound, (||P^T x|| + max_j ||P^T y_j||)^2 >= LB_j^2, is
+    // within the cutoff of 0 <= UB^2 for every row: then the bounds are not worth computing (large sigma).
+    const xpNormHost = xpNorm.dataSync();
+    if (xpNormHost.every((v) => (Math.sqrt(v) + pca.maxProjected) ** 2 * (1 + 1e-5) <= cutoff)) {
+      tf.dispose([xp, xpNorm]);
+      this.pruningStats.rows += B;
+      this.pruningStats.pointsTotal += B * this.n;
+      this.pruningStats.pointsKept += B * this.n;
+      return this.denoiseDense(x, t);
+    }
     // lower bounds per chunk (expanded form, loosened by a float32 rounding margin so the bound stays certified)
     const lbChunks = this.chunks.map((c, ci) =>
       tf.tidy(() => {
@@ -148,6 +159,7 @@ export class TrainingSet {
       }),
     );
     tf.dispose([xp, xpNorm]);
+    const xHost = x.dataSync();
     // per row: the point of smallest bound (its exact distance bounds the nearest distance from above: UB) and the
     // largest bound; if even that is within the cutoff of UB, nothing can be skipped in this row
     const stats = tf.tidy(() => {
