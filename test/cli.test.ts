@@ -88,6 +88,36 @@ describe('trajlab CLI (real child processes)', () => {
     expect(again.stderr).toMatch(/0 shard\(s\) computed, 1 reused/);
   });
 
+  it('show --pivot and --curve print a summary metric by method x NFE and a per-step metric against sigma, from the files', () => {
+    const dir = tempDir();
+    const spec = writeSpec(dir, { ...good, dataset: { kind: 'gmm', dim: 2, n: 200 }, compare: { kind: 'gmm' }, solvers: [{ solver: 'euler', steps: [3, 6] }, { solver: 'heun', steps: 3 }] });
+    const res = cli(['run', spec, '--out', join(dir, 'out'), '--quiet']);
+    expect(res.status, res.stderr).toBe(0);
+    const id = /study\s+(\S+)/.exec(res.stdout)![1]!;
+    const summary = rows(readTable(/summary\s+(\S+)/.exec(res.stdout)![1]!));
+    const pivot = cli(['show', id, '--out', join(dir, 'out'), '--pivot', 'max_dev_ratio']);
+    expect(pivot.status, pivot.stderr).toBe(0);
+    const line = (text: string, start: string) => text.split('\n').find((l) => l.startsWith(start))!.trim().split(/\s{2,}/);
+    expect(line(pivot.stdout, 'max_dev_ratio (mean) by NFE')).toEqual(['max_dev_ratio (mean) by NFE', '3', '6']);
+    const euler = line(pivot.stdout, 'euler-polynomial-rho7 ');
+    for (const [k, nfe] of [[1, 3], [2, 6]] as const) {
+      const want = summary.find((r) => r.config_id === `euler-polynomial-rho7-s${nfe}`)!.max_dev_ratio_mean as number;
+      expect(Number(euler[k])).toBeCloseTo(want, 4);
+    }
+    const curve = cli(['show', id, '--out', join(dir, 'out'), '--curve', 'score_dev']);
+    expect(curve.status, curve.stderr).toBe(0);
+    const curves = rows(readTable(/curves\s+(\S+)/.exec(res.stdout)![1]!)).filter((r) => r.config_id === 'euler-polynomial-rho7-s3');
+    for (const r of curves) {
+      const cells = line(curve.stdout, `${r.step as number} `);
+      expect(Number(cells[1])).toBeCloseTo(r.sigma as number, 3);
+      expect(Number(cells[2])).toBeCloseTo(r.score_dev_mean as number, 3);
+    }
+    const bad = cli(['show', id, '--out', join(dir, 'out'), '--curve', 'nope']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("curves.arrow has no column 'nope_mean'");
+    expect(cli(['show', id, '--out', join(dir, 'out'), '--pivot', 'nope']).stderr).toContain("summary.arrow has no column 'nope_mean'");
+  });
+
   it('TRAJLAB_OUT sets the output root; TRAJLAB_BACKEND=cpu is honoured and recorded', () => {
     const dir = tempDir();
     const spec = writeSpec(dir, good);

@@ -12,7 +12,7 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { formatBytes, formatFlops, table } from './format.js';
 import { progressPrinter } from './progress.js';
-import { pivotText, summaryText } from './show.js';
+import { curveText, pivotText, summaryText, UnknownMetricError } from './show.js';
 import { cancelStudy, listStudies, oneStatus, RedisUnavailableError, registeredOut, renderStatus, retryStudy, submitStudy, UnknownStudyError, watchStudy } from './distributed.js';
 import { PayloadError, RedisUrlError } from '@trajlab/queue';
 import { ModelFileError } from '@trajlab/models';
@@ -29,8 +29,9 @@ usage:
                                             embedded run (no Redis, no S3), shards in N processes (default: cores)
   trajlab aggregate <studyId> [--out DIR]   (re)build summary.arrow and curves.arrow from the shards
   trajlab report <studyId|studyDir> [--out DIR]   (re)build summary/report.html from the output files
-  trajlab show <studyId> [--out DIR] [--pivot METRIC]
-                                            headline numbers per config, or one metric as a method x NFE table
+  trajlab show <studyId> [--out DIR] [--pivot METRIC | --curve METRIC]
+                                            headline numbers per config, one summary metric as a method x NFE
+                                            table, or one per-step metric against sigma (e.g. score_dev)
   trajlab train <train-spec> [--out DIR|s3://...] [--resume] [--force]
                                             train a denoiser (EDM loss) and write a tfjs model + trajlab-model.json
 
@@ -137,10 +138,12 @@ async function cmdReport(args: string[]): Promise<number> {
 }
 
 async function cmdShow(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, pivot: { type: 'string' } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, pivot: { type: 'string' }, curve: { type: 'string' } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('show takes one study id');
+  if (values.pivot && values.curve) throw new UsageError('show takes --pivot or --curve, not both');
   const store = openStore(outRoot(values.out));
-  const text = values.pivot ? await pivotText(store, positionals[0]!, values.pivot) : await summaryText(store, positionals[0]!);
+  const id = positionals[0]!;
+  const text = values.pivot ? await pivotText(store, id, values.pivot) : values.curve ? await curveText(store, id, values.curve) : await summaryText(store, id);
   process.stdout.write(`${text}\n`);
   return 0;
 }
@@ -219,7 +222,8 @@ function isInputError(err: unknown): boolean {
     err instanceof UnknownStudyError ||
     err instanceof PayloadError ||
     err instanceof ModelFileError ||
-    err instanceof ModelExistsError
+    err instanceof ModelExistsError ||
+    err instanceof UnknownMetricError
   );
 }
 

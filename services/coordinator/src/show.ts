@@ -3,6 +3,11 @@ import type { ObjectStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 import { table } from './format.js';
 
+/** A metric name that the study's files do not have (user input: exit code 2). */
+export class UnknownMetricError extends Error {
+  override name = 'UnknownMetricError';
+}
+
 const fmt = (v: unknown, digits = 3): string => (typeof v === 'number' && Number.isFinite(v) ? (Math.abs(v) >= 1e-2 || v === 0 ? v.toFixed(digits) : v.toExponential(2)) : '-');
 
 /**
@@ -40,7 +45,7 @@ export async function pivotText(store: ObjectStore, studyId: string, metric: str
   const key = studyKeys.summary(studyId);
   const t = readIpcFile(await store.get(key), store.locate(key));
   const column = `${metric}_mean`;
-  if (!t.getChild(column)) throw new Error(`summary.arrow has no column '${column}' (pivot takes a summarised metric such as final_err_ref)`);
+  if (!t.getChild(column)) throw new UnknownMetricError(`summary.arrow has no column '${column}' (pivot takes a summarised metric such as final_err_ref)`);
   const rows = t
     .toArray()
     .map((r) => r.toJSON() as Record<string, unknown>)
@@ -51,5 +56,29 @@ export async function pivotText(store: ObjectStore, studyId: string, metric: str
   return table(
     [`${metric} (mean) by NFE`, ...nfes.map(String)],
     methods.map((m) => [m, ...nfes.map((n) => fmt(rows.find((r) => method(r) === m && r.nfe === n)?.[column], 4))]),
+  );
+}
+
+/**
+ * One per-step metric against sigma, from curves.arrow: a row per time point (sigma), a column per config with the
+ * metric's mean (and p50) over the samples, e.g. score_dev along the trajectories.
+ */
+export async function curveText(store: ObjectStore, studyId: string, metric: string): Promise<string> {
+  const key = studyKeys.curves(studyId);
+  const t = readIpcFile(await store.get(key), store.locate(key));
+  const column = `${metric}_mean`;
+  if (!t.getChild(column)) throw new UnknownMetricError(`curves.arrow has no column '${column}' (curve takes a per-step metric such as score_dev or dist_d_final)`);
+  const rows = t.toArray().map((r) => r.toJSON() as Record<string, unknown>);
+  const configs = [...new Set(rows.map((r) => r.config_id as string))];
+  const steps = [...new Set(rows.map((r) => r.step as number))].sort((a, b) => a - b);
+  return table(
+    ['step', ...configs.flatMap((c) => [`${c} sigma`, `${metric} mean`, 'p50'])],
+    steps.map((s) => [
+      s,
+      ...configs.flatMap((c) => {
+        const r = rows.find((x) => x.config_id === c && x.step === s);
+        return r ? [fmt(r.sigma, 4), fmt(r[column], 4), fmt(r[`${metric}_p50`], 4)] : ['', '', ''];
+      }),
+    ]),
   );
 }
