@@ -3,5 +3,12 @@
 import { register } from 'tsx/esm/api';
 
 register();
+// `trajlab show ... | head`: a reader that stops early is not an error
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
 const { main } = await import('../src/index.ts');
 process.exitCode = await main(process.argv.slice(2));

@@ -60,6 +60,11 @@ function printPlan(study: ResolvedStudy, plan: StudyPlan, write: (s: string) => 
   write(`study     ${study.studyId}`);
   write(`dataset   ${d.source}: n=${d.n}, dim=${d.dim}, sha256 ${d.contentHash.slice(0, 16)}...`);
   write(`denoiser  ${study.spec.denoiser.kind}${study.spec.compare ? `   compare: ${study.spec.compare.kind}` : ''}`);
+  for (const [role, m] of Object.entries(study.models)) {
+    if (!m) continue;
+    const d = study.spec[role as 'denoiser' | 'compare'] as { parameterization?: string; sigmaData?: number; noiseInput?: string; layout?: string };
+    write(`model     ${role}: ${m.uri} (${m.format}, ${m.weights} weights, sha256 ${m.contentHash.slice(0, 16)}...; ${d.parameterization}, sigmaData ${d.sigmaData}, c_noise ${d.noiseInput}, layout ${d.layout})`);
+  }
   write(`samples   ${study.spec.samples} per config, seed ${study.spec.seed}, shard size ${plan.shardSize}${plan.shardSize !== plan.requestedShardSize ? ` (requested ${plan.requestedShardSize})` : ''}`);
   write('');
   write(
