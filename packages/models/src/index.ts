@@ -5,5 +5,6 @@ export * from './local-model.js';
 export * from './network-io.js';
 export * from './load.js';
 export * from './architectures.js';
-export * from './conv-gradient.js';
+export * from './wasm-kernels.js';
 export * from './train.js';
+export * from './evaluate.js';

@@ -1,13 +1,13 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type * as tfl from '@tensorflow/tfjs-layers';
 import { normalStream, TRAJLAB_VERSION, uniformStream } from '@trajlab/core';
 import type { Dataset } from '@trajlab/datasets';
 import { preconditioning, type NoiseInput, type Parameterization } from '@trajlab/denoisers';
 import type { ObjectStore } from '@trajlab/storage';
 import { buildNetwork, type Architecture } from './architectures.js';
-import { ensureConvGradient, ensureFastTransposedMatMul } from './conv-gradient.js';
-import { storeIOHandler } from './io-handler.js';
-import { METADATA_FILE, type ModelMetadata } from './metadata.js';
+import { ensureConvGradient, ensureFastTransposedMatMul } from './wasm-kernels.js';
+import { Adam } from './adam.js';
+import { checkpointDir, loadLatestState, saveModel, saveState } from './checkpoints.js';
+import type { ModelMetadata } from './metadata.js';
 
 /**
  * Training a denoiser with the EDM objective (Karras et al. 2022, section 5 and Table 1):
@@ -114,8 +114,6 @@ function coefficients(sigma: Float64Array, o: TrainOptions, sigmaData: number) {
   };
 }
 
-const CHECKPOINTS = 'checkpoints';
-const stepDir = (step: number) => `${CHECKPOINTS}/step-${String(step).padStart(7, '0')}`;
 
 /** Trains a denoiser on `data` and writes model.json, weights.bin and trajlab-model.json into `store`. */
 export async function trainDenoiser(data: Dataset, o: TrainOptions, store: ObjectStore, hooks: TrainHooks = {}): Promise<TrainResult> {
@@ -189,9 +187,9 @@ export async function trainDenoiser(data: Dataset, o: TrainOptions, store: Objec
       t0 = now;
     }
     if (o.checkpointEvery > 0 && done % o.checkpointEvery === 0 && done < o.steps) {
-      await saveModel(model, weights, ema, store, stepDir(done), metadata(done));
-      await saveState(store, stepDir(done), done, lossHistory, weights, ema, optimizer);
-      hooks.onCheckpoint?.(done, store.locate(`${stepDir(done)}/model.json`));
+      await saveModel(model, weights, ema, store, checkpointDir(done), metadata(done));
+      await saveState(store, checkpointDir(done), done, lossHistory, weights, ema, optimizer);
+      hooks.onCheckpoint?.(done, store.locate(`${checkpointDir(done)}/model.json`));
     }
   }
   const meta = metadata(o.steps);
@@ -202,152 +200,8 @@ export async function trainDenoiser(data: Dataset, o: TrainOptions, store: Objec
   return { metadata: meta, location: store.locate('model.json'), startStep: start };
 }
 
-/**
- * Adam (Kingma & Ba 2015) with its state in plain variables: m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2,
- * w <- w - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps). The bias corrections are computed from the step count in
- * float64 each step (tf.train.adam accumulates them by repeated float32 products, which a resumed run cannot
- * reproduce bit for bit).
- */
-class Adam {
-  readonly m: tf.Variable[];
-  readonly v: tf.Variable[];
-  /** Steps taken. */
-  t = 0;
-  constructor(
-    weights: tf.Variable[],
-    private readonly lr: number,
-    private readonly beta1 = 0.9,
-    private readonly beta2 = 0.999,
-    private readonly eps = 1e-8,
-  ) {
-    this.m = weights.map((w) => tf.variable(tf.zerosLike(w), false));
-    this.v = weights.map((w) => tf.variable(tf.zerosLike(w), false));
-  }
-
-  apply(weights: tf.Variable[], grads: tf.Tensor[]): void {
-    this.t++;
-    const c1 = 1 - this.beta1 ** this.t;
-    const c2 = 1 - this.beta2 ** this.t;
-    tf.tidy(() => {
-      weights.forEach((w, i) => {
-        const g = grads[i]!;
-        const m = tf.add(tf.mul(this.m[i]!, this.beta1), tf.mul(g, 1 - this.beta1));
-        const v = tf.add(tf.mul(this.v[i]!, this.beta2), tf.mul(tf.square(g), 1 - this.beta2));
-        this.m[i]!.assign(m);
-        this.v[i]!.assign(v);
-        w.assign(tf.sub(w, tf.div(tf.mul(m, this.lr / c1), tf.add(tf.sqrt(tf.div(v, c2)), this.eps))));
-      });
-    });
-  }
-
-  dispose(): void {
-    tf.dispose([...this.m, ...this.v]);
-  }
-}
-
 function updateEma(ema: tf.Variable[], weights: tf.Variable[], decay: number): void {
   tf.tidy(() => {
     for (let i = 0; i < ema.length; i++) ema[i]!.assign(tf.add(tf.mul(ema[i]!, decay), tf.mul(weights[i]!, 1 - decay)));
   });
-}
-
-/** Saves the model with its EMA weights (the raw weights are restored afterwards), then its metadata. */
-async function saveModel(model: tfl.LayersModel, weights: tf.Variable[], ema: tf.Variable[], store: ObjectStore, dir: string, meta: ModelMetadata): Promise<void> {
-  const raw = weights.map((w) => w.clone());
-  weights.forEach((w, i) => w.assign(ema[i]!));
-  try {
-    await model.save(storeIOHandler(store, dir ? `${dir}/model.json` : 'model.json'));
-  } finally {
-    weights.forEach((w, i) => w.assign(raw[i]!));
-    tf.dispose(raw);
-  }
-  await store.put(dir ? `${dir}/${METADATA_FILE}` : METADATA_FILE, new TextEncoder().encode(JSON.stringify(meta, null, 2)));
-}
-
-/** Raw weights, EMA weights and optimizer slots of a checkpoint, for resuming. */
-async function saveState(store: ObjectStore, dir: string, step: number, lossHistory: [number, number][], weights: tf.Variable[], ema: tf.Variable[], optimizer: Adam): Promise<void> {
-  const named: tf.NamedTensorMap = {};
-  weights.forEach((w, i) => {
-    named[`weight/${i}`] = w;
-    named[`ema/${i}`] = ema[i]!;
-    named[`adam_m/${i}`] = optimizer.m[i]!;
-    named[`adam_v/${i}`] = optimizer.v[i]!;
-  });
-  const { data, specs } = await tf.io.encodeWeights(named);
-  const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(tf.io.concatenateArrayBuffers(data));
-  await store.put(`${dir}/state.bin`, bytes);
-  const json = { step, lossHistory, specs, adamSteps: optimizer.t };
-  await store.put(`${dir}/state.json`, new TextEncoder().encode(JSON.stringify(json)));
-}
-
-async function loadLatestState(store: ObjectStore, weights: tf.Variable[], ema: tf.Variable[], optimizer: Adam): Promise<{ step: number; lossHistory: [number, number][] } | null> {
-  const states = (await store.list(`${CHECKPOINTS}/`)).filter((k) => k.endsWith('/state.json')).sort();
-  const latest = states[states.length - 1];
-  if (!latest) return null;
-  const dir = latest.slice(0, -'/state.json'.length);
-  const json = JSON.parse(new TextDecoder().decode(await store.get(latest))) as {
-    step: number;
-    lossHistory: [number, number][];
-    specs: tf.io.WeightsManifestEntry[];
-    adamSteps: number;
-  };
-  const bin = await store.get(`${dir}/state.bin`);
-  const named = tf.io.decodeWeights(bin.slice().buffer, json.specs);
-  if (weights.some((_, i) => !named[`weight/${i}`] || named[`weight/${i}`]!.shape.join() !== weights[i]!.shape.join())) {
-    throw new Error(`${store.locate(latest)}: the checkpoint does not match this model (different architecture?)`);
-  }
-  weights.forEach((w, i) => w.assign(named[`weight/${i}`]!));
-  ema.forEach((w, i) => w.assign(named[`ema/${i}`]!));
-  optimizer.m.forEach((w, i) => w.assign(named[`adam_m/${i}`]!));
-  optimizer.v.forEach((w, i) => w.assign(named[`adam_v/${i}`]!));
-  optimizer.t = json.adamSteps;
-  tf.dispose(Object.values(named));
-  return { step: json.step, lossHistory: json.lossHistory };
-}
-
-/** Standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9). */
-function normalQuantile(p: number): number {
-  const a = [-39.69683028665376, 220.9460984245205, -275.9285104469687, 138.357751867269, -30.66479806614716, 2.506628274631];
-  const b = [-54.47609879822406, 161.5858368580409, -155.6989798598866, 66.80131188771972, -13.28068155288572];
-  const c = [-0.007784894002430293, -0.3223964580411365, -2.400758277161838, -2.549732539343734, 4.374664141464968, 2.938163982698783];
-  const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
-  const lo = 0.02425;
-  if (p < lo) {
-    const q = Math.sqrt(-2 * Math.log(p));
-    return (((((c[0]! * q + c[1]!) * q + c[2]!) * q + c[3]!) * q + c[4]!) * q + c[5]!) / ((((d[0]! * q + d[1]!) * q + d[2]!) * q + d[3]!) * q + 1);
-  }
-  if (p > 1 - lo) return -normalQuantile(1 - p);
-  const q = p - 0.5;
-  const r = q * q;
-  return ((((((a[0]! * r + a[1]!) * r + a[2]!) * r + a[3]!) * r + a[4]!) * r + a[5]!) * q) / (((((b[0]! * r + b[1]!) * r + b[2]!) * r + b[3]!) * r + b[4]!) * r + 1);
-}
-
-/**
- * The EDM-weighted denoising loss of any denoiser on fixed evaluation draws: noise levels at `levels` quantiles of the
- * training distribution of ln(sigma), `batches` batches of training points and noise per level (Philox streams of
- * seed + 1, never used by training). Evaluated through the study wrapper, so trained networks, untrained ones and the
- * optimal denoiser (the minimum over the training set) are measured the same way.
- */
-export function evaluateLoss(
-  denoise: (x: tf.Tensor2D, sigma: number) => tf.Tensor2D,
-  data: Dataset,
-  o: Pick<TrainOptions, 'batchSize' | 'pMean' | 'pStd' | 'seed'>,
-  sigmaData: number,
-  levels = 8,
-  batches = 2,
-): number {
-  let total = 0;
-  for (let l = 0; l < levels; l++) {
-    const sigma = Math.exp(o.pMean + o.pStd * normalQuantile((l + 0.5) / levels));
-    const weight = (sigma ** 2 + sigmaData ** 2) / (sigma * sigmaData) ** 2;
-    for (let k = 0; k < batches; k++) {
-      const batch = trainingBatch(data, { ...o, seed: (o.seed + 1) >>> 0 }, l * batches + k);
-      total += tf.tidy(() => {
-        const y = tf.tensor2d(batch.y, [o.batchSize, data.dim]);
-        const x = tf.add(y, tf.mul(tf.tensor2d(batch.noise, [o.batchSize, data.dim]), sigma)) as tf.Tensor2D;
-        return weight * tf.mean(tf.square(tf.sub(denoise(x, sigma), y))).dataSync()[0]!;
-      });
-    }
-  }
-  return total / (levels * batches);
 }

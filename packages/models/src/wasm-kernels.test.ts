@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { normalStream } from '@trajlab/core';
 import { describe, expect, it } from 'vitest';
-import { ensureConvGradient, ensureFastTransposedMatMul } from './conv-gradient.js';
+import { ensureConvGradient, ensureFastTransposedMatMul } from './wasm-kernels.js';
 
 describe('training kernels on this backend', () => {
   it("Conv2D filter gradients match a float64 brute force (same and valid padding)", () => {
