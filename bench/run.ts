@@ -1,5 +1,5 @@
 /**
- * `pnpm bench [kernel|study|aggregator|distributed ...]`: trajlab's benchmark suite (all parts by default). Writes bench/results.json and the table between the bench markers in
+ * `pnpm bench [kernel|study|aggregator|distributed|train ...]`: trajlab's benchmark suite (all parts by default). Writes bench/results.json and the table between the bench markers in
  * README.md. Every figure is a median over repeated runs, with the command that produced it and the machine it ran on.
  * Benchmarks measure; they never fail a build.
  */
@@ -7,6 +7,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@trajlab/backend';
 import { loadIdxFile, gaussianDataset, type Dataset } from '@trajlab/datasets';
 import { TrainingSet } from '@trajlab/denoisers';
+import { trainDenoiser, type Architecture } from '@trajlab/models';
+import { FsStore } from '@trajlab/storage';
 import { aggregateShards, buildTable, makeSchema, STEPS_COLUMNS, SAMPLES_COLUMNS, toIpcFile, type ColumnData } from '@trajlab/results';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -215,6 +217,27 @@ async function aggregator() {
   add({ name: 'aggregator peak RSS (whole bench process)', value: rss, unit: 'MiB', detail: `peak of the process that generated and then aggregated ${(total / 1e6).toFixed(1)}M rows`, command: 'pnpm bench aggregator' });
 }
 
+/** 6. Training throughput of `trajlab train`'s networks, with and without the wasm BatchMatMul re-registration. */
+async function training(data: Dataset, source: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'trajlab-bench-train-'));
+  const cases: { label: string; arch: Architecture; batch: number; steps: number; patches: boolean }[] = [
+    { label: 'MLP 512x4, batch 128, wasm BatchMatMul', arch: { arch: 'mlp', width: 512, depth: 4, embed: 64 }, batch: 128, steps: 30, patches: false },
+    { label: 'MLP 512x4, batch 128', arch: { arch: 'mlp', width: 512, depth: 4, embed: 64 }, batch: 128, steps: 60, patches: true },
+    ...(data.image ? [{ label: 'U-Net 16 channels, 2 levels, batch 32', arch: { arch: 'unet', channels: 16, levels: 2, embed: 64 } as Architecture, batch: 32, steps: 20, patches: true }] : []),
+  ];
+  for (const c of cases) {
+    const rates: number[] = [];
+    await trainDenoiser(
+      data,
+      { architecture: c.arch, parameterization: 'edm', noiseInput: 'edm', sigmaData: 0.5, pMean: -1.2, pStd: 1.2, steps: c.steps, batchSize: c.batch, learningRate: 1e-3, ema: 0.999, logEvery: 5, checkpointEvery: 0, seed: 0, kernelPatches: c.patches },
+      new FsStore(join(dir, c.label.replace(/[^a-z0-9]+/gi, '-'))),
+      { onLog: (p) => rates.push(p.stepsPerSecond) },
+    );
+    const rate = median(rates.slice(1)); // the first window includes compilation and warm-up
+    add({ name: `train ${c.label}`, value: rate, unit: 'steps/s', detail: `${source}; ${(rate * c.batch).toFixed(0)} examples/s, median over windows of 5 steps`, command: 'pnpm bench train' });
+  }
+}
+
 function machine(): string {
   return `${cpus().length} x ${cpus()[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.versions.node}, backend ${tf.getBackend()}`;
 }
@@ -243,6 +266,7 @@ if (!only.length || only.includes('kernel')) await kernel(data);
 if (!only.length || only.includes('study')) await study(existsSync(FMNIST) ? FMNIST : null, source);
 if (!only.length || only.includes('aggregator')) await aggregator();
 if (!only.length || only.includes('distributed')) await distributed(existsSync(FMNIST) ? FMNIST : null, source);
+if (!only.length || only.includes('train')) await training(data, source);
 // merge with earlier runs of other benchmarks (a partial run replaces only the figures it measured)
 const previous = existsSync(join(REPO, 'bench/results.json')) ? (JSON.parse(readFileSync(join(REPO, 'bench/results.json'), 'utf8')) as { figures: Figure[] }).figures : [];
 const merged = [...previous.filter((p) => !figures.some((f) => f.name === p.name)), ...figures];

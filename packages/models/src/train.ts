@@ -4,7 +4,7 @@ import type { Dataset } from '@trajlab/datasets';
 import { preconditioning, type NoiseInput, type Parameterization } from '@trajlab/denoisers';
 import type { ObjectStore } from '@trajlab/storage';
 import { buildNetwork, type Architecture } from './architectures.js';
-import { ensureConvGradient, ensureFastTransposedMatMul } from './wasm-kernels.js';
+import { ensureConvGradient, ensureFastTransposedMatMul, restoreNativeMatMul } from './wasm-kernels.js';
 import { Adam } from './adam.js';
 import { checkpointDir, loadLatestState, saveModel, saveState } from './checkpoints.js';
 import type { ModelMetadata } from './metadata.js';
@@ -45,6 +45,11 @@ export interface TrainOptions {
   /** Steps between checkpoints (0: none). @defaultValue 500 */
   checkpointEvery: number;
   seed: number;
+  /**
+   * Supply the wasm training kernels (Conv2DBackpropFilter, BatchMatMul on transposed operands); false keeps the
+   * backend's own BatchMatMul (a diagnostic for benchmarks; convolutions cannot train on wasm without it). @defaultValue true
+   */
+  kernelPatches?: boolean;
 }
 
 /** What a training run reports as it goes. */
@@ -119,7 +124,8 @@ function coefficients(sigma: Float64Array, o: TrainOptions, sigmaData: number) {
 export async function trainDenoiser(data: Dataset, o: TrainOptions, store: ObjectStore, hooks: TrainHooks = {}): Promise<TrainResult> {
   const sigmaData = o.sigmaData === 'auto' ? measureSigmaData(data) : o.sigmaData;
   if (o.architecture.arch === 'unet') ensureConvGradient();
-  ensureFastTransposedMatMul();
+  if (o.kernelPatches === false) restoreNativeMatMul();
+  else ensureFastTransposedMatMul();
   const model = buildNetwork(o.architecture, data.dim, data.image, o.seed);
   const layout = o.architecture.arch === 'unet' ? 'hwc' : 'flat';
   const shape = layout === 'hwc' ? [data.image!.height, data.image!.width, data.image!.channels] : [data.dim];

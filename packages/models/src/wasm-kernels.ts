@@ -54,6 +54,7 @@ export function ensureConvGradient(): boolean {
 }
 
 let matMulPatched = false;
+let nativeMatMul: tf.KernelConfig | null = null;
 
 /**
  * wasm's BatchMatMul is about 10x slower with transposeA/transposeB than on explicitly transposed operands, and
@@ -66,6 +67,7 @@ export function ensureFastTransposedMatMul(): boolean {
   const original = tf.getKernel('BatchMatMul', backendName);
   const transpose = tf.getKernel('Transpose', backendName)?.kernelFunc;
   if (!original || !transpose) return false;
+  nativeMatMul = original;
   tf.unregisterKernel('BatchMatMul', backendName);
   tf.registerKernel({
     ...original,
@@ -88,4 +90,12 @@ export function ensureFastTransposedMatMul(): boolean {
   });
   matMulPatched = true;
   return true;
+}
+
+/** Puts wasm's own BatchMatMul back (benchmarks measure both). */
+export function restoreNativeMatMul(): void {
+  if (!matMulPatched || !nativeMatMul) return;
+  tf.unregisterKernel('BatchMatMul', nativeMatMul.backendName);
+  tf.registerKernel(nativeMatMul);
+  matMulPatched = false;
 }
