@@ -136,7 +136,11 @@ describe('trajlab train', () => {
     expect(res.metadata.training.lossHistory.map(([s]) => s)).toEqual(Array.from({ length: 20 }, (_, i) => 50 * (i + 1)));
     const untrained = networkDenoiser(networkFromLayersModel(buildNetwork(options.architecture, 2, undefined, 0)), { parameterization: 'edm', sigmaData: sd, noiseInput: 'edm', layout: 'flat', dim: 2 });
     const { loadNetwork, inspectLocalModel } = await import('@trajlab/models');
-    const trained = networkDenoiser(await loadNetwork(dir, 'model.json', inspectLocalModel(dir).contentHash), { parameterization: 'edm', sigmaData: sd, noiseInput: 'edm', layout: 'flat', dim: 2 });
+    const hash = inspectLocalModel(dir).contentHash;
+    const net = await loadNetwork(dir, 'model.json', hash);
+    // loaded once per process: a second study (or the compare denoiser) gets the same network
+    expect(await loadNetwork(dir, 'model.json', hash)).toBe(net);
+    const trained = networkDenoiser(net, { parameterization: 'edm', sigmaData: sd, noiseInput: 'edm', layout: 'flat', dim: 2 });
     const lossBefore = evaluateLoss(untrained.denoise, toy, options, sd);
     const lossAfter = evaluateLoss(trained.denoise, toy, options, sd);
     const optimal = new TrainingSet(toy.points, toy.n, toy.dim);
