@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '@trajlab/backend';
 import { loadIdxFile, gaussianDataset, type Dataset } from '@trajlab/datasets';
 import { TrainingSet } from '@trajlab/denoisers';
-import { trainDenoiser, type Architecture } from '@trajlab/models';
+import { trainDenoiser, type Architecture } from '@trajlab/models/training';
 import { FsStore } from '@trajlab/storage';
 import { aggregateShards, buildTable, makeSchema, STEPS_COLUMNS, SAMPLES_COLUMNS, toIpcFile, type ColumnData } from '@trajlab/results';
 import { execFileSync, spawn } from 'node:child_process';

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { buildSigmas, heun, initialNoiseBatch } from '@trajlab/core';
 import { gmmDataset, loadIdxFile, type Dataset } from '@trajlab/datasets';
 import { networkDenoiser, PARAMETERIZATIONS, TrainingSet } from '@trajlab/denoisers';
-import { buildNetwork, ensureConvGradient, evaluateLoss, networkFromLayersModel, trainDenoiser, type TrainOptions } from '@trajlab/models';
+import { buildNetwork, ensureConvGradient, evaluateLoss, networkFromLayersModel, trainDenoiser, type TrainOptions } from '@trajlab/models/training';
 import { FsStore, openStore } from '@trajlab/storage';
 import { loadDataset } from '@trajlab/study';
 import { existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';

@@ -1,10 +1,7 @@
+// Model files, loading and metadata: light to import (tfjs-layers and tfjs-converter load only when a model does).
+// Training lives in '@trajlab/models/training'.
 export * from './model-files.js';
 export * from './io-handler.js';
 export * from './metadata.js';
 export * from './local-model.js';
-export * from './network-io.js';
 export * from './load.js';
-export * from './architectures.js';
-export * from './wasm-kernels.js';
-export * from './train.js';
-export * from './evaluate.js';

@@ -3,7 +3,6 @@ import { FsStore, type ObjectStore } from '@trajlab/storage';
 import { resolve } from 'node:path';
 import { readModelFiles } from './io-handler.js';
 import { METADATA_FILE } from './model-files.js';
-import { networkFromFiles } from './network-io.js';
 
 /**
  * Models are loaded once per process and shared (a worker serves many shards of a study, and `denoiser` and `compare`
@@ -20,6 +19,8 @@ export function loadNetwork(dir: string, file: string, contentHash: string): Pro
       const store = new FsStore(dir);
       const files = await readModelFiles(store, file);
       if (files.contentHash !== contentHash) throw new Error(`${store.locate(file)}: the model changed since the study was resolved`);
+      // tfjs-layers and tfjs-converter are imported only when a model is actually loaded
+      const { networkFromFiles } = await import('./network-io.js');
       const net = await networkFromFiles(files, store.locate(file));
       // shared: callers must not dispose it
       return { ...net, dispose: () => {} };

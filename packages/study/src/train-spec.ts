@@ -1,5 +1,5 @@
 import { NOISE_INPUTS, PARAMETERIZATIONS } from '@trajlab/denoisers';
-import type { Architecture, TrainOptions } from '@trajlab/models';
+import type { Architecture, TrainOptions } from '@trajlab/models/training';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
 import { parse as parseYaml } from 'yaml';

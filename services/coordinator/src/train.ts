@@ -1,5 +1,5 @@
 import { backendFromEnv, initBackend } from '@trajlab/backend';
-import { trainDenoiser, type TrainProgress } from '@trajlab/models';
+import type { TrainProgress } from '@trajlab/models/training';
 import { openStore } from '@trajlab/storage';
 import { prefetchSpecFile, resolveTrainFile } from '@trajlab/study';
 import { join } from 'node:path';
@@ -40,6 +40,8 @@ export async function trainCommand(specPath: string, o: TrainCommandOptions): Pr
     throw new ModelExistsError(`${store.locate('model.json')} already exists; pass --force to replace it or --resume to continue from its checkpoints`);
   }
   const backend = await initBackend(choice);
+  // the training code (tfjs-layers) is loaded only by this command
+  const { trainDenoiser } = await import('@trajlab/models/training');
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const tty = Boolean(process.stderr.isTTY) && !o.quiet;
   log(`backend: ${backend.name} (${backend.package})`);
