@@ -57,6 +57,29 @@ describe('certified pruning of the optimal denoiser', () => {
     }
   });
 
+  it('a row gets the same bits alone as in any batch (pruned, dense and mixed rows), at every sigma', () => {
+    const n = 1500;
+    const dim = 16;
+    const base = normalStream(7, 0, n * 3);
+    const pts = Float32Array.from({ length: n * dim }, (_, i) => Math.cos((1 + (i % dim)) * base[Math.floor(i / dim) * 3 + (i % 3)]!));
+    const ts = new TrainingSet(pts, n, dim, { chunkSize: 600, pruning: { rank: 8, tolerance: 1e-7 } });
+    const z = normalStream(8, 0, 10 * dim);
+    for (const t of polynomialSigmas(10, 0.002, 80)) {
+      // rows at different distances from the data, so one batch mixes rows that are pruned and rows that are not
+      const q = Float32Array.from({ length: 10 * dim }, (_, i) => pts[((Math.floor(i / dim) * 131) % n) * dim + (i % dim)]! + t * (1 + Math.floor(i / dim)) * z[i]!);
+      const x = tf.tensor2d(q, [10, dim]);
+      const batch = ts.denoise(x, t).dataSync();
+      for (const r of [0, 3, 9]) {
+        const xr = tf.slice(x, [r, 0], [1, dim]);
+        const alone = ts.denoise(xr, t).dataSync();
+        expect(Array.from(alone), `sigma ${t}, row ${r}`).toEqual(Array.from(batch.slice(r * dim, (r + 1) * dim)));
+        xr.dispose();
+      }
+      x.dispose();
+    }
+    ts.dispose();
+  });
+
   it.skipIf(!existsSync(FMNIST))('agrees with the dense denoiser on Fashion-MNIST at every sigma', () => {
     const data = loadIdxFile(FMNIST, { limit: 2000 });
     const { out, maxNorm } = compare(data.points, data.n, data.dim, 1e-7, 32);

@@ -64,7 +64,18 @@ export class TrainingSet {
   readonly dim: number;
   readonly chunkSize: number;
   private readonly chunks: Chunk[] = [];
-  private readonly pca: { mean: tf.Tensor2D; basis: tf.Tensor2D; projected: tf.Tensor2D[]; projectedNorm: tf.Tensor2D[]; maxProjected: number; tolerance: number; rank: number } | null = null;
+  private readonly pca: {
+    mean: tf.Tensor2D;
+    basis: tf.Tensor2D;
+    projected: tf.Tensor2D[];
+    projectedNorm: tf.Tensor2D[];
+    maxProjected: number;
+    /** [n, dim] and [n]: every point and its ||y_j||^2 / 2, to gather the points a pruned row keeps. */
+    all: tf.Tensor2D;
+    halfNormAll: tf.Tensor1D;
+    tolerance: number;
+    rank: number;
+  } | null = null;
   /** Keep the logits of the latest dense evaluation for the metrics (see takeLogits). @defaultValue false */
   cacheLogits = false;
   private cached: { xId: number; t: number; logits: tf.Tensor2D[] } | null = null;
@@ -99,7 +110,9 @@ export class TrainingSet {
       const projectedNorm = projected.map((p) => tf.tidy(() => tf.reshape(tf.sum(tf.square(p), 0), [1, -1]) as tf.Tensor2D));
       // largest ||P^T (y_j - mean)||, for the batch-level test of denoisePruned
       const maxProjected = Math.sqrt(Math.max(...projectedNorm.map((t) => tf.max(t).dataSync()[0]!)));
-      this.pca = { mean: meanT, basis: basisT, projected, projectedNorm, maxProjected, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
+      const all = tf.tensor2d(points, [n, dim], 'float32');
+      const halfNormAll = tf.tidy(() => tf.mul(tf.sum(tf.square(all), 1), 0.5) as tf.Tensor1D);
+      this.pca = { mean: meanT, basis: basisT, projected, projectedNorm, maxProjected, all, halfNormAll, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
     }
   }
 
@@ -140,10 +153,12 @@ export class TrainingSet {
     const xp = tf.tidy(() => tf.matMul(tf.sub(x, pca.mean), pca.basis)); // [B, rank]
     const xpNorm = tf.tidy(() => tf.sum(tf.square(xp), 1, true));
     const cutoff = 2 * t * t * Math.log(this.n / pca.tolerance);
-    // Nothing can be skipped when even the largest possible bound, (||P^T x|| + max_j ||P^T y_j||)^2 >= LB_j^2, is
-    // within the cutoff of 0 <= UB^2 for every row: then the bounds are not worth computing (large sigma).
+    // Nothing can be skipped in a row when no two bounds differ by more than the cutoff (UB^2 >= min_m LB_m^2):
+    // with p_j = P^T (y_j - mean), R = max_j ||p_j||, LB_j^2 - LB_m^2 = ||p_j||^2 - ||p_m||^2 - 2 (P^T x) . (p_j - p_m)
+    // <= R^2 + 4 ||P^T x|| R. When that holds for every row the bounds are not worth computing (large sigma).
     const xpNormHost = xpNorm.dataSync();
-    if (xpNormHost.every((v) => (Math.sqrt(v) + pca.maxProjected) ** 2 * (1 + 1e-5) <= cutoff)) {
+    const R = pca.maxProjected;
+    if (xpNormHost.every((v) => (R * R + 4 * Math.sqrt(v) * R) * (1 + 1e-5) <= cutoff)) {
       tf.dispose([xp, xpNorm]);
       this.pruningStats.rows += B;
       this.pruningStats.pointsTotal += B * this.n;
@@ -207,6 +222,8 @@ export class TrainingSet {
       denseRows.sort((a, b) => a - b);
     }
     tf.dispose(lbChunks);
+    // no row pruned: the batched dense kernel on the whole batch (row results do not depend on the batch)
+    if (prunedRows.length === 0) return this.denoiseDense(x, t);
     const result = new Array<tf.Tensor2D | null>(B).fill(null);
     if (denseRows.length) {
       const sub = tf.tidy(() => tf.gather(x, tf.tensor1d(denseRows, 'int32')) as tf.Tensor2D);
@@ -215,25 +232,36 @@ export class TrainingSet {
       denseRows.forEach((r, k) => (result[r] = parts[k]!));
       tf.dispose([sub, d]);
     }
+    // Pruned rows are computed in groups of equal padded size K (the power of two >= the row's kept count, at least 8):
+    // padding entries repeat a kept point with logit -inf (weight exactly 0). K depends only on the row itself, so a
+    // row's result never depends on the other rows of its batch.
     const invT2 = 1 / (t * t);
-    for (const { row, keep } of prunedRows) {
-      result[row] = tf.tidy(() => {
-        const xr = tf.slice(x, [row, 0], [1, dim]);
-        const parts = this.chunks
-          .map((c) => {
-            const local = keep.filter((j) => j >= c.start && j < c.start + c.size).map((j) => j - c.start);
-            if (!local.length) return null;
-            const idx = tf.tensor1d(local, 'int32');
-            // columns of the pre-transposed layout (no transposed product, which is slow on wasm) and rows of the other
-            return { yt: tf.gather(c.yt, idx, 1) as tf.Tensor2D, y: tf.gather(c.y, idx) as tf.Tensor2D, hn: tf.gather(c.halfNorm, idx, 1) as tf.Tensor2D };
-          })
-          .filter((v): v is { yt: tf.Tensor2D; y: tf.Tensor2D; hn: tf.Tensor2D } => v !== null);
-        const yt = tf.concat(parts.map((p) => p.yt), 1);
-        const ys = tf.concat(parts.map((p) => p.y), 0);
-        const hn = tf.concat(parts.map((p) => p.hn), 1);
-        const logits = tf.mul(tf.sub(tf.matMul(xr, yt), hn), invT2);
-        return tf.matMul(tf.softmax(logits), ys) as tf.Tensor2D;
+    const groups = new Map<number, { row: number; keep: number[] }[]>();
+    for (const pr of prunedRows) {
+      const k = Math.max(8, 2 ** Math.ceil(Math.log2(pr.keep.length)));
+      groups.set(k, [...(groups.get(k) ?? []), pr]);
+    }
+    for (const [K, members] of groups) {
+      const G = members.length;
+      const idx = new Int32Array(G * K);
+      const mask = new Float32Array(G * K);
+      members.forEach(({ keep }, g) => {
+        for (let k = 0; k < K; k++) {
+          idx[g * K + k] = keep[Math.min(k, keep.length - 1)]!;
+          mask[g * K + k] = k < keep.length ? 0 : Number.NEGATIVE_INFINITY;
+        }
       });
+      const rows = tf.tidy(() => {
+        const index = tf.tensor1d(idx, 'int32');
+        const xs = tf.gather(x, tf.tensor1d(members.map((m) => m.row), 'int32')); // [G, dim]
+        const ys = tf.reshape(tf.gather(pca.all, index), [G, K, dim]);
+        const dots = tf.sum(tf.mul(tf.expandDims(xs, 1), ys), 2); // [G, K]: x . y_j
+        const hn = tf.reshape(tf.gather(pca.halfNormAll, index), [G, K]);
+        const logits = tf.add(tf.mul(tf.sub(dots, hn), invT2), tf.tensor2d(mask, [G, K]));
+        const w = tf.softmax(logits, 1);
+        return tf.split(tf.sum(tf.mul(tf.expandDims(w, 2), ys), 1) as tf.Tensor2D, G, 0) as tf.Tensor2D[];
+      });
+      members.forEach(({ row }, g) => (result[row] = rows[g]!));
     }
     const out = tf.concat(result as tf.Tensor2D[], 0) as tf.Tensor2D;
     tf.dispose(result as tf.Tensor2D[]);
@@ -405,7 +433,7 @@ export class TrainingSet {
   dispose(): void {
     this.dropCache();
     for (const c of this.chunks) tf.dispose([c.y, c.yt, c.halfNorm]);
-    if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...this.pca.projected, ...this.pca.projectedNorm]);
+    if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...this.pca.projected, ...this.pca.projectedNorm, this.pca.all, this.pca.halfNormAll]);
     this.chunks.length = 0;
   }
 }
