@@ -37,14 +37,19 @@ export function topAxes(pc: PrincipalComponents, dim: number, rank: number): Flo
 /**
  * An orthonormal basis of (approximately) the top `rank` principal axes by subspace iteration on the device, for large
  * dim where a full eigendecomposition is slow. Any orthonormal basis gives a valid distance lower bound; the closer
- * to the principal axes, the tighter it is.
+ * to the principal axes, the tighter it is. So the covariance is estimated from at most `maxPoints` evenly strided
+ * points (deterministic), which keeps the set-up of a large training set short.
+ * @param maxPoints points the covariance is estimated from. @defaultValue 2048
  */
-export function topAxesBySubspaceIteration(points: Float32Array, n: number, dim: number, rank: number, iterations = 30): { mean: Float32Array; basis: Float32Array } {
+export function topAxesBySubspaceIteration(points: Float32Array, n: number, dim: number, rank: number, iterations = 30, maxPoints = 2048): { mean: Float32Array; basis: Float32Array } {
+  const m = Math.min(n, maxPoints);
+  const sample = new Float32Array(m * dim);
+  for (let i = 0; i < m; i++) sample.set(points.subarray(Math.floor((i * n) / m) * dim, (Math.floor((i * n) / m) + 1) * dim), i * dim);
   const mean = new Float64Array(dim);
-  for (let i = 0; i < n; i++) for (let k = 0; k < dim; k++) mean[k] = mean[k]! + points[i * dim + k]! / n;
+  for (let i = 0; i < m; i++) for (let k = 0; k < dim; k++) mean[k] = mean[k]! + sample[i * dim + k]! / m;
   const cov = tf.tidy(() => {
-    const xc = tf.sub(tf.tensor2d(points, [n, dim]), tf.tensor2d(Float32Array.from(mean), [1, dim]));
-    return tf.div(tf.matMul(tf.transpose(xc), xc), n) as tf.Tensor2D;
+    const xc = tf.sub(tf.tensor2d(sample, [m, dim]), tf.tensor2d(Float32Array.from(mean), [1, dim]));
+    return tf.div(tf.matMul(tf.transpose(xc), xc), m) as tf.Tensor2D;
   });
   // deterministic random start (fixed Philox stream)
   let v = normalStream(0x5eed, 0xd0000010, dim * rank);
