@@ -4,7 +4,7 @@ import { gzipSync } from 'node:zlib';
 import { stringify } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../services/coordinator/src/index.js';
-import { writeExactGaussianGraphModel } from './graph-model.js';
+import { GraphBuilder, writeExactGaussianGraphModel } from './graph-model.js';
 import { sha256, tempDir } from './helpers.js';
 
 /**
@@ -150,6 +150,17 @@ const cases: Case[] = [
     setup: (d) => (model(d, (j) => (j.modelTopology as { node: object[] }).node.push({ name: 'dangling', op: 'Identity', input: ['x'], attr: { T: { type: 'DT_FLOAT' } } })), spec(d, modelSpec())),
     expect: ['{dir}/model/model.json: a denoiser model has one output; this one has 2 (Identity, dangling)'],
   },
+  {
+    name: 'model output not shaped like its input',
+    setup: (d) => {
+      // x [B, 2] times a [2, 3] matrix plus the noise level: [B, 3]
+      const g = new GraphBuilder();
+      const out = g.op('AddV2', g.op('MatMul', g.placeholder('x', [-1, 2]), g.constant('w', [2, 3], [1, 0, 0, 0, 1, 0])), g.placeholder('noise', [-1, 1]));
+      g.write(join(d, 'model'), out);
+      return spec(d, modelSpec());
+    },
+    expect: ['{dir}/model/model.json: the model returns shape [1, 3] for an input of shape [1, 2]'],
+  },
   { name: 'no parameterization and no trajlab-model.json', setup: (d) => (model(d), spec(d, { ...base, denoiser: { kind: 'tfjs', uri: './model' } })), expect: ['denoiser.parameterization: required: {dir}/model/model.json has no trajlab-model.json'] },
   { name: 'unknown parameterization', setup: (d) => (model(d), spec(d, modelSpec({ parameterization: 'score' }))), expect: ['denoiser.parameterization:'] },
   { name: 'trajlab-model.json with a bad field', setup: (d) => (writeFileSync(join(model(d), 'trajlab-model.json'), JSON.stringify({ format: 'trajlab-model', version: 1, parameterization: 'score' })), spec(d, modelSpec())), expect: ['{dir}/model/trajlab-model.json: parameterization:'] },
@@ -209,7 +220,7 @@ describe('bad-input corpus: exit code 2, a message naming the field or file, not
     const env = Object.fromEntries(Object.entries(c.env ?? {}).map(([k, v]) => [k, v.replaceAll('{dir}', dir)]));
     const res = await trajlab(['run', specPath, '--out', out, '--quiet', '--workers', '1'], env);
     expect(res.code, res.stderr).toBe(2);
-    expect(res.stderr.startsWith('trajlab: invalid input: ')).toBe(true);
+    expect(res.stderr).toMatch(/(^|\n)trajlab: invalid input: /);
     for (const s of c.expect) expect(res.stderr).toContain(s.replaceAll('{dir}', dir));
     expect(res.stderr).not.toMatch(/\n\s+at /); // a message, not a stack trace
     expect(snapshot(out)).toEqual(before);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
  * nodes plus a weights manifest. Used to load, through the same loader and wrapper as any user model, networks whose
  * output is known in closed form.
  */
-class GraphBuilder {
+export class GraphBuilder {
   readonly nodes: object[] = [];
   readonly weights: { name: string; shape: number[]; values: number[] }[] = [];
   private n = 0;
@@ -25,7 +25,7 @@ class GraphBuilder {
 
   op(op: string, ...inputs: string[]): string {
     const name = `${op.toLowerCase()}_${this.n++}`;
-    this.nodes.push({ name, op, input: inputs, attr: { T: { type: 'DT_FLOAT' } } });
+    this.nodes.push({ name, op, input: inputs, attr: { T: { type: 'DT_FLOAT' }, ...(op === 'MatMul' ? { transpose_a: { b: false }, transpose_b: { b: false } } : {}) } });
     return name;
   }
 

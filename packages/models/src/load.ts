@@ -1,8 +1,9 @@
+import * as tf from '@tensorflow/tfjs-core';
 import type { Network } from '@trajlab/denoisers';
 import { FsStore, type ObjectStore } from '@trajlab/storage';
 import { resolve } from 'node:path';
 import { readModelFiles } from './io-handler.js';
-import { METADATA_FILE } from './model-files.js';
+import { METADATA_FILE, ModelFileError } from './model-files.js';
 
 /**
  * Models are loaded once per process and shared (a worker serves many shards of a study, and `denoiser` and `compare`
@@ -22,6 +23,7 @@ export function loadNetwork(dir: string, file: string, contentHash: string): Pro
       // tfjs-layers and tfjs-converter are imported only when a model is actually loaded
       const { networkFromFiles } = await import('./network-io.js');
       const net = await networkFromFiles(files, store.locate(file));
+      probe(net, store.locate(file));
       // shared: callers must not dispose it
       return { ...net, dispose: () => {} };
     })();
@@ -29,6 +31,26 @@ export function loadNetwork(dir: string, file: string, contentHash: string): Pro
     loaded.set(key, p);
   }
   return p;
+}
+
+/**
+ * Runs the network once on a zero input of batch 1: a network that fails, or returns something not shaped like its
+ * data input, is refused with a message naming model.json before any study uses it.
+ */
+function probe(net: Network, where: string): void {
+  let size: number;
+  let shape: number[];
+  try {
+    [size, shape] = tf.tidy(() => {
+      const y = net.predict(tf.zeros([1, ...net.inputShape]), net.noiseRank === null ? null : tf.zeros(net.noiseRank === 1 ? [1] : [1, 1]));
+      return [y.size, y.shape] as [number, number[]];
+    });
+  } catch (err) {
+    throw new ModelFileError(where, `the model fails on an input of shape [1, ${net.inputShape.join(', ')}] (${(err as Error).message})`);
+  }
+  if (size !== net.inputShape.reduce((a, b) => a * b, 1)) {
+    throw new ModelFileError(where, `the model returns shape [${shape.join(', ')}] for an input of shape [1, ${net.inputShape.join(', ')}]; a denoiser network returns a tensor shaped like its data input`);
+  }
 }
 
 /** Copies a model (model.json, its shards and trajlab-model.json if present) between stores, e.g. from S3 to a local cache. */

@@ -102,8 +102,10 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
   for (const note of plan.notes) log(`note: ${note}`);
   let ctx: StudyContext | null = null;
   let gits: GitsRecord[] = [];
+  // models are loaded (and probed) before anything is written, so a model that cannot run leaves no trace
+  if (study.models.denoiser || study.models.compare) ctx = await createContext(study, data, plan);
   if (plan.configs.some((c) => c.gits)) {
-    ctx = await createContext(study, data, plan);
+    ctx ??= await createContext(study, data, plan);
     gits = await computeGitsSchedules(ctx, plan.configs);
     for (const g of gits) log(`gits ${g.configId}: sigmas ${g.sigmas.map((v) => v.toPrecision(4)).join(', ')}`);
   }
