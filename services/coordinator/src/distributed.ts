@@ -79,13 +79,16 @@ export async function submitStudy(specPath: string, out: string, log: (s: string
     }
     const sigmas: Record<string, number[]> = {};
     let gits: unknown[] = [];
-    if (plan.configs.some((cfg) => cfg.gits)) {
-      // GITS schedules come from teacher trajectories: computed once here, shipped to every shard in its payload.
+    if (plan.configs.some((cfg) => cfg.gits) || study.models.denoiser || study.models.compare) {
+      // Models are loaded (and probed) here so one that cannot run is refused before anything is queued; GITS
+      // schedules come from teacher trajectories: computed once here, shipped to every shard in its payload.
       const backend = await initBackend(backendFromEnv());
-      log(`computing GITS schedules on ${backend.name}`);
       const ctx = await createContext(study, data, plan);
       try {
-        gits = await computeGitsSchedules(ctx, plan.configs);
+        if (plan.configs.some((cfg) => cfg.gits)) {
+          log(`computing GITS schedules on ${backend.name}`);
+          gits = await computeGitsSchedules(ctx, plan.configs);
+        }
       } finally {
         ctx.dispose();
       }

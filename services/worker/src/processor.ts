@@ -5,6 +5,7 @@
 import { backendFromEnv, initBackend } from '@trajlab/backend';
 import { exitWithParent, parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
 import { createContext, executeShard, type ShardManifest, type StudyContext } from '@trajlab/runner';
+import { ModelFileError } from '@trajlab/models';
 import { openStore } from '@trajlab/storage';
 import { planStudy, prefetchRemoteData, resolveStudyText } from '@trajlab/study';
 import type { SandboxedJob } from 'bullmq';
@@ -38,7 +39,14 @@ async function contextFor(p: ShardPayload, jobId: string): Promise<StudyContext>
     const s = p.sigmas[c.configId];
     if (s) c.sigmas = s;
   }
-  const ctx = await createContext(resolved.study, resolved.data, plan);
+  let ctx: StudyContext;
+  try {
+    ctx = await createContext(resolved.study, resolved.data, plan);
+  } catch (err) {
+    // a model that cannot be loaded or run will not load on a retry either
+    if (err instanceof ModelFileError) throw unrecoverable(`job ${jobId}: ${err.message}`);
+    throw err;
+  }
   if (contexts.size >= 2) {
     const [oldest] = contexts.keys();
     contexts.get(oldest!)?.dispose();
