@@ -1,7 +1,7 @@
 import type { io } from '@tensorflow/tfjs-core';
 import { StoreError, type ObjectStore } from '@trajlab/storage';
 import { createHash } from 'node:crypto';
-import { checkShardBytes, ModelFileError, parseModelJson, shardPaths, type ModelJson } from './model-files.js';
+import { checkShardBytes, ModelFileError, parseModelJson, shardPaths, weightSpecs, type ModelJson } from './model-files.js';
 
 /**
  * A TF.js IOHandler over an ObjectStore (a local directory or s3://bucket/prefix), so models load and save the same way
@@ -73,7 +73,7 @@ export function artifactsOf(files: ModelFiles): io.ModelArtifacts {
     userDefinedMetadata: json.userDefinedMetadata as io.ModelArtifacts['userDefinedMetadata'],
     modelInitializer: json.modelInitializer,
     trainingConfig: json.trainingConfig,
-    weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
+    weightSpecs: weightSpecs(json),
     weightData: concat(files.shards),
   };
 }

@@ -2,7 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { modelContentHash } from './io-handler.js';
 import { parseModelMetadata, type ModelMetadata } from './metadata.js';
-import { checkShardBytes, METADATA_FILE, ModelFileError, modelFormat, modelInputs, modelOutputs, parseModelJson, shardPaths, type ModelInput } from './model-files.js';
+import { checkShardBytes, METADATA_FILE, ModelFileError, modelFormat, modelInputs, modelOutputs, parseModelJson, shardPaths, weightCount, type ModelInput } from './model-files.js';
 
 /** What a study needs to know of a model before any tensor is built. */
 export interface ModelInfo {
@@ -39,6 +39,5 @@ export function inspectLocalModel(dir: string, file = 'model.json'): ModelInfo {
   if (outputs.length > 1) throw new ModelFileError(where, `a denoiser model has one output; this one has ${outputs.length} (${outputs.join(', ')}); in a graph model every node nothing consumes is an output`);
   const metaPath = join(base, METADATA_FILE);
   const metadata = existsSync(metaPath) ? parseModelMetadata(readFileSync(metaPath, 'utf8'), metaPath) : null;
-  const weights = json.weightsManifest.flatMap((g) => g.weights).reduce((a, w) => a + w.shape.reduce((p, d) => p * d, 1), 0);
-  return { where, format: modelFormat(json), inputs: modelInputs(json, where), contentHash: modelContentHash(jsonBytes, shards), weights, metadata };
+  return { where, format: modelFormat(json), inputs: modelInputs(json, where), contentHash: modelContentHash(jsonBytes, shards), weights: weightCount(json), metadata };
 }

@@ -1,6 +1,6 @@
 import { LAYOUTS, NOISE_INPUTS, PARAMETERIZATIONS } from '@trajlab/denoisers';
 import { z } from 'zod';
-import { METADATA_FILE, ModelFileError } from './model-files.js';
+import { METADATA_FILE, ModelFileError, parseJsonFile } from './model-files.js';
 
 /**
  * trajlab-model.json: what a study needs to use a model trained by `trajlab train` (its parameterization and input
@@ -42,13 +42,7 @@ export type ModelMetadata = z.infer<typeof modelMetadataSchema>;
 
 /** Parses trajlab-model.json text; `where` names the file in errors. */
 export function parseModelMetadata(text: string, where: string): ModelMetadata {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new ModelFileError(where, `not valid JSON (${(err as Error).message})`);
-  }
-  const res = modelMetadataSchema.safeParse(raw);
+  const res = modelMetadataSchema.safeParse(parseJsonFile(text, where));
   if (!res.success) {
     const iss = res.error.issues[0]!;
     throw new ModelFileError(where, `${iss.path.join('.') || '(file)'}: ${iss.message}`);

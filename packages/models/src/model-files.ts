@@ -49,15 +49,18 @@ export function splitModelUri(uri: string): { dir: string; file: string } {
   return { dir: trimmed, file: 'model.json' };
 }
 
-/** Parses and checks model.json text. */
-export function parseModelJson(text: string, where: string): ModelJson {
-  let raw: unknown;
+/** JSON.parse with a ModelFileError naming the file. */
+export function parseJsonFile(text: string, where: string): unknown {
   try {
-    raw = JSON.parse(text);
+    return JSON.parse(text) as unknown;
   } catch (err) {
     throw new ModelFileError(where, `not valid JSON (${(err as Error).message})`);
   }
-  const m = raw as Partial<ModelJson> | null;
+}
+
+/** Parses and checks model.json text. */
+export function parseModelJson(text: string, where: string): ModelJson {
+  const m = parseJsonFile(text, where) as Partial<ModelJson> | null;
   if (m === null || typeof m !== 'object' || Array.isArray(m)) throw new ModelFileError(where, 'not a TF.js model.json (expected an object)');
   if (!m.modelTopology || typeof m.modelTopology !== 'object') throw new ModelFileError(where, 'not a TF.js model.json (no modelTopology)');
   if (!Array.isArray(m.weightsManifest)) throw new ModelFileError(where, 'not a TF.js model.json (no weightsManifest)');
@@ -80,6 +83,11 @@ export function shardPaths(m: ModelJson): string[] {
 /** Weight specs in manifest order. */
 export function weightSpecs(m: ModelJson): io.WeightsManifestEntry[] {
   return m.weightsManifest.flatMap((g) => g.weights);
+}
+
+/** Number of weights the manifest declares. */
+export function weightCount(m: ModelJson): number {
+  return weightSpecs(m).reduce((a, w) => a + w.shape.reduce((p, d) => p * d, 1), 0);
 }
 
 const BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 1, uint8: 1, uint16: 2, float16: 2, complex64: 8 };

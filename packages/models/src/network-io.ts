@@ -3,7 +3,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { Network } from '@trajlab/denoisers';
 import { artifactsOf, type ModelFiles } from './io-handler.js';
-import { ModelFileError, modelFormat, modelInputs, splitInputs, type ModelInput } from './model-files.js';
+import { ModelFileError, modelFormat, modelInputs, splitInputs, weightCount, type ModelInput } from './model-files.js';
 
 /**
  * Turns model files into a Network: a layers model (tf.LayersModel.predict) or a graph model (tfjs-converter
@@ -36,8 +36,6 @@ export function networkFromLayersModel(model: tfl.LayersModel, where = model.nam
 export async function networkFromFiles(files: ModelFiles, where: string): Promise<Network> {
   const inputs = modelInputs(files.json, where);
   const { data, noise } = splitInputs(inputs, where);
-  const inputShape = dataShape(data, where);
-  const noiseRank = noise === null ? null : (noise.shape.length as 1 | 2);
   const artifacts = artifactsOf(files);
   const handler = { load: async () => artifacts };
   if (modelFormat(files.json) === 'layers') {
@@ -61,10 +59,10 @@ export async function networkFromFiles(files: ModelFiles, where: string): Promis
   if (model.outputs.length !== 1) {
     throw new ModelFileError(where, `a denoiser graph model has one output; this one has ${model.outputs.length} (${model.outputs.map((o) => o.name).join(', ')}): nodes without consumers count as outputs`);
   }
-  const paramCount = (artifacts.weightSpecs ?? []).reduce((a, w) => a + w.shape.reduce((p, d) => p * d, 1), 0);
+  const paramCount = weightCount(files.json);
   return {
-    inputShape,
-    noiseRank,
+    inputShape: dataShape(data, where),
+    noiseRank: noise === null ? null : (noise.shape.length as 1 | 2),
     predict: (x, n) => {
       const feed: Record<string, tf.Tensor> = { [data.name]: x };
       if (noise && n) feed[noise.name] = n;

@@ -5,10 +5,13 @@ import { cachedPath } from './remote-data.js';
 import { SpecError } from './errors.js';
 import type { DatasetSpec } from './spec.js';
 
-/** Resolves a dataset uri: local paths against the spec file's directory, s3:// to its prefetched local copy. */
-export function datasetPath(uri: string, baseDir: string, field: string): string {
+/**
+ * Resolves an input uri (a dataset file, a model directory): local paths against the spec file's directory and inside
+ * TRAJLAB_DATA_ROOT, s3:// to its prefetched local copy (`cached`, default the dataset cache path of the uri).
+ */
+export function datasetPath(uri: string, baseDir: string, field: string, cached?: string): string {
   if (uri.startsWith('s3://')) {
-    const path = cachedPath(uri);
+    const path = cached ?? cachedPath(uri);
     if (!existsSync(path)) throw new SpecError(field, `${uri} has not been downloaded (prefetchRemoteData runs before resolution)`);
     return path;
   }

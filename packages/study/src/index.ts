@@ -7,3 +7,4 @@ export * from './plan.js';
 export * from './remote-data.js';
 export * from './models.js';
 export * from './train-spec.js';
+export * from './spec-file.js';

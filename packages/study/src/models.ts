@@ -1,9 +1,7 @@
 import type { Dataset } from '@trajlab/datasets';
 import { layoutShape, type Layout } from '@trajlab/denoisers';
 import { inspectLocalModel, ModelFileError, splitInputs, splitModelUri, type ModelInfo } from '@trajlab/models';
-import { existsSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
-import { confineToDataRoot } from './datasets.js';
+import { datasetPath } from './datasets.js';
 import { cachedModelDir } from './remote-data.js';
 import { SpecError } from './errors.js';
 import type { DenoiserSpecInput } from './spec.js';
@@ -29,16 +27,7 @@ export interface ResolvedModel {
 /** Local directory and file of a model uri (s3:// ones must have been downloaded by prefetchRemoteData). */
 export function modelLocation(uri: string, baseDir: string, field: string): { dir: string; file: string } {
   const { dir, file } = splitModelUri(uri);
-  if (uri.startsWith('s3://')) {
-    const local = cachedModelDir(uri);
-    if (!existsSync(local)) throw new SpecError(field, `${uri} has not been downloaded (prefetchRemoteData runs before resolution)`);
-    return { dir: local, file };
-  }
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri);
-  if (scheme) throw new SpecError(field, `unsupported URI scheme '${scheme[1]}://' in ${uri}`);
-  const local = isAbsolute(dir) ? dir : resolve(baseDir, dir);
-  confineToDataRoot(local, field);
-  return { dir: local, file };
+  return { dir: datasetPath(dir, baseDir, field, uri.startsWith('s3://') ? cachedModelDir(uri) : undefined), file };
 }
 
 function sameShape(a: readonly (number | null)[], b: readonly number[]): boolean {

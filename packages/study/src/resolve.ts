@@ -3,12 +3,12 @@ import type { Dataset } from '@trajlab/datasets';
 import { checkDenoiserSpec, DenoiserSpecError } from '@trajlab/denoisers';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { canonicalJson, sha256Hex } from './canonical.js';
 import { loadDataset } from './datasets.js';
 import { resolveTfjsModel, type ResolvedModel } from './models.js';
 import { prefetchRemoteData } from './remote-data.js';
-import { fieldPath, SpecError } from './errors.js';
+import { SpecError } from './errors.js';
+import { parseSpecText, readSpecFile } from './spec-file.js';
 import { gitsSchema, studySpecSchema, type DatasetSpec, type DenoiserSpecInput, type GitsSpec, type StudySpec } from './spec.js';
 
 /** One solver configuration of a study. */
@@ -71,26 +71,7 @@ export interface LoadedData {
 
 /** Parses YAML or JSON text into a validated spec; every problem is reported with its field. */
 export function parseSpec(text: string, file: string): StudySpec {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (err) {
-    throw new SpecError('', `not valid YAML/JSON (${(err as Error).message.split('\n')[0]})`, file);
-  }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new SpecError('', 'a study spec must be a mapping (YAML) or an object (JSON)', file);
-  const res = studySpecSchema.safeParse(raw);
-  if (!res.success) {
-    const issues = res.error.issues.map((iss) => {
-      const base = fieldPath(iss.path);
-      if (iss.code === 'unrecognized_keys') {
-        return { field: iss.keys.map((k) => (base ? `${base}.${k}` : k)).join(', '), detail: 'unknown key (not part of the spec)' };
-      }
-      return { field: base || '(spec)', detail: iss.message };
-    });
-    if (issues.length === 1) throw new SpecError(issues[0]!.field, issues[0]!.detail, file);
-    throw new SpecError('', `${issues.length} problems\n  ${issues.map((i) => `${i.field}: ${i.detail}`).join('\n  ')}`, file);
-  }
-  return res.data;
+  return parseSpecText(text, file, studySpecSchema, 'spec');
 }
 
 function info(d: Dataset, spec: DatasetSpec): DatasetInfo {
@@ -268,12 +249,5 @@ export async function prefetchSpecFile(path: string): Promise<void> {
 
 /** Reads a spec file (YAML or JSON) and resolves it; dataset paths are relative to the file's directory. */
 export function resolveStudyFile(path: string): { study: ResolvedStudy; data: LoadedData } {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new SpecError('', code === 'ENOENT' ? 'spec file not found' : `cannot read spec file (${code})`, path);
-  }
-  return resolveStudyText(text, path, dirname(resolvePath(path)));
+  return resolveStudyText(readSpecFile(path), path, dirname(resolvePath(path)));
 }

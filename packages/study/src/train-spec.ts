@@ -1,13 +1,38 @@
 import { NOISE_INPUTS, PARAMETERIZATIONS } from '@trajlab/denoisers';
 import type { Architecture, TrainOptions } from '@trajlab/models/training';
-import { readFileSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { loadDataset } from './datasets.js';
-import { fieldPath, SpecError } from './errors.js';
+import { SpecError } from './errors.js';
+import { parseSpecText, readSpecFile } from './spec-file.js';
 import { datasetSchema } from './spec.js';
 import type { Dataset } from '@trajlab/datasets';
+
+/** The network of a training spec, each option with its default. */
+const modelSchema = z.discriminatedUnion(
+  'arch',
+  [
+    z.strictObject({
+      arch: z.literal('mlp'),
+      /** @defaultValue 256 */
+      width: z.number().int().positive().default(256),
+      /** @defaultValue 4 */
+      depth: z.number().int().positive().default(4),
+      /** @defaultValue 64 */
+      embed: z.number().int().positive().default(64),
+    }),
+    z.strictObject({
+      arch: z.literal('unet'),
+      /** @defaultValue 32 */
+      channels: z.number().int().positive().default(32),
+      /** @defaultValue 2 */
+      levels: z.number().int().min(1).max(4).default(2),
+      /** @defaultValue 64 */
+      embed: z.number().int().positive().default(64),
+    }),
+  ],
+  { error: (iss) => (iss.code === 'invalid_union' ? 'unknown arch; expected mlp or unet' : undefined) },
+);
 
 /**
  * The `trajlab train` spec: a dataset (any study dataset kind), a network and the EDM training recipe. Every option
@@ -20,28 +45,7 @@ export const trainSpecSchema = z.strictObject({
   seed: z.number().int().min(0).max(0xffffffff).default(0),
   dataset: datasetSchema,
   /** The network: `mlp` for vectors, `unet` for images. @defaultValue unet for image data, mlp otherwise */
-  model: z
-    .discriminatedUnion('arch', [
-      z.strictObject({
-        arch: z.literal('mlp'),
-        /** @defaultValue 256 */
-        width: z.number().int().positive().default(256),
-        /** @defaultValue 4 */
-        depth: z.number().int().positive().default(4),
-        /** @defaultValue 64 */
-        embed: z.number().int().positive().default(64),
-      }),
-      z.strictObject({
-        arch: z.literal('unet'),
-        /** @defaultValue 32 */
-        channels: z.number().int().positive().default(32),
-        /** @defaultValue 2 */
-        levels: z.number().int().min(1).max(4).default(2),
-        /** @defaultValue 64 */
-        embed: z.number().int().positive().default(64),
-      }),
-    ], { error: (iss) => (iss.code === 'invalid_union' ? 'unknown arch; expected mlp or unet' : undefined) })
-    .optional(),
+  model: modelSchema.optional(),
   /** What the network predicts: edm | eps | x0 | v. @defaultValue edm */
   parameterization: z.enum(PARAMETERIZATIONS).default('edm'),
   /** c_noise fed to the network: edm (ln(sigma)/4) | sigma | log-sigma. @defaultValue edm */
@@ -74,30 +78,10 @@ export interface ResolvedTraining {
 
 /** Reads, validates and resolves a training spec file; problems are SpecErrors naming the field and file. */
 export function resolveTrainFile(path: string): ResolvedTraining {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new SpecError('', code === 'ENOENT' ? 'spec file not found' : `cannot read spec file (${code})`, path);
-  }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (err) {
-    throw new SpecError('', `not valid YAML/JSON (${(err as Error).message.split('\n')[0]})`, path);
-  }
-  const res = trainSpecSchema.safeParse(raw);
-  if (!res.success) {
-    const iss = res.error.issues[0]!;
-    const base = fieldPath(iss.path);
-    if (iss.code === 'unrecognized_keys') throw new SpecError(iss.keys.map((k) => (base ? `${base}.${k}` : k)).join(', '), 'unknown key (not part of the training spec)', path);
-    throw new SpecError(base || '(spec)', iss.message, path);
-  }
-  const spec = res.data;
+  const spec = parseSpecText(readSpecFile(path), path, trainSpecSchema, 'training spec');
   try {
     const dataset = loadDataset(spec.dataset, dirname(resolvePath(path)), 'dataset');
-    const architecture: Architecture = spec.model ?? (dataset.image ? { arch: 'unet', channels: 32, levels: 2, embed: 64 } : { arch: 'mlp', width: 256, depth: 4, embed: 64 });
+    const architecture: Architecture = spec.model ?? modelSchema.parse({ arch: dataset.image ? 'unet' : 'mlp' });
     if (architecture.arch === 'unet') {
       if (!dataset.image) throw new SpecError('model.arch', `unet needs image data; ${dataset.source} has flat vectors of dim ${dataset.dim} (use arch: mlp)`);
       const f = 2 ** architecture.levels;

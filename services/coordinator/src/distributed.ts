@@ -2,6 +2,7 @@ import { initBackend, backendFromEnv } from '@trajlab/backend';
 import { FlowProducer, jobIds, QUEUES, redisKeys, redisSettings, studyFlow } from '@trajlab/queue';
 import { computeGitsSchedules, createContext, studyJson } from '@trajlab/runner';
 import { openStore } from '@trajlab/storage';
+import { loadNetwork } from '@trajlab/models';
 import { planStudy, prefetchSpecFile, resolveStudyFile, resolveStudyText, studyKeys } from '@trajlab/study';
 import { Job, Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -79,20 +80,23 @@ export async function submitStudy(specPath: string, out: string, log: (s: string
     }
     const sigmas: Record<string, number[]> = {};
     let gits: unknown[] = [];
-    if (plan.configs.some((cfg) => cfg.gits) || study.models.denoiser || study.models.compare) {
-      // Models are loaded (and probed) here so one that cannot run is refused before anything is queued; GITS
-      // schedules come from teacher trajectories: computed once here, shipped to every shard in its payload.
+    const models = [study.models.denoiser, study.models.compare].filter((m) => m !== undefined);
+    if (plan.configs.some((cfg) => cfg.gits)) {
+      // GITS schedules come from teacher trajectories: computed once here, shipped to every shard in its payload
+      // (building the context also loads and probes the models).
       const backend = await initBackend(backendFromEnv());
+      log(`computing GITS schedules on ${backend.name}`);
       const ctx = await createContext(study, data, plan);
       try {
-        if (plan.configs.some((cfg) => cfg.gits)) {
-          log(`computing GITS schedules on ${backend.name}`);
-          gits = await computeGitsSchedules(ctx, plan.configs);
-        }
+        gits = await computeGitsSchedules(ctx, plan.configs);
       } finally {
         ctx.dispose();
       }
       for (const cfg of plan.configs) if (cfg.gits) sigmas[cfg.configId] = cfg.sigmas;
+    } else if (models.length > 0) {
+      // models are loaded (and probed) here, so one that cannot run is refused before anything is queued
+      await initBackend(backendFromEnv());
+      await Promise.all(models.map((m) => loadNetwork(m.dir, m.file, m.contentHash)));
     }
     await store.put(studyKeys.studyJson(study.studyId), studyJson(study, plan, null, { status: 'submitted', submittedAt: new Date().toISOString(), gits }));
     const reg: Registered = { out, submittedAt: new Date().toISOString(), plan: plan.configs.map((cfg) => [cfg.configId, cfg.shards.map((s) => [s.name, s.count])]) };
