@@ -97,3 +97,40 @@ describe('determinism', () => {
     for (const f of files(join(dir, 'one'))) expect(sha(join(dir, 'two', id, f)), f).toBe(sha(join(dir, 'one', id, f)));
   });
 });
+
+const FMNIST = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz';
+
+describe('determinism of the optimal denoiser on real data (matrix products through OpenBLAS where built)', () => {
+  const spec = {
+    name: 'determinism-optimal',
+    seed: 3,
+    samples: 12,
+    shardSize: 3,
+    dataset: { kind: 'idx', uri: FMNIST, limit: 600 },
+    solvers: [{ solver: 'heun', steps: 6 }],
+  };
+
+  it('--workers 2 writes the same bytes as --workers 1, and wasm\'s own matMul (TRAJLAB_BLAS=off) agrees within float32 rounding', async () => {
+    const dir = tempDir();
+    const path = writeSpec(dir, spec);
+    const one = await cliAsync(['run', path, '--out', join(dir, 'one'), '--workers', '1', '--quiet']);
+    const two = await cliAsync(['run', path, '--out', join(dir, 'two'), '--workers', '2', '--quiet']);
+    const wasm = await cliAsync(['run', path, '--out', join(dir, 'wasm'), '--workers', '1', '--quiet'], { env: { ...process.env, TRAJLAB_BLAS: 'off' } });
+    for (const r of [one, two, wasm]) expect(r.status, r.stderr).toBe(0);
+    expect(wasm.stderr).toMatch(/matrix products: wasm \(its own kernel\) \[TRAJLAB_BLAS=off\]/);
+    if (process.env.CI) expect(one.stderr).toMatch(/matrix products: OpenBLAS \d/);
+    const id = /study\s+(\S+)/.exec(one.stdout)![1]!;
+    const files = readdirSync(join(dir, 'one', id), { recursive: true }).map(String).filter((f) => f.endsWith('.arrow')).sort();
+    expect(files.length).toBeGreaterThan(8);
+    for (const f of files) expect(sha(join(dir, 'two', id, f)), f).toBe(sha(join(dir, 'one', id, f)));
+    // same samples, same nearest training points; distances agree to float32 rounding through 12 evaluations
+    const a = allRows(join(dir, 'one', id), 'heun-polynomial-rho7-s6', 'samples');
+    const b = allRows(join(dir, 'wasm', id), 'heun-polynomial-rho7-s6', 'samples');
+    expect(b.map((r) => r.nn_index)).toEqual(a.map((r) => r.nn_index));
+    for (const [i, r] of a.entries()) {
+      for (const col of ['chord', 'path_length', 'max_dev_x', 'nn_dist']) {
+        expect(Math.abs((b[i]![col] as number) - (r[col] as number)), `sample ${i} ${col}`).toBeLessThan(1e-3 * Math.max(1, Math.abs(r[col] as number)));
+      }
+    }
+  });
+});

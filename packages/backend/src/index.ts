@@ -2,6 +2,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { BlasChoiceError, blasFromEnv, installNativeMatMul } from './blas.js';
+
+export { BLAS_CHOICES, BlasChoiceError, blasFromEnv, installNativeMatMul, loadNativeBlas, nativeMatMulActive, NATIVE_BLAS_PATH, uninstallNativeMatMul } from './blas.js';
+export type { BlasChoice, NativeBlas } from './blas.js';
 
 /**
  * Tensor backend selection. `auto` prefers TensorFlow (tfjs-node-gpu, then tfjs-node: optional dependencies that only
@@ -21,6 +25,12 @@ export interface BackendInfo {
   package: string;
   /** Why the preferred backends were skipped (auto only). */
   skipped: string[];
+  /**
+   * What computes matrix products: OpenBLAS's configuration (version, CPU kernel) and thread count when the wasm backend's products run
+   * through the native binding (see blas.ts), else the backend's own kernel; `matMulNote` says why not native.
+   */
+  matMul: string;
+  matMulNote?: string;
 }
 
 let active: BackendInfo | null = null;
@@ -30,8 +40,12 @@ export class BackendChoiceError extends Error {
   override name = 'BackendChoiceError';
 }
 
-/** Reads TRAJLAB_BACKEND; an unknown value is an error naming the variable. */
+/**
+ * Reads TRAJLAB_BACKEND (and checks TRAJLAB_BLAS, TRAJLAB_BLAS_THREADS: see blasFromEnv); an unknown value is an
+ * error naming the variable.
+ */
 export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendChoice {
+  blasFromEnv(env);
   const v = (env.TRAJLAB_BACKEND ?? 'auto').trim().toLowerCase();
   if ((BACKEND_CHOICES as readonly string[]).includes(v)) return v as BackendChoice;
   throw new BackendChoiceError(`TRAJLAB_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}; got '${env.TRAJLAB_BACKEND}'`);
@@ -128,16 +142,38 @@ export async function initBackend(requested: BackendChoice = backendFromEnv()): 
       : [{ name: requested, load: { tensorflow: tryTensorflow, wasm: tryWasm, cpu: tryCpu }[requested] }];
   const skipped: string[] = [];
   for (const candidate of order) {
+    let pkg: string;
     try {
-      const pkg = await candidate.load();
-      active = { requested, name: tf.getBackend(), package: pkg, skipped };
-      return active;
+      pkg = await candidate.load();
     } catch (err) {
       if (requested !== 'auto') throw new Error(`TRAJLAB_BACKEND=${requested} could not be loaded: ${firstLine(err)}`);
       skipped.push(`${candidate.name}: ${firstLine(err)}`);
+      continue;
     }
+    active = { requested, name: tf.getBackend(), package: pkg, skipped, ...matMulProvider() };
+    return active;
   }
   throw new Error(`no tensor backend could be loaded (${skipped.join('; ')})`);
+}
+
+/** Routes wasm's matrix products through OpenBLAS when TRAJLAB_BLAS allows and the binding is built. */
+function matMulProvider(): { matMul: string; matMulNote?: string } {
+  const own = `${tf.getBackend()} (its own kernel)`;
+  if (tf.getBackend() !== 'wasm') return { matMul: own };
+  const { choice, threads } = blasFromEnv();
+  if (choice === 'off') return { matMul: own, matMulNote: 'TRAJLAB_BLAS=off' };
+  const res = installNativeMatMul(threads);
+  if (!('blas' in res)) {
+    if (choice === 'on') throw new BlasChoiceError(`TRAJLAB_BLAS=on but ${res.reason}`);
+    return { matMul: own, matMulNote: res.reason };
+  }
+  // e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Cooperlake MAX_THREADS=64": version and CPU kernel
+  return { matMul: `${res.blas.config().trim()}, ${threads} thread${threads > 1 ? 's' : ''}` };
+}
+
+/** One line for logs: the backend, its package and what computes its matrix products. */
+export function describeBackend(b: BackendInfo): string {
+  return `${b.name} (${b.package}); matrix products: ${b.matMul}${b.matMulNote ? ` [${b.matMulNote}]` : ''}`;
 }
 
 /** The active backend, or null before initBackend. */

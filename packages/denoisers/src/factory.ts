@@ -8,7 +8,7 @@ import type { Denoiser } from './types.js';
 export type DenoiserSpec =
   | {
       kind: 'optimal';
-      /** Training points per chunk of the streamed softmax. @defaultValue 8192 */
+      /** Training points per chunk of the streamed softmax. @defaultValue 16384 */
       chunkSize?: number;
       /** Certified pruning (see TrainingSetOptions.pruning). @defaultValue off */
       pruning?: { rank?: number; tolerance?: number };

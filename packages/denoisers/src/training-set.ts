@@ -49,7 +49,7 @@ export interface TrainingSetOptions {
   pruning?: PruningOptions;
   /**
    * Training points per chunk: kernels stream over chunks with a running log-sum-exp, so device memory for a batch of B
-   * queries is O(B * chunkSize) whatever the dataset size. @defaultValue 8192
+   * queries is O(B * chunkSize) whatever the dataset size. @defaultValue 16384
    */
   chunkSize?: number;
 }
@@ -92,7 +92,7 @@ export class TrainingSet {
     if (points.length !== n * dim) throw new Error(`training set has ${points.length} values, expected n*dim = ${n}*${dim}`);
     this.n = n;
     this.dim = dim;
-    this.chunkSize = Math.max(1, Math.floor(opts.chunkSize ?? 8192));
+    this.chunkSize = Math.max(1, Math.floor(opts.chunkSize ?? 16384));
     for (let start = 0; start < n; start += this.chunkSize) {
       const size = Math.min(this.chunkSize, n - start);
       const slice = points.subarray(start * dim, (start + size) * dim);
@@ -126,9 +126,12 @@ export class TrainingSet {
     return 4 * (2 * this.n * this.dim + this.n);
   }
 
-  /** Logits (x . y_j - ||y_j||^2 / 2) / t^2 = -(||x - y_j||^2 - ||x||^2) / (2 t^2) of one chunk: [B, size]. */
+  /**
+   * Logits (x . y_j - ||y_j||^2 / 2) / t^2 = -(||x - y_j||^2 - ||x||^2) / (2 t^2) of one chunk: [B, size], computed as
+   * (x / t^2) . y_j - (||y_j||^2 / 2) / t^2 so that the only pass over [B, size] besides the product is one subtraction.
+   */
   private logits(x: tf.Tensor2D, c: Chunk, invT2: number): tf.Tensor2D {
-    return tf.tidy(() => tf.mul(tf.sub(tf.matMul(x, c.yt), c.halfNorm), invT2) as tf.Tensor2D);
+    return tf.tidy(() => tf.sub(tf.matMul(tf.mul(x, invT2), c.yt), tf.mul(c.halfNorm, invT2)) as tf.Tensor2D);
   }
 
   /**
@@ -276,6 +279,15 @@ export class TrainingSet {
     let runMax: tf.Tensor2D | null = null;
     let runSum: tf.Tensor2D | null = null;
     let runAcc: tf.Tensor2D | null = null;
+    if (this.chunks.length === 1) {
+      // one chunk: D* = softmax(logits) . Y, with the backend's fused softmax
+      const c = this.chunks[0]!;
+      const logits = this.logits(x, c, invT2);
+      const out = tf.tidy(() => tf.matMul(tf.softmax(logits), c.y) as tf.Tensor2D);
+      if (this.cacheLogits) this.cached = { xId: x.id, t, logits: [logits] };
+      else logits.dispose();
+      return out;
+    }
     for (const c of this.chunks) {
       const logits = this.logits(x, c, invT2);
       const next = tf.tidy(() => {

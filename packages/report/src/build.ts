@@ -14,7 +14,7 @@ interface StudyDoc {
   spec: Record<string, unknown> & { keepStates?: number; name?: string };
   data: { dataset: { kind: string; n: number; dim: number; source: string; contentHash: string; image?: { height: number; width: number; channels: number } } };
   plan: { shardSize: number; configs: { configId: string; role: string; solver: string; schedule: string; steps: number; nfe: number; shards: string[] }[] };
-  backend?: { name: string; package: string } | null;
+  backend?: { name: string; package: string; matMul?: string } | null;
   versions?: Record<string, string>;
   elapsedMs?: number;
   startedAt?: string;
@@ -244,7 +244,7 @@ export async function buildReport(store: ObjectStore, studyId: string): Promise<
     ['study', doc.studyId],
     ['status', doc.status ?? '-'],
     ['dataset', `${d.source}: n = ${d.n}, dim = ${d.dim}, sha256 ${d.contentHash}`],
-    ['backend', doc.backend ? `${doc.backend.name} (${doc.backend.package})` : '-'],
+    ['backend', doc.backend ? `${doc.backend.name} (${doc.backend.package})${doc.backend.matMul ? `; matrix products: ${doc.backend.matMul}` : ''}` : '-'],
     ['versions', Object.entries(doc.versions ?? {}).map(([k, v]) => `${k} ${v}`).join(', ')],
     ['timing', doc.elapsedMs !== undefined ? `${(doc.elapsedMs / 1000).toFixed(1)} s from ${doc.startedAt}` : doc.completedAt ? `completed ${doc.completedAt}` : '-'],
   ];

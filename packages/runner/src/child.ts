@@ -22,13 +22,13 @@ process.on('message', (raw: ParentMessage) => {
         await prefetchSpecFile(raw.specPath);
         const { study, data } = resolveStudyFile(raw.specPath);
         const plan = planStudy(study);
-        for (const c of plan.configs) if (raw.sigmas[c.configId]) c.sigmas = raw.sigmas[c.configId]!;
         ctx = await createContext(study, data, plan);
         out = raw.out;
         send({ type: 'ready' });
       } else if (raw.type === 'shard') {
         const config = ctx!.plan.configs.find((c) => c.configId === raw.configId)!;
         const shard = config.shards.find((s) => s.name === raw.shard)!;
+        if (raw.sigmas) config.sigmas = raw.sigmas; // GITS: computed once by the parent
         let last = 0;
         const res = await executeShard(ctx!, openStore(out), config, shard, (done, total) => {
           const now = Date.now();

@@ -7,7 +7,7 @@ import { createContext, type StudyContext } from './context.js';
 import { writeReport } from '@trajlab/report';
 import { executeShard } from './execute.js';
 import { computeGitsSchedules, type GitsRecord } from './gits.js';
-import { runShards, type ShardWork } from './pool.js';
+import { runShards, ShardProcesses, type ShardWork } from './pool.js';
 import { studyJson } from './study-json.js';
 
 /** Progress of an embedded run. */
@@ -94,12 +94,24 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
     await prefetchSpecFile(specPath);
     resolved = resolveStudyFile(specPath);
   }
+  const plan = planStudy(resolved.study);
+  for (const note of plan.notes) opts.log?.(`note: ${note}`);
+  // the other workers - 1 processes start now, so their start-up overlaps with this process's own
+  const processCount = Math.min(opts.workers ?? 1, plan.totals.jobs) - 1;
+  const processes = processCount > 0 ? new ShardProcesses(processCount, specPath, opts.out) : null;
+  try {
+    return await runStudy(opts, resolved, plan, processes, started);
+  } finally {
+    processes?.close();
+  }
+}
+
+/** The embedded run proper, with this process and the already started shard processes (if any). */
+async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data: LoadedData }, plan: StudyPlan, processes: ShardProcesses | null, started: number): Promise<RunResult> {
   const { study, data } = resolved;
-  const plan = planStudy(study);
   const store = openStore(opts.out);
   const log = opts.log ?? (() => {});
   const backend = activeBackend();
-  for (const note of plan.notes) log(`note: ${note}`);
   let ctx: StudyContext | null = null;
   let gits: GitsRecord[] = [];
   // models are loaded (and probed) before anything is written, so a model that cannot run leaves no trace
@@ -130,19 +142,15 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
     });
   const indexOf = new Map(plan.configs.map((c, i) => [c, i]));
   try {
-    if ((opts.workers ?? 1) > 1) {
-      // this process works too (it already holds the study); the other workers - 1 are forked and join when ready
+    if (processes) {
+      // this process works too (it already holds the study); the forked ones join when ready
       ctx ??= await createContext(study, data, plan);
       const localCtx = ctx;
-      const sigmas = Object.fromEntries(plan.configs.filter((c) => c.gits).map((c) => [c.configId, c.sigmas]));
       const work = order.flatMap(([, config]) => config.shards.map((shard) => ({ config, shard })));
       const local = { run: async (w: ShardWork, onProgress: (f: number) => void) => (await executeShard(localCtx, store, w.config, w.shard, (i, n) => onProgress(i / n))).reused };
       await runShards(
-        opts.workers!,
         local,
-        specPath,
-        opts.out,
-        sigmas,
+        processes,
         work,
         (config, shard, f) => progressOf(indexOf.get(config)!, config, shard, f),
         (config, shard, wasReused) => {

@@ -3,8 +3,9 @@ import { fileURLToPath } from 'node:url';
 import type { PlannedConfig, ShardPlan } from '@trajlab/study';
 
 export type ParentMessage =
-  | { type: 'init'; specPath: string; out: string; sigmas: Record<string, number[]> }
-  | { type: 'shard'; configId: string; shard: string }
+  | { type: 'init'; specPath: string; out: string }
+  /** `sigmas`: the config's noise levels when the parent computed them (GITS), else absent. */
+  | { type: 'shard'; configId: string; shard: string; sigmas?: number[] }
   | { type: 'exit' };
 export type ChildMessage =
   | { type: 'ready' }
@@ -36,7 +37,7 @@ export interface ShardExecutor {
 }
 
 /** A forked shard process as an executor (ready once it has resolved the study and built its device state). */
-function forkExecutor(specPath: string, out: string, sigmas: Record<string, number[]>, children: ChildProcess[]): Promise<ShardExecutor> {
+function forkExecutor(specPath: string, out: string, children: ChildProcess[]): Promise<ShardExecutor> {
   const tsx = import.meta.resolve('tsx');
   const entry = fileURLToPath(new URL('./child.ts', import.meta.url));
   const child = fork(entry, [], { execArgv: ['--import', tsx], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -63,82 +64,91 @@ function forkExecutor(specPath: string, out: string, sigmas: Record<string, numb
             };
             child.on('message', onMessage);
             child.on('exit', onExit);
-            child.send({ type: 'shard', configId: w.config.configId, shard: w.shard.name } satisfies ParentMessage);
+            const sigmas = w.config.gits ? w.config.sigmas : undefined;
+            child.send({ type: 'shard', configId: w.config.configId, shard: w.shard.name, ...(sigmas ? { sigmas } : {}) } satisfies ParentMessage);
           }),
       });
     });
-    child.send({ type: 'init', specPath, out, sigmas } satisfies ParentMessage);
+    child.send({ type: 'init', specPath, out } satisfies ParentMessage);
   });
 }
 
 /**
- * Runs shards on `n` executors: this process (`local`, which starts at once: it already holds the study) and n - 1
- * forked processes (each one core on the wasm backend), which join as soon as they are ready, so their start-up
- * overlaps with work. Reference shards first, since the others read their final samples. A phase ends when its queue is
- * empty and no executor is busy, without waiting for processes still starting. The outputs are the same bytes whoever
- * runs a shard: every executor runs the same shard code.
+ * Forked shard processes, started as early as possible: each resolves the study and builds its own device state
+ * while this process does the same, so their start-up overlaps with this process's own start-up and work.
+ */
+export class ShardProcesses {
+  private readonly children: ChildProcess[] = [];
+  readonly executors: Promise<ShardExecutor>[];
+
+  constructor(count: number, specPath: string, out: string) {
+    this.executors = Array.from({ length: Math.max(0, count) }, () => forkExecutor(specPath, out, this.children));
+    // a process that fails to start is reported by runShards; never as an unhandled rejection
+    for (const e of this.executors) e.catch(() => {});
+  }
+
+  /** Tells every process to exit (one still starting gets the message once ready, or dies with its IPC channel). */
+  close(): void {
+    for (const c of this.children) if (c.connected) c.send({ type: 'exit' } satisfies ParentMessage);
+  }
+}
+
+/**
+ * Runs shards on this process (`local`, which starts at once: it already holds the study) and the forked `processes`,
+ * which join as soon as they are ready. Reference shards first, since the others read their final samples. A phase
+ * ends when its queue is empty and no executor is busy, without waiting for processes still starting. The outputs are
+ * the same bytes whoever runs a shard: every executor runs the same shard code.
  */
 export async function runShards(
-  n: number,
   local: ShardExecutor,
-  specPath: string,
-  out: string,
-  sigmas: Record<string, number[]>,
+  processes: ShardProcesses,
   work: ShardWork[],
   onProgress: (config: PlannedConfig, shard: ShardPlan, fraction: number) => void,
   onDone: (config: PlannedConfig, shard: ShardPlan, reused: boolean) => void,
 ): Promise<void> {
   const phases = [work.filter((w) => w.config.role === 'reference'), work.filter((w) => w.config.role !== 'reference')].filter((p) => p.length);
-  const children: ChildProcess[] = [];
-  const forked = Array.from({ length: Math.max(0, Math.min(n, work.length) - 1) }, () => forkExecutor(specPath, out, sigmas, children));
-  try {
-    for (const phase of phases) {
-      const queue = [...phase];
-      await new Promise<void>((resolve, reject) => {
-        let busy = 0;
-        let localBusy = false;
-        let error: unknown = null;
-        // on a failure, wait for this process's own shard to stop before rejecting (its caller then disposes the
-        // device state); forked processes are told to exit afterwards
-        const settle = () => {
-          if (error !== null && !localBusy) reject(error);
-        };
-        const pump = (exec: ShardExecutor) => {
-          if (error !== null) return settle();
-          const w = queue.shift();
-          if (!w) {
-            if (busy === 0) resolve();
-            return;
-          }
-          busy++;
-          if (exec === local) localBusy = true;
-          exec.run(w, (f) => onProgress(w.config, w.shard, f)).then(
-            (reused) => {
-              busy--;
-              if (exec === local) localBusy = false;
-              onDone(w.config, w.shard, reused);
-              pump(exec);
-            },
-            (err: unknown) => {
-              busy--;
-              if (exec === local) localBusy = false;
-              error ??= err;
-              settle();
-            },
-          );
-        };
-        pump(local);
-        for (const f of forked) {
-          f.then(pump, (err: unknown) => {
+  for (const phase of phases) {
+    const queue = [...phase];
+    await new Promise<void>((resolve, reject) => {
+      let busy = 0;
+      let localBusy = false;
+      let error: unknown = null;
+      // on a failure, wait for this process's own shard to stop before rejecting (its caller then disposes the
+      // device state); forked processes are told to exit afterwards
+      const settle = () => {
+        if (error !== null && !localBusy) reject(error);
+      };
+      const pump = (exec: ShardExecutor) => {
+        if (error !== null) return settle();
+        const w = queue.shift();
+        if (!w) {
+          if (busy === 0) resolve();
+          return;
+        }
+        busy++;
+        if (exec === local) localBusy = true;
+        exec.run(w, (f) => onProgress(w.config, w.shard, f)).then(
+          (reused) => {
+            busy--;
+            if (exec === local) localBusy = false;
+            onDone(w.config, w.shard, reused);
+            pump(exec);
+          },
+          (err: unknown) => {
+            busy--;
+            if (exec === local) localBusy = false;
             error ??= err;
             settle();
-          });
-        }
-      });
-    }
-  } finally {
-    for (const c of children) if (c.connected) c.send({ type: 'exit' } satisfies ParentMessage);
-    // a process still starting gets the exit message once it is ready, or dies with its IPC channel
-    for (const f of forked) f.catch(() => {});
+          },
+        );
+      };
+      pump(local);
+      for (const f of processes.executors) {
+        f.then(pump, (err: unknown) => {
+          error ??= err;
+          settle();
+        });
+      }
+    });
   }
 }

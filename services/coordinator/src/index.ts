@@ -1,4 +1,4 @@
-import { BackendChoiceError, backendFromEnv, initBackend } from '@trajlab/backend';
+import { BackendChoiceError, BlasChoiceError, backendFromEnv, describeBackend, initBackend } from '@trajlab/backend';
 import { DataFileError } from '@trajlab/datasets';
 import { DenoiserSpecError } from '@trajlab/denoisers';
 import { ArrowFileError } from '@trajlab/results';
@@ -109,7 +109,7 @@ async function cmdRun(args: string[]): Promise<number> {
   openStore(out);
   const backend = await initBackend(choice);
   const log = (s: string) => process.stderr.write(`${s}\n`);
-  log(`backend: ${backend.name} (${backend.package})${backend.skipped.length ? `; skipped ${backend.skipped.join('; ')}` : ''}`);
+  log(`backend: ${describeBackend(backend)}${backend.skipped.length ? `; skipped ${backend.skipped.join('; ')}` : ''}`);
   log(`study ${study.studyId}: ${plan.configs.length} config(s) x ${study.spec.samples} samples, ${plan.totals.jobs} job(s), ~${formatFlops(plan.totals.flops)}`);
   const bar = values.quiet ? null : progressPrinter();
   // One process per core, unless there is a single job (then it runs here).
@@ -223,6 +223,7 @@ function isInputError(err: unknown): boolean {
     err instanceof DataFileError ||
     err instanceof DenoiserSpecError ||
     err instanceof BackendChoiceError ||
+    err instanceof BlasChoiceError ||
     err instanceof RedisUrlError ||
     err instanceof UnknownStudyError ||
     err instanceof PayloadError ||

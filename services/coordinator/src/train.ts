@@ -1,4 +1,4 @@
-import { backendFromEnv, initBackend } from '@trajlab/backend';
+import { backendFromEnv, describeBackend, initBackend } from '@trajlab/backend';
 import type { TrainProgress } from '@trajlab/models/training';
 import { openStore } from '@trajlab/storage';
 import { prefetchSpecFile, resolveTrainFile } from '@trajlab/study';
@@ -44,7 +44,7 @@ export async function trainCommand(specPath: string, o: TrainCommandOptions): Pr
   const { trainDenoiser } = await import('@trajlab/models/training');
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const tty = Boolean(process.stderr.isTTY) && !o.quiet;
-  log(`backend: ${backend.name} (${backend.package})`);
+  log(`backend: ${describeBackend(backend)}`);
   log(`training ${t.spec.name}: ${JSON.stringify(t.options.architecture)} on ${t.dataset.source} (n=${t.dataset.n}, dim=${t.dataset.dim}), ${t.options.steps} steps of ${t.options.batchSize}, ${t.options.parameterization} parameterization`);
   const res = await trainDenoiser(t.dataset, t.options, store, {
     resume: o.resume,

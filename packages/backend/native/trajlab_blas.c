@@ -1,0 +1,114 @@
+/*
+ * trajlab_blas: a Node-API binding of one BLAS routine, single-precision GEMM, used as the matrix product of the
+ * wasm tensor backend (see ../src/blas.ts). The operands are Float32Array views into the wasm heap, so nothing is
+ * copied: C = op(A) op(B) for row-major A, B, C (op = optional transpose), as in cblas_sgemm with alpha 1, beta 0.
+ */
+#include <cblas.h>
+#include <node_api.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* OpenBLAS thread control (declared in OpenBLAS's cblas.h; repeated here so other CBLAS headers also compile). */
+extern void openblas_set_num_threads(int num_threads);
+extern int openblas_get_num_threads(void);
+extern char *openblas_get_config(void);
+
+#define CHECK(env, call)                                   \
+  do {                                                     \
+    if ((call) != napi_ok) {                               \
+      napi_throw_error((env), NULL, "trajlab_blas: " #call); \
+      return NULL;                                         \
+    }                                                      \
+  } while (0)
+
+/* A float32 view: pointer and length in elements; false (with a pending exception) if the value is not one. */
+static bool float32_view(napi_env env, napi_value value, const char *name, float **data, size_t *length) {
+  bool is_typed = false;
+  napi_typedarray_type type;
+  void *raw = NULL;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed ||
+      napi_get_typedarray_info(env, value, &type, length, &raw, NULL, NULL) != napi_ok || type != napi_float32_array) {
+    napi_throw_type_error(env, NULL, name);
+    return false;
+  }
+  *data = (float *)raw;
+  return true;
+}
+
+/* sgemm(transA, transB, M, N, K, A, B, C): C[M, N] = op(A)[M, K] op(B)[K, N], all row-major. */
+static napi_value sgemm(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 8) {
+    napi_throw_type_error(env, NULL, "sgemm(transA, transB, M, N, K, A, B, C) takes 8 arguments");
+    return NULL;
+  }
+  bool trans_a = false, trans_b = false;
+  int32_t m = 0, n = 0, k = 0;
+  CHECK(env, napi_get_value_bool(env, argv[0], &trans_a));
+  CHECK(env, napi_get_value_bool(env, argv[1], &trans_b));
+  CHECK(env, napi_get_value_int32(env, argv[2], &m));
+  CHECK(env, napi_get_value_int32(env, argv[3], &n));
+  CHECK(env, napi_get_value_int32(env, argv[4], &k));
+  float *a, *b, *c;
+  size_t la, lb, lc;
+  if (!float32_view(env, argv[5], "A must be a Float32Array", &a, &la)) return NULL;
+  if (!float32_view(env, argv[6], "B must be a Float32Array", &b, &lb)) return NULL;
+  if (!float32_view(env, argv[7], "C must be a Float32Array", &c, &lc)) return NULL;
+  if (m < 0 || n < 0 || k < 0 || la < (size_t)m * k || lb < (size_t)k * n || lc < (size_t)m * n) {
+    napi_throw_range_error(env, NULL, "sgemm: an operand is smaller than its shape");
+    return NULL;
+  }
+  if (m > 0 && n > 0) {
+    if (k == 0) {
+      for (size_t i = 0; i < (size_t)m * n; i++) c[i] = 0.0f;
+    } else {
+      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+                  1.0f, a, trans_a ? m : k, b, trans_b ? k : n, 0.0f, c, n);
+    }
+  }
+  return NULL;
+}
+
+/* setThreads(n): the number of threads BLAS uses from now on. */
+static napi_value set_threads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t threads = 1;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 1 || napi_get_value_int32(env, argv[0], &threads) != napi_ok || threads < 1) {
+    napi_throw_range_error(env, NULL, "setThreads(n) needs an integer n >= 1");
+    return NULL;
+  }
+  openblas_set_num_threads(threads);
+  return NULL;
+}
+
+static napi_value get_threads(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  CHECK(env, napi_create_int32(env, openblas_get_num_threads(), &result));
+  return result;
+}
+
+/* config(): OpenBLAS's build description (version, core type, thread limit). */
+static napi_value get_config(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  CHECK(env, napi_create_string_utf8(env, openblas_get_config(), NAPI_AUTO_LENGTH, &result));
+  return result;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"threads", NULL, get_threads, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"config", NULL, get_config, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  CHECK(env, napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
+  return exports;
+}
+
+NAPI_MODULE(trajlab_blas, init)

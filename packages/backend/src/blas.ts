@@ -1,0 +1,181 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Native matrix products for the wasm backend. Node's WebAssembly has no threads and 128-bit SIMD only, so wasm's
+ * matMul runs at a fraction of what one core can do; where the optional binding native/trajlab_blas.c was built
+ * against OpenBLAS at install (scripts/build-native.mjs), the wasm backend's BatchMatMul and _FusedMatMul kernels
+ * call OpenBLAS's sgemm directly on the tensors' wasm-heap memory (no copies). Everything else stays in wasm.
+ *
+ * Threads: OpenBLAS's result bits depend on its thread count (not on the batch size), so the count is fixed per
+ * process (TRAJLAB_BLAS_THREADS, default 1) and cores are used through worker processes: rows stay identical whatever
+ * the number of workers or the sharding. Results are reproducible on the same CPU type; OpenBLAS picks its kernels
+ * by CPU, so other CPU types may differ in the last bits (TRAJLAB_BLAS=off gives wasm's machine-independent bits).
+ */
+
+/** The functions the binding exports. */
+export interface NativeBlas {
+  /** C[M, N] = op(A)[M, K] op(B)[K, N], row-major float32, op = optional transpose. */
+  sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array): void;
+  setThreads(threads: number): void;
+  threads(): number;
+  /** OpenBLAS's own description (version, CPU core type, thread limit). */
+  config(): string;
+}
+
+export const BLAS_CHOICES = ['auto', 'on', 'off'] as const;
+/** `auto`: native products when the binding is built; `on`: required (an error if missing); `off`: wasm's own. */
+export type BlasChoice = (typeof BLAS_CHOICES)[number];
+
+/** Where the binding is built (by scripts/build-native.mjs). */
+export const NATIVE_BLAS_PATH = fileURLToPath(new URL('../native/build/trajlab_blas.node', import.meta.url));
+
+/** The binding, or why it cannot be used. */
+export function loadNativeBlas(): { blas: NativeBlas } | { reason: string } {
+  if (!existsSync(NATIVE_BLAS_PATH)) return { reason: 'the native binding is not built (needs a C compiler and OpenBLAS at install: apt-get install libopenblas-dev, then pnpm install)' };
+  try {
+    return { blas: createRequire(import.meta.url)(NATIVE_BLAS_PATH) as NativeBlas };
+  } catch (err) {
+    return { reason: `the native binding did not load: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}` };
+  }
+}
+
+/** An invalid TRAJLAB_BLAS or TRAJLAB_BLAS_THREADS (user input). */
+export class BlasChoiceError extends Error {
+  override name = 'BlasChoiceError';
+}
+
+/** Reads TRAJLAB_BLAS (default auto) and TRAJLAB_BLAS_THREADS (default 1). */
+export function blasFromEnv(env: NodeJS.ProcessEnv = process.env): { choice: BlasChoice; threads: number } {
+  const v = (env.TRAJLAB_BLAS ?? 'auto').trim().toLowerCase();
+  if (!(BLAS_CHOICES as readonly string[]).includes(v)) throw new BlasChoiceError(`TRAJLAB_BLAS must be one of ${BLAS_CHOICES.join(', ')}; got '${env.TRAJLAB_BLAS}'`);
+  const t = (env.TRAJLAB_BLAS_THREADS ?? '1').trim();
+  const threads = Number(t);
+  if (!/^\d+$/.test(t) || threads < 1 || threads > 256) throw new BlasChoiceError(`TRAJLAB_BLAS_THREADS must be an integer from 1 to 256; got '${env.TRAJLAB_BLAS_THREADS}'`);
+  return { choice: v as BlasChoice, threads };
+}
+
+/** The part of the wasm backend the kernels use (tfjs-backend-wasm's BackendWasm). */
+interface WasmBackend {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+  disposeData(dataId: tf.DataId): void;
+}
+
+const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+let installed: { blas: NativeBlas; originals: tf.KernelConfig[] } | null = null;
+
+/** Whether the wasm backend's matrix products currently run through OpenBLAS. */
+export function nativeMatMulActive(): boolean {
+  return installed !== null;
+}
+
+/**
+ * C = op(A) op(B) for [..., M, K] x [..., K, N] float32 tensors whose leading (batch) sizes are equal or 1, computed
+ * by sgemm per batch entry into a new wasm tensor; null when the shapes or dtypes need the original kernel.
+ */
+function nativeProduct(blas: NativeBlas, backend: WasmBackend, a: tf.TensorInfo, b: tf.TensorInfo, transA: boolean, transB: boolean): tf.TensorInfo | null {
+  if (a.dtype !== 'float32' || b.dtype !== 'float32' || a.shape.length < 2 || b.shape.length < 2) return null;
+  const [ar, ac] = a.shape.slice(-2) as [number, number];
+  const [br, bc] = b.shape.slice(-2) as [number, number];
+  const m = transA ? ac : ar;
+  const k = transA ? ar : ac;
+  const n = transB ? br : bc;
+  if ((transB ? bc : br) !== k) return null; // let the original kernel report the mismatch
+  const batchShapeA = a.shape.slice(0, -2);
+  const batchShapeB = b.shape.slice(0, -2);
+  const batchA = sizeOf(batchShapeA);
+  const batchB = sizeOf(batchShapeB);
+  let batchShape: number[];
+  try {
+    batchShape = tf.broadcast_util.assertAndGetBroadcastShape(batchShapeA, batchShapeB);
+  } catch {
+    return null; // the original kernel reports it
+  }
+  // one sgemm per batch entry: each operand either has every entry or one shared entry
+  const batch = sizeOf(batchShape);
+  if ((batchA !== batch && batchA !== 1) || (batchB !== batch && batchB !== 1)) return null;
+  const out = backend.makeOutput([...batchShape, m, n], 'float32');
+  // views are taken after makeOutput: an allocation may grow the wasm memory and detach older views
+  const av = backend.typedArrayFromHeap(a);
+  const bv = backend.typedArrayFromHeap(b);
+  const cv = backend.typedArrayFromHeap(out);
+  for (let i = 0; i < batch; i++) {
+    const aOff = batchA === 1 ? 0 : i * m * k;
+    const bOff = batchB === 1 ? 0 : i * k * n;
+    blas.sgemm(transA, transB, m, n, k, av.subarray(aOff, aOff + m * k), bv.subarray(bOff, bOff + k * n), cv.subarray(i * m * n, (i + 1) * m * n));
+  }
+  return out;
+}
+
+/** _FusedMatMul's activations that wasm has as separate kernels (others fall back to wasm's fused kernel). */
+const ACTIVATION_KERNELS: Record<string, string | null> = { linear: null, relu: 'Relu', relu6: 'Relu6', elu: 'Elu', sigmoid: 'Sigmoid' };
+
+/**
+ * Registers OpenBLAS products as the wasm backend's BatchMatMul and _FusedMatMul (once per process; wasm only).
+ * Returns the binding, or null with `reason` when it cannot be used.
+ */
+export function installNativeMatMul(threads = 1): { blas: NativeBlas } | { reason: string } {
+  if (installed) {
+    installed.blas.setThreads(threads);
+    return { blas: installed.blas };
+  }
+  if (tf.getBackend() !== 'wasm') return { reason: `the active backend is ${tf.getBackend()}, not wasm` };
+  const loaded = loadNativeBlas();
+  if (!('blas' in loaded)) return loaded;
+  const { blas } = loaded;
+  blas.setThreads(threads);
+  const batchMatMul = tf.getKernel('BatchMatMul', 'wasm');
+  const fused = tf.getKernel('_FusedMatMul', 'wasm');
+  const add = tf.getKernel('Add', 'wasm')?.kernelFunc;
+  if (!batchMatMul || !fused || !add) return { reason: 'the wasm backend lacks BatchMatMul, _FusedMatMul or Add' };
+  tf.unregisterKernel('BatchMatMul', 'wasm');
+  tf.registerKernel({
+    ...batchMatMul,
+    kernelFunc: (args) => {
+      const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+      const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean };
+      return nativeProduct(blas, args.backend as unknown as WasmBackend, a, b, transposeA, transposeB) ?? batchMatMul.kernelFunc(args);
+    },
+  });
+  tf.unregisterKernel('_FusedMatMul', 'wasm');
+  tf.registerKernel({
+    ...fused,
+    kernelFunc: (args) => {
+      const { a, b, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
+      const attrs = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string };
+      const activation = attrs.activation ?? 'linear';
+      const backend = args.backend as unknown as WasmBackend;
+      if (preluActivationWeights || !(activation in ACTIVATION_KERNELS)) return fused.kernelFunc(args);
+      const product = nativeProduct(blas, backend, a!, b!, attrs.transposeA, attrs.transposeB);
+      if (!product) return fused.kernelFunc(args);
+      let out = product;
+      if (bias) {
+        out = add({ inputs: { a: product, b: bias }, backend: args.backend, attrs: {} }) as tf.TensorInfo;
+        backend.disposeData(product.dataId);
+      }
+      const kernelName = ACTIVATION_KERNELS[activation];
+      if (kernelName) {
+        const activated = tf.getKernel(kernelName, 'wasm')!.kernelFunc({ inputs: { x: out }, backend: args.backend, attrs: {} }) as tf.TensorInfo;
+        backend.disposeData(out.dataId);
+        out = activated;
+      }
+      return out;
+    },
+  });
+  installed = { blas, originals: [batchMatMul, fused] };
+  return { blas };
+}
+
+/** Puts wasm's own kernels back (tests and benchmarks compare both). */
+export function uninstallNativeMatMul(): void {
+  if (!installed) return;
+  for (const k of installed.originals) {
+    tf.unregisterKernel(k.kernelName, k.backendName);
+    tf.registerKernel(k);
+  }
+  installed = null;
+}
