@@ -4,7 +4,7 @@ import { computeGitsSchedules, createContext, studyJson } from '@trajlab/runner'
 import { openStore } from '@trajlab/storage';
 import { loadNetwork } from '@trajlab/models';
 import { planStudy, prefetchSpecFile, resolveStudyFile, resolveStudyText, studyKeys } from '@trajlab/study';
-import { Job, Queue } from 'bullmq';
+import { Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { formatDuration } from './format.js';
 
@@ -187,9 +187,61 @@ export function renderStatus(s: StudyStatus, rate: number | null): string {
   return lines.join('\n');
 }
 
+/**
+ * Wakes a waiting watch as soon as the study's aggregation job ends (BullMQ queue events), so a finished study is
+ * reported at once instead of at the next poll. A missed event only costs one polling interval.
+ */
+class AggregationEnd {
+  private readonly events: QueueEvents;
+  private ended = false;
+  private wake: (() => void) | null = null;
+
+  constructor(studyId: string) {
+    this.events = new QueueEvents(QUEUES.aggregate, { connection: redisSettings().connection });
+    this.events.on('error', () => {}); // polling still works without events
+    const onEnd = ({ jobId }: { jobId: string }) => {
+      if (jobId !== jobIds.aggregate(studyId)) return;
+      this.ended = true;
+      this.wake?.();
+    };
+    this.events.on('completed', onEnd);
+    this.events.on('failed', onEnd);
+  }
+
+  ready(): Promise<unknown> {
+    return this.events.waitUntilReady().catch(() => {});
+  }
+
+  /** Resolves after `ms`, or earlier when the aggregation ends (or has ended since the last call). */
+  wait(ms: number): Promise<void> {
+    if (this.ended) {
+      this.ended = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = null;
+        this.ended = false;
+        done();
+      };
+    });
+  }
+
+  close(): Promise<void> {
+    return this.events.close().catch(() => {});
+  }
+}
+
 /** Polls a study until it completes, fails or is cancelled, printing progress. Returns the final status. */
 export async function watchStudy(studyId: string, write: (s: string) => void, intervalMs = 1000, tty = Boolean(process.stderr.isTTY)): Promise<StudyStatus> {
   const c = await Cluster.connect();
+  const end = new AggregationEnd(studyId);
+  await end.ready();
   try {
     const t0 = Date.now();
     let first: number | null = null;
@@ -204,10 +256,10 @@ export async function watchStudy(studyId: string, write: (s: string) => void, in
       else if (text.split('\n').at(-1) !== lastPrinted.split('\n').at(-1) || s.state !== 'running') write(`${text}\n`);
       lastPrinted = text;
       if (s.state === 'complete' || s.state === 'failed' || s.state === 'cancelled') return s;
-      await new Promise((r) => setTimeout(r, intervalMs));
+      await end.wait(intervalMs);
     }
   } finally {
-    await c.close();
+    await Promise.all([end.close(), c.close()]);
   }
 }
 
