@@ -206,7 +206,7 @@ async function distributed(uri: string | null, source: string) {
   });
 }
 
-/** 5. Aggregator throughput and peak RSS on 1e7 synthetic step rows (100 shards x 100k rows), in a child process. */
+/** 5. Aggregator throughput and peak RSS on 1e7 synthetic step rows (101 shards x ~100k rows), in a process of its own. */
 async function aggregator() {
   const dir = mkdtempSync(join(tmpdir(), 'trajlab-agg-'));
   const meta = { version: 'bench', studyId: 'agg-0000000000', spec: '{}' };
@@ -247,18 +247,22 @@ async function aggregator() {
   const secs = (performance.now() - t0) / 1000;
   const rss = process.resourceUsage().maxRSS / 1024;
   add({ name: 'aggregator throughput', value: total / secs, unit: 'step rows/s', detail: `${(total / 1e6).toFixed(1)}M rows in ${secs.toFixed(1)} s`, command: 'pnpm bench aggregator' });
-  add({ name: 'aggregator peak RSS (whole bench process)', value: rss, unit: 'MiB', detail: `peak of the process that generated and then aggregated ${(total / 1e6).toFixed(1)}M rows`, command: 'pnpm bench aggregator' });
+  add({ name: 'aggregator peak RSS', value: rss, unit: 'MiB', detail: `peak of the process that generated and then aggregated ${(total / 1e6).toFixed(1)}M rows`, command: 'pnpm bench aggregator' });
 }
 
-/** 6. Training throughput of `trajlab train`'s networks, with and without the wasm BatchMatMul re-registration. */
+/** 6. Training throughput of `trajlab train`'s networks: OpenBLAS products, wasm's with the transposed-operand fix, plain wasm. */
 async function training(data: Dataset, source: string) {
   const dir = mkdtempSync(join(tmpdir(), 'trajlab-bench-train-'));
-  const cases: { label: string; arch: Architecture; batch: number; steps: number; patches: boolean }[] = [
-    { label: 'MLP 512x4, batch 128, wasm BatchMatMul', arch: { arch: 'mlp', width: 512, depth: 4, embed: 64 }, batch: 128, steps: 30, patches: false },
-    { label: 'MLP 512x4, batch 128', arch: { arch: 'mlp', width: 512, depth: 4, embed: 64 }, batch: 128, steps: 60, patches: true },
-    ...(data.image ? [{ label: 'U-Net 16 channels, 2 levels, batch 32', arch: { arch: 'unet', channels: 16, levels: 2, embed: 64 } as Architecture, batch: 32, steps: 20, patches: true }] : []),
+  const native = nativeMatMulActive();
+  const mlp: Architecture = { arch: 'mlp', width: 512, depth: 4, embed: 64 };
+  const cases: { label: string; arch: Architecture; batch: number; steps: number; patches: boolean; blas: boolean }[] = [
+    ...(native ? [{ label: 'MLP 512x4, batch 128, OpenBLAS', arch: mlp, batch: 128, steps: 60, patches: true, blas: true }] : []),
+    ...(native && data.image ? [{ label: 'U-Net 16 channels, 2 levels, batch 32, OpenBLAS', arch: { arch: 'unet', channels: 16, levels: 2, embed: 64 } as Architecture, batch: 32, steps: 20, patches: true, blas: true }] : []),
+    { label: 'MLP 512x4, batch 128, wasm + transposed operands', arch: mlp, batch: 128, steps: 60, patches: true, blas: false },
+    { label: 'MLP 512x4, batch 128, plain wasm BatchMatMul', arch: mlp, batch: 128, steps: 30, patches: false, blas: false },
   ];
   for (const c of cases) {
+    if (!c.blas) uninstallNativeMatMul();
     const rates: number[] = [];
     await trainDenoiser(
       data,
@@ -291,15 +295,28 @@ function writeReadme(results: { machine: string; date: string; figures: Figure[]
   writeFileSync(path, `${text.slice(0, text.indexOf(start) + start.length)}\n${table}\n${text.slice(text.indexOf(end))}`);
 }
 
+const SECTIONS = ['kernel', 'study', 'aggregator', 'distributed', 'train'] as const;
+const requested = process.argv.slice(2);
+const unknown = requested.filter((r) => !(SECTIONS as readonly string[]).includes(r));
+if (unknown.length) throw new Error(`unknown benchmark(s) ${unknown.join(', ')}; choose from ${SECTIONS.join(', ')}`);
+if (requested.length !== 1) {
+  // each part in a fresh process, one after the other: no part's memory (peak RSS, wasm heap) or state leaks into the next
+  for (const section of requested.length ? requested : SECTIONS) {
+    execFileSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), section], { stdio: 'inherit', cwd: REPO });
+  }
+  process.exit(0);
+}
 const backend = await initBackend('auto');
 log(`backend ${describeBackend(backend)}`);
-const { data, source } = dataset();
-const only = process.argv.slice(2);
-if (!only.length || only.includes('kernel')) await kernel(data);
-if (!only.length || only.includes('study')) await study(existsSync(FMNIST) ? FMNIST : null, source);
-if (!only.length || only.includes('aggregator')) await aggregator();
-if (!only.length || only.includes('distributed')) await distributed(existsSync(FMNIST) ? FMNIST : null, source);
-if (!only.length || only.includes('train')) await training(data, source);
+const section = requested[0]!;
+if (section === 'kernel') await kernel(dataset().data);
+if (section === 'study') await study(existsSync(FMNIST) ? FMNIST : null, dataset().source);
+if (section === 'aggregator') await aggregator();
+if (section === 'distributed') await distributed(existsSync(FMNIST) ? FMNIST : null, dataset().source);
+if (section === 'train') {
+  const { data, source } = dataset();
+  await training(data, source);
+}
 // merge with earlier runs of other benchmarks (a partial run replaces only the figures it measured)
 const previous = existsSync(join(REPO, 'bench/results.json')) ? (JSON.parse(readFileSync(join(REPO, 'bench/results.json'), 'utf8')) as { figures: Figure[] }).figures : [];
 const merged = [...previous.filter((p) => !figures.some((f) => f.name === p.name)), ...figures];

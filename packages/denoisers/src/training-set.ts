@@ -14,6 +14,9 @@ interface Chunk {
   halfNorm: tf.Tensor2D;
 }
 
+/** Relative float32 rounding margin subtracted from the expanded-form distance bounds of certified pruning. */
+const LB_MARGIN = 1e-5;
+
 /** Nearest and second-nearest training points of a batch of query points. */
 export interface NearestResult {
   index: Int32Array;
@@ -67,12 +70,14 @@ export class TrainingSet {
   private readonly pca: {
     mean: tf.Tensor2D;
     basis: tf.Tensor2D;
-    projected: tf.Tensor2D[];
-    projectedNorm: tf.Tensor2D[];
+    /**
+     * Per chunk, [rank + 2, size]: the columns (-2 p_j, 1, (1 - 1e-5) ||p_j||^2) with p_j = P^T (y_j - mean), so that one
+     * product with the query rows (P^T (x - mean), (1 - 1e-5) ||P^T (x - mean)||^2, 1) gives every lower bound at once.
+     */
+    bounds: tf.Tensor2D[];
     maxProjected: number;
-    /** [n, dim] and [n]: every point and its ||y_j||^2 / 2, to gather the points a pruned row keeps. */
-    all: tf.Tensor2D;
-    halfNormAll: tf.Tensor1D;
+    /** ||y_j||^2 / 2 of every point on the host (the same float32 values as the chunks'), for the pruned rows. */
+    halfNormHost: Float32Array;
     tolerance: number;
     rank: number;
   } | null = null;
@@ -106,13 +111,20 @@ export class TrainingSet {
       const { mean, basis } = topAxesBySubspaceIteration(points, n, dim, rank);
       const meanT = tf.tensor2d(mean, [1, dim]);
       const basisT = tf.tensor2d(basis, [dim, rank]);
-      const projected = this.chunks.map((c) => tf.tidy(() => tf.transpose(tf.matMul(tf.sub(c.y, meanT), basisT)) as tf.Tensor2D)); // [rank, size]
-      const projectedNorm = projected.map((p) => tf.tidy(() => tf.reshape(tf.sum(tf.square(p), 0), [1, -1]) as tf.Tensor2D));
+      let maxNorm2 = 0;
+      const bounds = this.chunks.map((c) =>
+        tf.tidy(() => {
+          const p = tf.transpose(tf.matMul(tf.sub(c.y, meanT), basisT)); // [rank, size]
+          const pNorm = tf.reshape(tf.sum(tf.square(p), 0), [1, c.size]);
+          maxNorm2 = Math.max(maxNorm2, tf.max(pNorm).dataSync()[0]!);
+          return tf.concat([tf.mul(p, -2), tf.ones([1, c.size]), tf.mul(pNorm, 1 - LB_MARGIN)], 0) as tf.Tensor2D;
+        }),
+      );
       // largest ||P^T (y_j - mean)||, for the batch-level test of denoisePruned
-      const maxProjected = Math.sqrt(Math.max(...projectedNorm.map((t) => tf.max(t).dataSync()[0]!)));
-      const all = tf.tensor2d(points, [n, dim], 'float32');
-      const halfNormAll = tf.tidy(() => tf.mul(tf.sum(tf.square(all), 1), 0.5) as tf.Tensor1D);
-      this.pca = { mean: meanT, basis: basisT, projected, projectedNorm, maxProjected, all, halfNormAll, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
+      const maxProjected = Math.sqrt(maxNorm2);
+      const halfNormHost = new Float32Array(n);
+      for (const c of this.chunks) halfNormHost.set(c.halfNorm.dataSync(), c.start);
+      this.pca = { mean: meanT, basis: basisT, bounds, maxProjected, halfNormHost, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
     }
   }
 
@@ -168,14 +180,12 @@ export class TrainingSet {
       this.pruningStats.pointsKept += B * this.n;
       return this.denoiseDense(x, t);
     }
-    // lower bounds per chunk (expanded form, loosened by a float32 rounding margin so the bound stays certified)
-    const lbChunks = this.chunks.map((c, ci) =>
-      tf.tidy(() => {
-        const lb2 = tf.add(tf.sub(xpNorm, tf.mul(tf.matMul(xp, pca.projected[ci]!), 2)), pca.projectedNorm[ci]!);
-        const margin = tf.mul(tf.add(xpNorm, pca.projectedNorm[ci]!), 1e-5);
-        return tf.relu(tf.sub(lb2, margin)) as tf.Tensor2D;
-      }),
-    );
+    // Lower bounds per chunk in the expanded form ||P^T x||^2 - 2 (P^T x) . p_j + ||p_j||^2, loosened by a float32
+    // rounding margin (1e-5 of the two squared norms) so that each stays certified, all from one product per chunk.
+    const lbChunks = tf.tidy(() => {
+      const q = tf.concat([xp, tf.mul(xpNorm, 1 - LB_MARGIN), tf.ones([B, 1])], 1);
+      return this.chunks.map((_, ci) => tf.matMul(q, pca.bounds[ci]!) as tf.Tensor2D);
+    });
     tf.dispose([xp, xpNorm]);
     const xHost = x.dataSync();
     // per row: the point of smallest bound (its exact distance bounds the nearest distance from above: UB) and the
@@ -237,7 +247,8 @@ export class TrainingSet {
     }
     // Pruned rows are computed in groups of equal padded size K (the power of two >= the row's kept count, at least 8):
     // padding entries repeat a kept point with logit -inf (weight exactly 0). K depends only on the row itself, so a
-    // row's result never depends on the other rows of its batch.
+    // row's result never depends on the other rows of its batch. The kept points are copied on the host (the device
+    // gather is slow on wasm) and each row's two products are one batch entry of a batched matMul.
     const invT2 = 1 / (t * t);
     const groups = new Map<number, { row: number; keep: number[] }[]>();
     for (const pr of prunedRows) {
@@ -246,23 +257,25 @@ export class TrainingSet {
     }
     for (const [K, members] of groups) {
       const G = members.length;
-      const idx = new Int32Array(G * K);
+      const ysHost = new Float32Array(G * K * dim);
+      const hnHost = new Float32Array(G * K);
       const mask = new Float32Array(G * K);
       members.forEach(({ keep }, g) => {
         for (let k = 0; k < K; k++) {
-          idx[g * K + k] = keep[Math.min(k, keep.length - 1)]!;
+          const j = keep[Math.min(k, keep.length - 1)]!;
+          ysHost.set(this.points.subarray(j * dim, (j + 1) * dim), (g * K + k) * dim);
+          hnHost[g * K + k] = pca.halfNormHost[j]!;
           mask[g * K + k] = k < keep.length ? 0 : Number.NEGATIVE_INFINITY;
         }
       });
       const rows = tf.tidy(() => {
-        const index = tf.tensor1d(idx, 'int32');
-        const xs = tf.gather(x, tf.tensor1d(members.map((m) => m.row), 'int32')); // [G, dim]
-        const ys = tf.reshape(tf.gather(pca.all, index), [G, K, dim]);
-        const dots = tf.sum(tf.mul(tf.expandDims(xs, 1), ys), 2); // [G, K]: x . y_j
-        const hn = tf.reshape(tf.gather(pca.halfNormAll, index), [G, K]);
-        const logits = tf.add(tf.mul(tf.sub(dots, hn), invT2), tf.tensor2d(mask, [G, K]));
-        const w = tf.softmax(logits, 1);
-        return tf.split(tf.sum(tf.mul(tf.expandDims(w, 2), ys), 1) as tf.Tensor2D, G, 0) as tf.Tensor2D[];
+        const ys = tf.tensor3d(ysHost, [G, K, dim]);
+        const xs = tf.reshape(tf.gather(x, tf.tensor1d(members.map((m) => m.row), 'int32')), [G, dim, 1]);
+        // the same logits as the dense kernel: (x / t^2) . y_j - (||y_j||^2 / 2) / t^2
+        const dots = tf.reshape(tf.matMul(ys, tf.mul(xs, invT2)), [G, K]); // [G, K]
+        const logits = tf.add(tf.sub(dots, tf.mul(tf.tensor2d(hnHost, [G, K]), invT2)), tf.tensor2d(mask, [G, K]));
+        const w = tf.reshape(tf.softmax(logits, 1), [G, 1, K]);
+        return tf.split(tf.reshape(tf.matMul(w, ys), [G, dim]) as tf.Tensor2D, G, 0) as tf.Tensor2D[];
       });
       members.forEach(({ row }, g) => (result[row] = rows[g]!));
     }
@@ -445,7 +458,7 @@ export class TrainingSet {
   dispose(): void {
     this.dropCache();
     for (const c of this.chunks) tf.dispose([c.y, c.yt, c.halfNorm]);
-    if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...this.pca.projected, ...this.pca.projectedNorm, this.pca.all, this.pca.halfNormAll]);
+    if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...this.pca.bounds]);
     this.chunks.length = 0;
   }
 }
