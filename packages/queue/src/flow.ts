@@ -1,4 +1,4 @@
-import { FlowProducer, type FlowJob } from 'bullmq';
+import type { FlowJob } from 'bullmq';
 import type { StudyPlan } from '@trajlab/study';
 import { jobIds, QUEUES } from './names.js';
 import { aggregatePayloadSchema, shardPayloadSchema, type AggregatePayload, type ShardPayload } from './payloads.js';
@@ -36,4 +36,3 @@ export function studyFlow(plan: StudyPlan, common: Omit<ShardPayload, 'configId'
   };
 }
 
-export { FlowProducer };

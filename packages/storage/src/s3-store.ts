@@ -1,15 +1,4 @@
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-  type S3ClientConfig,
-} from '@aws-sdk/client-s3';
+import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { checkKey, StoreError, type ObjectStore } from './store.js';
 
 /** Options of the S3 store; each has an environment variable (read by `s3OptionsFromEnv`). */
@@ -61,6 +50,11 @@ export function s3OptionsFromEnv(bucket: string, prefix: string, env: NodeJS.Pro
   };
 }
 
+/** The AWS SDK, imported on first use: commands that never touch S3 do not pay for loading it. */
+type S3Sdk = typeof import('@aws-sdk/client-s3');
+let sdkModule: Promise<S3Sdk> | null = null;
+const loadSdk = (): Promise<S3Sdk> => (sdkModule ??= import('@aws-sdk/client-s3'));
+
 /** Parses s3://bucket/prefix. */
 export function parseS3Uri(uri: string): { bucket: string; prefix: string } {
   const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(uri);
@@ -76,7 +70,8 @@ function errorName(err: unknown): string {
 /** Objects in an S3 bucket under a prefix. PutObject and CompleteMultipartUpload are atomic: no partial object is ever visible. */
 export class S3Store implements ObjectStore {
   readonly root: string;
-  readonly client: S3Client;
+  private readonly config: S3ClientConfig;
+  private connection: Promise<{ sdk: S3Sdk; client: S3Client }> | null = null;
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly multipartThreshold: number;
@@ -100,7 +95,12 @@ export class S3Store implements ObjectStore {
       retryMode: 'standard',
       credentials: opts.credentials,
     };
-    this.client = new S3Client(config);
+    this.config = config;
+  }
+
+  /** The SDK and this store's client, created on first use. */
+  private s3(): Promise<{ sdk: S3Sdk; client: S3Client }> {
+    return (this.connection ??= loadSdk().then((sdk) => ({ sdk, client: new sdk.S3Client(this.config) })));
   }
 
   private objectKey(key: string): string {
@@ -113,6 +113,7 @@ export class S3Store implements ObjectStore {
   }
 
   async put(key: string, body: Uint8Array): Promise<void> {
+    const s3 = await this.s3();
     const Key = this.objectKey(key);
     // The SDK retries each request; on top of that a whole upload is retried (with backoff) when a request still
     // fails, e.g. a connection dropped after the server completed a multipart upload. Uploads are atomic and carry the
@@ -122,7 +123,7 @@ export class S3Store implements ObjectStore {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
       try {
         if (body.length < this.multipartThreshold) {
-          await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length }));
+          await s3.client.send(new s3.sdk.PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length }));
         } else {
           await this.putMultipart(Key, body);
         }
@@ -136,24 +137,26 @@ export class S3Store implements ObjectStore {
 
   /** Multipart upload; aborted on failure so no parts linger. The object appears only on completion. */
   private async putMultipart(Key: string, body: Uint8Array): Promise<void> {
-    const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key }));
+    const s3 = await this.s3();
+    const { UploadId } = await s3.client.send(new s3.sdk.CreateMultipartUploadCommand({ Bucket: this.bucket, Key }));
     try {
       const parts: { ETag: string; PartNumber: number }[] = [];
       for (let off = 0, n = 1; off < body.length; off += this.partSize, n++) {
         const chunk = body.subarray(off, Math.min(body.length, off + this.partSize));
-        const res = await this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber: n, Body: chunk, ContentLength: chunk.length }));
+        const res = await s3.client.send(new s3.sdk.UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber: n, Body: chunk, ContentLength: chunk.length }));
         parts.push({ ETag: res.ETag!, PartNumber: n });
       }
-      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
+      await s3.client.send(new s3.sdk.CompleteMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId, MultipartUpload: { Parts: parts } }));
     } catch (err) {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => {});
+      await s3.client.send(new s3.sdk.AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId })).catch(() => {});
       throw err;
     }
   }
 
   async get(key: string): Promise<Uint8Array> {
+    const s3 = await this.s3();
     try {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+      const res = await s3.client.send(new s3.sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
       return await res.Body!.transformToByteArray();
     } catch (err) {
       const name = errorName(err);
@@ -162,8 +165,9 @@ export class S3Store implements ObjectStore {
   }
 
   async exists(key: string): Promise<boolean> {
+    const s3 = await this.s3();
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
+      await s3.client.send(new s3.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
       return true;
     } catch (err) {
       const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -173,11 +177,12 @@ export class S3Store implements ObjectStore {
   }
 
   async list(prefix: string): Promise<string[]> {
+    const s3 = await this.s3();
     const full = this.prefix ? `${this.prefix}/${prefix}` : prefix;
     const out: string[] = [];
     let token: string | undefined;
     do {
-      const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token }));
+      const res = await s3.client.send(new s3.sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: full, ContinuationToken: token }));
       for (const o of res.Contents ?? []) if (o.Key) out.push(this.prefix ? o.Key.slice(this.prefix.length + 1) : o.Key);
       token = res.IsTruncated ? res.NextContinuationToken : undefined;
     } while (token);

@@ -1,22 +1,16 @@
 import { initBackend, backendFromEnv } from '@trajlab/backend';
-import { FlowProducer, jobIds, QUEUES, redisKeys, redisSettings, studyFlow } from '@trajlab/queue';
+import { jobIds, QUEUES, redisKeys, redisSettings, studyFlow } from '@trajlab/queue';
 import { computeGitsSchedules, createContext, studyJson } from '@trajlab/runner';
 import { openStore } from '@trajlab/storage';
 import { loadNetwork } from '@trajlab/models';
 import { planStudy, prefetchSpecFile, resolveStudyFile, resolveStudyText, studyKeys } from '@trajlab/study';
-import { Job, Queue, QueueEvents } from 'bullmq';
+import { FlowProducer, Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
 import { formatDuration } from './format.js';
 
-/** Redis cannot be reached or refused us: a clear message, no stack trace (exit code 1). */
-export class RedisUnavailableError extends Error {
-  override name = 'RedisUnavailableError';
-}
+import { RedisUnavailableError, UnknownStudyError } from './errors.js';
 
-/** A study id that is not known to this Redis (exit code 2). */
-export class UnknownStudyError extends Error {
-  override name = 'UnknownStudyError';
-}
+export { RedisUnavailableError, UnknownStudyError };
 
 /** Connections of one CLI command: fail fast when Redis is down. */
 export class Cluster {

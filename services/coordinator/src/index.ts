@@ -13,7 +13,10 @@ import { parseArgs } from 'node:util';
 import { formatBytes, formatFlops, table } from './format.js';
 import { progressPrinter } from './progress.js';
 import { curveText, pivotText, summaryText, UnknownMetricError } from './show.js';
-import { cancelStudy, listStudies, oneStatus, RedisUnavailableError, registeredOut, renderStatus, retryStudy, submitStudy, UnknownStudyError, watchStudy } from './distributed.js';
+import { RedisUnavailableError, UnknownStudyError } from './errors.js';
+
+/** The Redis-backed commands, loaded (with BullMQ) only by the commands that use them. */
+const distributed = () => import('./distributed.js');
 import { PayloadError, RedisUrlError } from '@trajlab/queue';
 import { ModelFileError } from '@trajlab/models';
 import { ModelExistsError, trainCommand } from './train.js';
@@ -137,7 +140,7 @@ async function cmdReport(args: string[]): Promise<number> {
     process.stdout.write(`${await writeReport(openStore(dirname(dir)), basename(dir))}\n`);
     return 0;
   }
-  const store = openStore(values.out ?? process.env.TRAJLAB_OUT ?? (await registeredOut(arg)));
+  const store = openStore(values.out ?? process.env.TRAJLAB_OUT ?? (await (await distributed()).registeredOut(arg)));
   process.stdout.write(`${await writeReport(store, arg)}\n`);
   return 0;
 }
@@ -157,6 +160,7 @@ async function cmdSubmit(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, watch: { type: 'boolean', default: false } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('submit takes one spec file');
   const log = (s: string) => process.stderr.write(`${s}\n`);
+  const { submitStudy, watchStudy } = await distributed();
   const { studyId } = await submitStudy(positionals[0]!, outRoot(values.out), log);
   process.stdout.write(`${studyId}\n`);
   if (!values.watch) return 0;
@@ -167,12 +171,14 @@ async function cmdSubmit(args: string[]): Promise<number> {
 async function cmdWatch(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { interval: { type: 'string', default: '1' } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('watch takes one study id');
+  const { watchStudy } = await distributed();
   const final = await watchStudy(positionals[0]!, (s) => process.stdout.write(s), 1000 * Number(values.interval), Boolean(process.stdout.isTTY));
   return final.state === 'complete' ? 0 : 1;
 }
 
 async function cmdStatus(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, options: { json: { type: 'boolean', default: false } }, allowPositionals: true });
+  const { listStudies, oneStatus, renderStatus } = await distributed();
   const all = positionals.length === 0 ? await listStudies() : [await oneStatus(positionals[0]!)];
   if (all.length === 0) process.stdout.write('no studies submitted\n');
   for (const s of all) process.stdout.write(`${renderStatus(s, null)}\n`);
@@ -182,7 +188,7 @@ async function cmdStatus(args: string[]): Promise<number> {
 async function cmdCancel(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('cancel takes one study id');
-  await cancelStudy(positionals[0]!);
+  await (await distributed()).cancelStudy(positionals[0]!);
   process.stdout.write(`cancelled ${positionals[0]}\n`);
   return 0;
 }
@@ -190,7 +196,7 @@ async function cmdCancel(args: string[]): Promise<number> {
 async function cmdRetry(args: string[]): Promise<number> {
   const { positionals } = parseArgs({ args, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('retry takes one study id');
-  await retryStudy(positionals[0]!, (s) => process.stdout.write(`${s}\n`));
+  await (await distributed()).retryStudy(positionals[0]!, (s) => process.stdout.write(`${s}\n`));
   return 0;
 }
 
@@ -209,7 +215,7 @@ async function cmdAggregate(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('aggregate takes one study id');
   // Output root: --out, TRAJLAB_OUT, or where the study was submitted to (Redis registry).
-  const store = openStore(values.out ?? process.env.TRAJLAB_OUT ?? (await registeredOut(positionals[0]!)));
+  const store = openStore(values.out ?? process.env.TRAJLAB_OUT ?? (await (await distributed()).registeredOut(positionals[0]!)));
   const res = await aggregateStudy(store, positionals[0]!);
   process.stdout.write(`summary  ${res.summary}\ncurves   ${res.curves}\n`);
   return 0;
