@@ -87,11 +87,11 @@ function run(args: string[], env: Record<string, string> = {}): Promise<{ code: 
   });
 }
 
-/** The perf spec: Euler 20 + Heun 10 (20 NFE each), 256 samples, sampling only (metrics off), certified pruning on. */
-function perfSpec(dir: string, uri: string | null, pruning: boolean): string {
+/** The perf spec: Euler 20 + Heun 10 (20 NFE each), 256 samples per config, sampling only (metrics off), optionally certified pruning. */
+function perfSpec(dir: string, uri: string | null, pruning: boolean, samples = 256): string {
   const spec = {
     name: 'perf',
-    samples: 256,
+    samples,
     shardSize: 32,
     dataset: uri ? { kind: 'idx', uri, limit: 10000 } : { kind: 'gaussian', dim: 784, n: 10000, rank: 64, seed: 1 },
     denoiser: pruning ? { kind: 'optimal', pruning: { rank: 32, tolerance: 1e-7 } } : { kind: 'optimal' },
@@ -102,7 +102,7 @@ function perfSpec(dir: string, uri: string | null, pruning: boolean): string {
     keepStates: 0,
     metrics: { kde: false, nearest: false, pca: false, fillDenoised: false },
   };
-  const path = join(dir, `perf-${pruning ? 'pruned' : 'dense'}.yaml`);
+  const path = join(dir, `perf-${pruning ? 'pruned' : 'dense'}-${samples}.yaml`);
   writeFileSync(path, stringify(spec));
   return path;
 }
@@ -155,6 +155,26 @@ async function study(uri: string | null, source: string) {
   }
   add({ name: '2 processes vs 1 (dense)', value: rates['dense-2']! / rates['dense-1']!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1', command: 'pnpm bench study' });
   add({ name: '2 processes vs 1 (pruned)', value: rates['pruned-2']! / rates['pruned-1']!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1', command: 'pnpm bench study' });
+  // The same study with 4x the samples: fixed costs (start-up, aggregation, report) weigh a quarter as much.
+  const large: Record<number, number> = {};
+  const largeSpec = perfSpec(dir, uri, false, 1024);
+  for (const workers of [1, 2]) {
+    const secs: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      const res = await run(['run', largeSpec, '--out', join(dir, `out-large-${workers}-${r}`), '--workers', String(workers), '--quiet']);
+      if (res.code !== 0) throw new Error(res.stderr);
+      secs.push(res.seconds);
+    }
+    large[workers] = median(secs);
+    add({
+      name: `study x4, dense, ${workers} process${workers > 1 ? 'es' : ''}`,
+      value: 2048 / large[workers]!,
+      unit: 'trajectories/s',
+      detail: `${source}; 2048 trajectories (1024 per config), ${large[workers]!.toFixed(1)} s wall incl. start-up`,
+      command: 'pnpm bench study',
+    });
+  }
+  add({ name: '2 processes vs 1 (dense, study x4)', value: large[1]! / large[2]!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1 on 2048 trajectories', command: 'pnpm bench study' });
   if (uri) {
     const compute: number[] = [];
     const wall: number[] = [];
@@ -170,6 +190,14 @@ async function study(uri: string | null, source: string) {
     add({ name: 'numpy peer (dense, float32, batch 32)', value: 512 / w, unit: 'trajectories/s', detail: `same study in plain numpy (OpenBLAS, both cores): ${w.toFixed(2)} s for the whole process, ${c.toFixed(2)} s in its sampling loop`, command: 'python3 bench/numpy_peer.py <train-images.gz> 10000 256' });
     add({ name: 'trajlab (best) / numpy peer, whole process', value: best / (512 / w), unit: 'x', detail: 'study throughput ratio, both timed from process start to results (trajlab also writes Arrow shards, the summary and the report)', command: 'pnpm bench study' });
     add({ name: 'trajlab (best) / numpy peer, its loop alone', value: best / (512 / c), unit: 'x', detail: "trajlab's whole process against the peer's sampling loop without its start-up and data loading", command: 'pnpm bench study' });
+    const wallLarge: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      const t0 = performance.now();
+      execFileSync('python3', [join(REPO, 'bench/numpy_peer.py'), uri, '10000', '1024'], { encoding: 'utf8' });
+      wallLarge.push((performance.now() - t0) / 1000);
+    }
+    const wl = median(wallLarge);
+    add({ name: 'trajlab (2 processes) / numpy peer, study x4, whole process', value: wl / large[2]!, unit: 'x', detail: `2048 trajectories: numpy ${wl.toFixed(1)} s, trajlab --workers 2 ${large[2]!.toFixed(1)} s`, command: 'pnpm bench study' });
   }
 }
 
@@ -188,7 +216,8 @@ async function distributed(uri: string | null, source: string) {
     const [redis, s3] = await Promise.all([startRedis(), startS3()]);
     const env = { ...s3.env, REDIS_URL: redis.url };
     const services = [startService('worker', env), startService('worker', env), startService('aggregator', env)];
-    await Promise.all(services.map((x) => x.waitFor(/ready/)));
+    // deployed workers wait for work with their sandboxed processes already started: so do these before the submit
+    await Promise.all(services.map((x) => x.waitFor(/process(\(es\))? started/)));
     const sub = await run(['submit', spec, '--out', `s3://${s3.bucket}/bench`, '--watch'], env);
     if (sub.code !== 0) throw new Error(sub.stderr);
     dist.push(sub.seconds);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync as cli, expectArrowFilesEqualLocalRun, readTable, rows, tempDir, writeSpec } from './helpers.js';
 import { startS3, type TestS3 } from './s3-server.js';
-import { startRedis, startService, type RedisHandle, type ServiceHandle } from './services.js';
+import { childrenOf, startRedis, startService, type RedisHandle, type ServiceHandle } from './services.js';
 
 describe('distributed studies: BullMQ flow, 2 sandboxed workers, aggregator, S3 over HTTP', () => {
   let redis: RedisHandle;
@@ -37,6 +37,18 @@ describe('distributed studies: BullMQ flow, 2 sandboxed workers, aggregator, S3 
     reference: { solver: 'heun', steps: 16 },
     keepStates: 2,
   };
+
+  it('workers and the aggregator start their sandboxed process before any job, and reuse it for every job', async () => {
+    await Promise.all(services.map((s) => s.waitFor(/process(\(es\))? started/)));
+    const before = services.map((s) => childrenOf(s.proc.pid!));
+    for (const c of before) expect(c).toHaveLength(1);
+    const dir = tempDir();
+    const res = await cli(['submit', writeSpec(dir, { ...spec, name: 'dist-warm', reference: undefined, keepStates: 0 }), '--out', `s3://${s3.bucket}/warm`, '--watch'], { env: { ...process.env, ...env } });
+    expect(res.status, res.stderr).toBe(0);
+    // the jobs ran in the processes started ahead of them: no process was forked for them
+    expect(services.map((s) => childrenOf(s.proc.pid!))).toEqual(before);
+    expect(services[0]!.log() + services[1]!.log()).toMatch(/done dist-warm-/);
+  });
 
   it('submit --watch completes with outputs byte-identical to trajlab run; every shard object exists once', async () => {
     const dir = tempDir();

@@ -30,3 +30,23 @@ export function exitWithParent(): void {
   process.prependListener('unhandledRejection', exitIfOrphaned);
   process.prependListener('uncaughtException', exitIfOrphaned);
 }
+
+/** The part of BullMQ's (internal) sandbox child pool that warmSandbox uses. */
+interface SandboxPool {
+  retain(processFile: string): Promise<unknown>;
+  release(child: unknown): void;
+}
+
+/**
+ * Starts a sandboxed worker's `count` child processes now instead of at its first job: each loads the processor
+ * module (Node, the TypeScript loader, tfjs, Arrow: about a second) while the queue is still empty, so the first shard
+ * of a study does not wait for it. Uses BullMQ's child pool (an internal of the pinned version); where that is
+ * missing the children simply start with the first job, as before. Resolves with the number started.
+ */
+export async function warmSandbox(worker: Worker, processFile: string, count: number): Promise<number> {
+  const pool = (worker as unknown as { childPool?: SandboxPool }).childPool;
+  if (!pool || typeof pool.retain !== 'function' || typeof pool.release !== 'function') return 0;
+  const children = await Promise.all(Array.from({ length: count }, () => pool.retain(processFile)));
+  for (const child of children) pool.release(child);
+  return children.length;
+}

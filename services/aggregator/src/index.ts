@@ -2,12 +2,13 @@
  * trajlab aggregator: processes each study's flow parent once all its shards are done (REDIS_URL), in a sandboxed child.
  * SIGTERM/SIGINT: finish the current aggregation, exit.
  */
-import { drainOnSignal, QUEUES, redisSettings } from '@trajlab/queue';
+import { drainOnSignal, QUEUES, redisSettings, warmSandbox } from '@trajlab/queue';
 import { Worker } from 'bullmq';
 import { fileURLToPath } from 'node:url';
 
 const settings = redisSettings();
-const worker = new Worker(QUEUES.aggregate, fileURLToPath(new URL('./processor.ts', import.meta.url)), {
+const processor = fileURLToPath(new URL('./processor.ts', import.meta.url));
+const worker = new Worker(QUEUES.aggregate, processor, {
   connection: settings.connection,
   concurrency: 1,
   useWorkerThreads: false,
@@ -19,3 +20,8 @@ worker.on('completed', (job) => log(`aggregated ${job.id}`));
 worker.on('failed', (job, err) => log(`failed ${job?.id}: ${err.message}`));
 worker.on('error', (err) => log(`error: ${err.message}`));
 drainOnSignal(worker, log);
+// the sandboxed process loads its code now, not when the first study is ready to aggregate
+warmSandbox(worker, processor, 1).then(
+  (n) => n > 0 && log('aggregation process started'),
+  (err: unknown) => log(`the aggregation process starts with the first job (${(err as Error).message})`),
+);

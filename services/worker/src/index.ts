@@ -4,7 +4,7 @@
  * TRAJLAB_LOCK_MS (default 60000): job lock duration, also the interval of the stalled-job check.
  * SIGTERM/SIGINT: stop taking jobs, finish the current one, exit.
  */
-import { drainOnSignal, QUEUES, redisSettings } from '@trajlab/queue';
+import { drainOnSignal, QUEUES, redisSettings, warmSandbox } from '@trajlab/queue';
 import { Worker } from 'bullmq';
 import { fileURLToPath } from 'node:url';
 
@@ -37,3 +37,8 @@ worker.on('failed', (job, err) => log(`failed ${job?.id}: ${err.message}`));
 worker.on('error', (err) => log(`error: ${err.message}`));
 
 drainOnSignal(worker, log);
+// the sandboxed processes load their code now, while the queue may still be empty
+warmSandbox(worker, processor, concurrency).then(
+  (n) => n > 0 && log(`${n} shard process(es) started`),
+  (err: unknown) => log(`shard processes start with the first job (${(err as Error).message})`),
+);
