@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -60,5 +60,60 @@ describe('IDX loader', () => {
     new DataView(body.buffer).setFloat32(0, 1, false);
     new DataView(body.buffer).setFloat32(4, Number.NaN, false);
     expect(() => parseIdx(new Uint8Array([...header, ...body]), 'nan.idx')).toThrow(/nan\.idx: non-finite value NaN at item 0, component 1/);
+  });
+
+  describe('decoded copy (cacheDir)', () => {
+    const setUp = () => {
+      const dir = mkdtempSync(join(tmpdir(), 'idx-cache-'));
+      const file = join(dir, 'data-idx3-ubyte.gz');
+      writeFileSync(file, gzipSync(idxBytes(pixels)));
+      return { file, cacheDir: join(dir, 'cache') };
+    };
+    const copies = (cacheDir: string) => readdirSync(cacheDir).filter((f) => f.endsWith('.f32'));
+
+    it('gives the same dataset as decoding, per limit, from one copy each', () => {
+      const { file, cacheDir } = setUp();
+      const decoded = loadIdxFile(file);
+      const first = loadIdxFile(file, { cacheDir });
+      expect(copies(cacheDir)).toHaveLength(1);
+      const second = loadIdxFile(file, { cacheDir });
+      for (const d of [first, second]) {
+        expect(Array.from(d.points)).toEqual(Array.from(decoded.points));
+        expect({ ...d, points: null }).toEqual({ ...decoded, points: null });
+      }
+      const limited = loadIdxFile(file, { cacheDir, limit: 2 });
+      expect(limited.n).toBe(2);
+      expect(loadIdxFile(file, { cacheDir, limit: 2 }).contentHash).toBe(parseIdx(idxBytes(pixels), file, { limit: 2 }).contentHash);
+      expect(copies(cacheDir)).toHaveLength(2);
+    });
+
+    it('never serves a damaged copy: the points are checked against the stored hash and decoded again', () => {
+      const { file, cacheDir } = setUp();
+      const good = loadIdxFile(file, { cacheDir });
+      const copy = join(cacheDir, copies(cacheDir)[0]!);
+      const bytes = readFileSync(copy);
+      bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff; // one float of the data
+      writeFileSync(copy, bytes);
+      const again = loadIdxFile(file, { cacheDir });
+      expect(Array.from(again.points)).toEqual(Array.from(good.points));
+      expect(again.contentHash).toBe(good.contentHash);
+      expect(readFileSync(copy).equals(bytes)).toBe(false); // rewritten
+      writeFileSync(copy, bytes.subarray(0, 10)); // truncated
+      expect(Array.from(loadIdxFile(file, { cacheDir }).points)).toEqual(Array.from(good.points));
+    });
+
+    it('decodes a file again when it changes, and still loads when the cache cannot be written', () => {
+      const { file, cacheDir } = setUp();
+      const before = loadIdxFile(file, { cacheDir });
+      const changed = [...pixels].reverse();
+      writeFileSync(file, gzipSync(idxBytes(changed)));
+      utimesSync(file, new Date(0), new Date(0)); // even with an old modification time: size, ctime and inode still count
+      const after = loadIdxFile(file, { cacheDir });
+      expect(after.contentHash).toBe(parseIdx(idxBytes(changed), file).contentHash);
+      expect(after.contentHash).not.toBe(before.contentHash);
+      const readOnly = join(tmpdir(), `idx-ro-${process.pid}`);
+      writeFileSync(readOnly, ''); // a file where the cache directory should be: nothing can be written under it
+      expect(loadIdxFile(file, { cacheDir: join(readOnly, 'cache') }).contentHash).toBe(after.contentHash);
+    });
   });
 });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { datasetContentHash } from './hash.js';
+import { readDecodedIdx, writeDecodedIdx } from './idx-cache.js';
 import type { Dataset } from './types.js';
 
 /** An input file that cannot be used; the message names the file. Exit code 2 at the CLI. */
@@ -27,6 +28,11 @@ const IDX_TYPES: Record<number, { name: string; bytes: number }> = {
 export interface IdxOptions {
   /** Use only the first `limit` items. @defaultValue all */
   limit?: number;
+  /**
+   * Directory where loadIdxFile keeps a decoded copy of the file, so the next load skips gunzip and decoding (see
+   * idx-cache.ts; the copy is checked against its content hash). @defaultValue none: the file is decoded every time
+   */
+  cacheDir?: string;
 }
 
 /**
@@ -103,6 +109,8 @@ export function parseIdx(raw: Uint8Array, file: string, opts: IdxOptions = {}): 
 
 /** Loads an IDX file from the local filesystem. */
 export function loadIdxFile(path: string, opts: IdxOptions = {}): Dataset {
+  const decoded = opts.cacheDir ? readDecodedIdx(path, opts.limit, opts.cacheDir) : null;
+  if (decoded) return decoded;
   let raw: Uint8Array;
   try {
     raw = readFileSync(path);
@@ -110,7 +118,9 @@ export function loadIdxFile(path: string, opts: IdxOptions = {}): Dataset {
     const code = (err as NodeJS.ErrnoException).code;
     throw new DataFileError(path, code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? (err as Error).message})`);
   }
-  return parseIdx(raw, path, opts);
+  const data = parseIdx(raw, path, opts);
+  if (opts.cacheDir) writeDecodedIdx(path, opts.limit, opts.cacheDir, data);
+  return data;
 }
 
 function hex(b: number): string {

@@ -1,7 +1,7 @@
 import { gaussianDataset, gmmDataset, loadIdxFile, ringsDataset, swissRollDataset, twoMoonsDataset, type Dataset } from '@trajlab/datasets';
 import { existsSync, realpathSync } from 'node:fs';
-import { isAbsolute, resolve, sep } from 'node:path';
-import { cachedPath } from './remote-data.js';
+import { isAbsolute, join, resolve, sep } from 'node:path';
+import { cachedPath, dataCacheDir } from './remote-data.js';
 import { SpecError } from './errors.js';
 import type { DatasetSpec } from './spec.js';
 
@@ -57,6 +57,7 @@ export function loadDataset(spec: DatasetSpec, baseDir: string, field: string): 
     case 'rings':
       return ringsDataset(spec);
     case 'idx':
-      return loadIdxFile(datasetPath(spec.uri, baseDir, `${field}.uri`), { limit: spec.limit });
+      // a decoded copy is kept next to the downloaded files, so later runs and shard processes skip decoding
+      return loadIdxFile(datasetPath(spec.uri, baseDir, `${field}.uri`), { limit: spec.limit, cacheDir: join(dataCacheDir(), 'decoded') });
   }
 }
