@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { activeBackend, BlasChoiceError, blasFromEnv, installNativeMatMul, loadNativeBlas, nativeMatMulActive, uninstallNativeMatMul } from './index.js';
+import { readFileSync } from 'node:fs';
+import { activeBackend, BlasChoiceError, blasCoreFromEnv, blasFromEnv, installNativeMatMul, loadNativeBlas, nativeMatMulActive, uninstallNativeMatMul } from './index.js';
 
 // CI installs OpenBLAS (libopenblas-dev) before `pnpm install`, so there the binding must exist and be in use; on a
 // machine without it these tests are skipped and the suite runs on wasm's own kernels.
@@ -51,6 +52,9 @@ describe.skipIf(!available)('OpenBLAS matrix products on the wasm backend', () =
     expect(nativeMatMulActive()).toBe(true);
     expect(activeBackend()!.matMul).toMatch(/^OpenBLAS \d+\.\d+/);
     expect(activeBackend()!.matMul).toMatch(/1 thread$/);
+    // the AVX kernels on every x86-64 CPU with AVX, unless the environment names others
+    const flags = process.arch === 'x64' ? (/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '') : '';
+    if (/\bavx\b/.test(flags) && !process.env.TRAJLAB_BLAS_CORE) expect(activeBackend()!.matMul).toMatch(/ Sandybridge /i);
   });
 
   it.each([
@@ -102,7 +106,14 @@ describe('TRAJLAB_BLAS and TRAJLAB_BLAS_THREADS', () => {
     expect(blasFromEnv({ TRAJLAB_BLAS: ' OFF ', TRAJLAB_BLAS_THREADS: '2' })).toEqual({ choice: 'off', threads: 2 });
   });
 
+  it('TRAJLAB_BLAS_CORE names OpenBLAS kernels or leaves the choice to OpenBLAS', () => {
+    expect(blasCoreFromEnv({ TRAJLAB_BLAS_CORE: 'AUTO' })).toBe('auto');
+    expect(blasCoreFromEnv({ TRAJLAB_BLAS_CORE: 'SkylakeX' })).toBe('SkylakeX');
+    expect(['SandyBridge', 'auto']).toContain(blasCoreFromEnv({}));
+  });
+
   it.each([
+    [{ TRAJLAB_BLAS_CORE: 'Haswell; rm' }, /TRAJLAB_BLAS_CORE must be 'auto' or an OpenBLAS core name such as SandyBridge; got 'Haswell; rm'/],
     [{ TRAJLAB_BLAS: 'mkl' }, /TRAJLAB_BLAS must be one of auto, on, off; got 'mkl'/],
     [{ TRAJLAB_BLAS_THREADS: '0' }, /TRAJLAB_BLAS_THREADS must be an integer from 1 to 256; got '0'/],
     [{ TRAJLAB_BLAS_THREADS: '1.5' }, /TRAJLAB_BLAS_THREADS .* got '1.5'/],

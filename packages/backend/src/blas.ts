@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -11,8 +11,15 @@ import { fileURLToPath } from 'node:url';
  *
  * Threads: OpenBLAS's result bits depend on its thread count (not on the batch size), so the count is fixed per
  * process (TRAJLAB_BLAS_THREADS, default 1) and cores are used through worker processes: rows stay identical whatever
- * the number of workers or the sharding. Results are reproducible on the same CPU type; OpenBLAS picks its kernels
- * by CPU, so other CPU types may differ in the last bits (TRAJLAB_BLAS=off gives wasm's machine-independent bits).
+ * the number of workers or the sharding.
+ *
+ * Kernels: OpenBLAS picks its kernels by CPU model unless OPENBLAS_CORETYPE names them, and some of them (the AVX2
+ * kernels OpenBLAS uses on Haswell-to-Alder-Lake Intel and on AMD Zen CPUs) round the rows of a batch's last partial
+ * block differently, so a row's bits would depend on the other rows computed with it (on the batch, hence the shard
+ * size). trajlab therefore names the AVX kernels (SandyBridge) on every x86-64 CPU with AVX (TRAJLAB_BLAS_CORE, see
+ * blasCoreFromEnv): every row is rounded the same way whatever its batch, and the bits are the same on every such
+ * machine (Intel or AMD). Whatever the kernels, a self-check at load (rowsIndependentOfBatch) must pass, or the wasm
+ * kernel is kept. TRAJLAB_BLAS=off gives wasm's bits.
  */
 
 /** The functions the binding exports. */
@@ -32,8 +39,38 @@ export type BlasChoice = (typeof BLAS_CHOICES)[number];
 /** Where the binding is built (by scripts/build-native.mjs). */
 export const NATIVE_BLAS_PATH = fileURLToPath(new URL('../native/build/trajlab_blas.node', import.meta.url));
 
+/** Whether this is an x86-64 CPU with AVX (Linux: from /proc/cpuinfo). */
+function hasAvx(): boolean {
+  if (process.arch !== 'x64') return false;
+  try {
+    const flags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.split(/\s+/) ?? [];
+    return flags.includes('avx');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The OpenBLAS kernels to use: TRAJLAB_BLAS_CORE if set (`auto`: OpenBLAS's own choice by CPU model; otherwise an
+ * OpenBLAS core name such as SandyBridge, SkylakeX), else `SandyBridge` on x86-64 CPUs with AVX and `auto` elsewhere.
+ * Without TRAJLAB_BLAS_CORE, an OPENBLAS_CORETYPE already in the environment is kept.
+ */
+export function blasCoreFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  const v = (env.TRAJLAB_BLAS_CORE ?? '').trim();
+  if (v && !/^[A-Za-z][A-Za-z0-9]*$/.test(v)) throw new BlasChoiceError(`TRAJLAB_BLAS_CORE must be 'auto' or an OpenBLAS core name such as SandyBridge; got '${env.TRAJLAB_BLAS_CORE}'`);
+  if (v) return v.toLowerCase() === 'auto' ? 'auto' : v;
+  return hasAvx() ? 'SandyBridge' : 'auto';
+}
+
 /** The binding, or why it cannot be used. */
 export function loadNativeBlas(): { blas: NativeBlas } | { reason: string } {
+  // OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded (the first require of the binding); processes this one
+  // starts inherit the choice
+  if (process.env.TRAJLAB_BLAS_CORE?.trim() || !process.env.OPENBLAS_CORETYPE) {
+    const core = blasCoreFromEnv();
+    if (core === 'auto') delete process.env.OPENBLAS_CORETYPE;
+    else process.env.OPENBLAS_CORETYPE = core;
+  }
   if (!existsSync(NATIVE_BLAS_PATH)) return { reason: 'the native binding is not built (needs a C compiler and OpenBLAS at install: apt-get install libopenblas-dev, then pnpm install)' };
   try {
     return { blas: createRequire(import.meta.url)(NATIVE_BLAS_PATH) as NativeBlas };
@@ -42,13 +79,46 @@ export function loadNativeBlas(): { blas: NativeBlas } | { reason: string } {
   }
 }
 
+/**
+ * Whether every row of a product gets the same bits whatever the rows computed with it: each row of batches of 1 to 31
+ * rows (all four transpositions, odd inner and outer sizes) against the same row computed alone.
+ */
+export function rowsIndependentOfBatch(blas: NativeBlas): boolean {
+  const k = 37;
+  const n = 29;
+  const rows = 31;
+  const fill = (len: number, seed: number) => Float32Array.from({ length: len }, (_, i) => Math.sin(seed * 1000 + i * 0.7311) * 1.7);
+  const a = fill(rows * k, 1);
+  const b = fill(k * n, 2);
+  const transposed = (x: Float32Array, r: number, c: number) => Float32Array.from({ length: r * c }, (_, i) => x[(i % r) * c + Math.floor(i / r)]!);
+  const aT = transposed(a, rows, k); // [k, rows]
+  const bT = transposed(b, k, n); // [n, k]
+  for (const [tA, tB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+    const bOp = tB ? bT : b;
+    const alone = new Float32Array(rows * n);
+    for (let r = 0; r < rows; r++) {
+      // row r alone: op(A) restricted to that row
+      const aRow = tA ? Float32Array.from({ length: k }, (_, i) => aT[i * rows + r]!) : a.subarray(r * k, (r + 1) * k);
+      blas.sgemm(tA, tB, 1, n, k, aRow, bOp, alone.subarray(r * n, (r + 1) * n));
+    }
+    for (const m of [2, 3, 5, 8, 13, 17, 24, 31]) {
+      const aOp = tA ? transposed(a.subarray(0, m * k), m, k) : a.subarray(0, m * k);
+      const c = new Float32Array(m * n);
+      blas.sgemm(tA, tB, m, n, k, aOp, bOp, c);
+      for (let i = 0; i < m * n; i++) if (!Object.is(c[i], alone[i])) return false;
+    }
+  }
+  return true;
+}
+
 /** An invalid TRAJLAB_BLAS or TRAJLAB_BLAS_THREADS (user input). */
 export class BlasChoiceError extends Error {
   override name = 'BlasChoiceError';
 }
 
-/** Reads TRAJLAB_BLAS (default auto) and TRAJLAB_BLAS_THREADS (default 1). */
+/** Reads TRAJLAB_BLAS (default auto) and TRAJLAB_BLAS_THREADS (default 1), and checks TRAJLAB_BLAS_CORE. */
 export function blasFromEnv(env: NodeJS.ProcessEnv = process.env): { choice: BlasChoice; threads: number } {
+  blasCoreFromEnv(env);
   const v = (env.TRAJLAB_BLAS ?? 'auto').trim().toLowerCase();
   if (!(BLAS_CHOICES as readonly string[]).includes(v)) throw new BlasChoiceError(`TRAJLAB_BLAS must be one of ${BLAS_CHOICES.join(', ')}; got '${env.TRAJLAB_BLAS}'`);
   const t = (env.TRAJLAB_BLAS_THREADS ?? '1').trim();
@@ -128,6 +198,9 @@ export function installNativeMatMul(threads = 1): { blas: NativeBlas } | { reaso
   if (!('blas' in loaded)) return loaded;
   const { blas } = loaded;
   blas.setThreads(threads);
+  if (!rowsIndependentOfBatch(blas)) {
+    return { reason: `the OpenBLAS kernels in use (${blas.config().split(/\s+/).find((w, i) => i > 1 && /^[A-Z][a-z]/.test(w)) ?? 'chosen by CPU'}) give a row different bits depending on the rows computed with it, so results would depend on the shard size; set TRAJLAB_BLAS_CORE to other kernels (e.g. SandyBridge)` };
+  }
   const batchMatMul = tf.getKernel('BatchMatMul', 'wasm');
   const fused = tf.getKernel('_FusedMatMul', 'wasm');
   const add = tf.getKernel('Add', 'wasm')?.kernelFunc;

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { BlasChoiceError, blasFromEnv, installNativeMatMul } from './blas.js';
 
-export { BLAS_CHOICES, BlasChoiceError, blasFromEnv, installNativeMatMul, loadNativeBlas, nativeMatMulActive, NATIVE_BLAS_PATH, uninstallNativeMatMul } from './blas.js';
+export { BLAS_CHOICES, BlasChoiceError, blasCoreFromEnv, blasFromEnv, installNativeMatMul, loadNativeBlas, nativeMatMulActive, NATIVE_BLAS_PATH, uninstallNativeMatMul } from './blas.js';
 export type { BlasChoice, NativeBlas } from './blas.js';
 
 /**
