@@ -35,9 +35,11 @@ const add = (f: Figure) => {
   log(`${f.name}: ${f.value.toPrecision(4)} ${f.unit} (${f.detail})`);
 };
 
-function dataset(): { data: Dataset; source: string } {
-  if (existsSync(FMNIST)) return { data: loadIdxFile(FMNIST, { limit: 10000 }), source: 'Fashion-MNIST, 10k images' };
-  return { data: gaussianDataset({ dim: 784, n: 10000, rank: 64, seed: 1 }), source: 'synthetic Gaussian 10k x 784 (Fashion-MNIST not installed)' };
+/** What the benchmarks run on, in the figures' details. */
+const SOURCE = existsSync(FMNIST) ? 'Fashion-MNIST, 10k images' : 'synthetic Gaussian 10k x 784 (Fashion-MNIST not installed)';
+
+function dataset(): Dataset {
+  return existsSync(FMNIST) ? loadIdxFile(FMNIST, { limit: 10000 }) : gaussianDataset({ dim: 784, n: 10000, rank: 64, seed: 1 });
 }
 
 /** 1. The optimal denoiser kernel against the same backend's plain matMul at the same shapes (OpenBLAS and wasm's own). */
@@ -338,14 +340,11 @@ if (requested.length !== 1) {
 const backend = await initBackend('auto');
 log(`backend ${describeBackend(backend)}`);
 const section = requested[0]!;
-if (section === 'kernel') await kernel(dataset().data);
-if (section === 'study') await study(existsSync(FMNIST) ? FMNIST : null, dataset().source);
+if (section === 'kernel') await kernel(dataset());
+if (section === 'study') await study(existsSync(FMNIST) ? FMNIST : null, SOURCE);
 if (section === 'aggregator') await aggregator();
-if (section === 'distributed') await distributed(existsSync(FMNIST) ? FMNIST : null, dataset().source);
-if (section === 'train') {
-  const { data, source } = dataset();
-  await training(data, source);
-}
+if (section === 'distributed') await distributed(existsSync(FMNIST) ? FMNIST : null, SOURCE);
+if (section === 'train') await training(dataset(), SOURCE);
 // merge with earlier runs of other benchmarks (a partial run replaces only the figures it measured)
 const previous = existsSync(join(REPO, 'bench/results.json')) ? (JSON.parse(readFileSync(join(REPO, 'bench/results.json'), 'utf8')) as { figures: Figure[] }).figures : [];
 const merged = [...previous.filter((p) => !figures.some((f) => f.name === p.name)), ...figures];

@@ -167,7 +167,7 @@ function matMulProvider(): { matMul: string; matMulNote?: string } {
     if (choice === 'on') throw new BlasChoiceError(`TRAJLAB_BLAS=on but ${res.reason}`);
     return { matMul: own, matMulNote: res.reason };
   }
-  // e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Cooperlake MAX_THREADS=64": version and CPU kernel
+  // e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Sandybridge MAX_THREADS=64": version and CPU kernel
   return { matMul: `${res.blas.config().trim()}, ${threads} thread${threads > 1 ? 's' : ''}` };
 }
 

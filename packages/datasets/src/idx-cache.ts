@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { datasetContentHash } from './hash.js';
 import type { Dataset } from './types.js';
 
@@ -25,8 +25,11 @@ interface Header {
   source: string;
 }
 
-/** The cache file for `path` with this limit, or null when the file cannot be stat'ed (the loader reports that). */
-function cacheFile(path: string, limit: number | undefined, dir: string): string | null {
+/**
+ * The decoded copy's file for `path` with this limit, or null when the file cannot be stat'ed (the loader reports
+ * that). Taken once per load, before the file is read, so a copy is never filed under a newer version's identity.
+ */
+export function decodedCopyPath(path: string, limit: number | undefined, dir: string): string | null {
   let st;
   try {
     st = statSync(path, { bigint: true });
@@ -37,10 +40,8 @@ function cacheFile(path: string, limit: number | undefined, dir: string): string
   return join(dir, `idx-${createHash('sha256').update(identity).digest('hex').slice(0, 32)}.f32`);
 }
 
-/** The dataset from its decoded copy, or null when there is none or it does not check out. */
-export function readDecodedIdx(path: string, limit: number | undefined, dir: string): Dataset | null {
-  const file = cacheFile(path, limit, dir);
-  if (!file) return null;
+/** The dataset from its decoded copy `file`, or null when there is none or it does not check out. */
+export function readDecodedIdx(file: string): Dataset | null {
   let bytes: Buffer;
   try {
     bytes = readFileSync(file);
@@ -62,17 +63,15 @@ export function readDecodedIdx(path: string, limit: number | undefined, dir: str
   }
 }
 
-/** Keeps a decoded copy of `data` for the next load of `path` (best effort: a cache that cannot be written is skipped). */
-export function writeDecodedIdx(path: string, limit: number | undefined, dir: string, data: Dataset): void {
-  const file = cacheFile(path, limit, dir);
-  if (!file) return;
+/** Keeps a decoded copy of `data` in `file` for the next load (best effort: a cache that cannot be written is skipped). */
+export function writeDecodedIdx(file: string, data: Dataset): void {
   const header: Header = { format: FORMAT, n: data.n, dim: data.dim, contentHash: data.contentHash, image: data.image, source: data.source };
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const lengthField = Buffer.alloc(4);
   lengthField.writeUInt32LE(json.length);
   const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dirname(file), { recursive: true });
     writeFileSync(tmp, Buffer.concat([lengthField, json, Buffer.from(data.points.buffer, data.points.byteOffset, data.points.byteLength)]));
     renameSync(tmp, file);
   } catch {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { datasetContentHash } from './hash.js';
-import { readDecodedIdx, writeDecodedIdx } from './idx-cache.js';
+import { decodedCopyPath, readDecodedIdx, writeDecodedIdx } from './idx-cache.js';
 import type { Dataset } from './types.js';
 
 /** An input file that cannot be used; the message names the file. Exit code 2 at the CLI. */
@@ -109,7 +109,8 @@ export function parseIdx(raw: Uint8Array, file: string, opts: IdxOptions = {}): 
 
 /** Loads an IDX file from the local filesystem. */
 export function loadIdxFile(path: string, opts: IdxOptions = {}): Dataset {
-  const decoded = opts.cacheDir ? readDecodedIdx(path, opts.limit, opts.cacheDir) : null;
+  const copy = opts.cacheDir ? decodedCopyPath(path, opts.limit, opts.cacheDir) : null;
+  const decoded = copy ? readDecodedIdx(copy) : null;
   if (decoded) return decoded;
   let raw: Uint8Array;
   try {
@@ -119,7 +120,7 @@ export function loadIdxFile(path: string, opts: IdxOptions = {}): Dataset {
     throw new DataFileError(path, code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? (err as Error).message})`);
   }
   const data = parseIdx(raw, path, opts);
-  if (opts.cacheDir) writeDecodedIdx(path, opts.limit, opts.cacheDir, data);
+  if (copy) writeDecodedIdx(copy, data);
   return data;
 }
 

@@ -253,7 +253,9 @@ export class TrainingSet {
     const groups = new Map<number, { row: number; keep: number[] }[]>();
     for (const pr of prunedRows) {
       const k = Math.max(8, 2 ** Math.ceil(Math.log2(pr.keep.length)));
-      groups.set(k, [...(groups.get(k) ?? []), pr]);
+      const group = groups.get(k);
+      if (group) group.push(pr);
+      else groups.set(k, [pr]);
     }
     for (const [K, members] of groups) {
       const G = members.length;
@@ -288,10 +290,6 @@ export class TrainingSet {
   denoiseDense(x: tf.Tensor2D, t: number): tf.Tensor2D {
     const invT2 = 1 / (t * t);
     this.dropCache();
-    const keep: tf.Tensor2D[] = [];
-    let runMax: tf.Tensor2D | null = null;
-    let runSum: tf.Tensor2D | null = null;
-    let runAcc: tf.Tensor2D | null = null;
     if (this.chunks.length === 1) {
       // one chunk: D* = softmax(logits) . Y, with the backend's fused softmax
       const c = this.chunks[0]!;
@@ -301,6 +299,10 @@ export class TrainingSet {
       else logits.dispose();
       return out;
     }
+    const keep: tf.Tensor2D[] = [];
+    let runMax: tf.Tensor2D | null = null;
+    let runSum: tf.Tensor2D | null = null;
+    let runAcc: tf.Tensor2D | null = null;
     for (const c of this.chunks) {
       const logits = this.logits(x, c, invT2);
       const next = tf.tidy(() => {
