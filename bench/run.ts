@@ -42,16 +42,22 @@ function dataset(): Dataset {
   return existsSync(FMNIST) ? loadIdxFile(FMNIST, { limit: 10000 }) : gaussianDataset({ dim: 784, n: 10000, rank: 64, seed: 1 });
 }
 
-/** 1. The optimal denoiser kernel against the same backend's plain matMul at the same shapes (OpenBLAS and wasm's own). */
+/**
+ * 1. The optimal denoiser kernel against the same backend's plain matMul at the same shapes: the two products of an
+ * evaluation, x . y^T ([B, d] x [d, n], with y transposed by the native product and pre-transposed for wasm's own) and
+ * w . y ([B, n] x [n, d]). Native products and wasm's own.
+ */
 async function kernel(data: Dataset) {
-  const providers = nativeMatMulActive() ? ['OpenBLAS', 'wasm'] : [tf.getBackend()];
+  const providers = nativeMatMulActive() ? ['native', 'wasm'] : [tf.getBackend()];
   for (const provider of providers) {
     if (provider === 'wasm' && nativeMatMulActive()) uninstallNativeMatMul();
-    const label = provider === 'OpenBLAS' ? ', OpenBLAS' : provider === 'wasm' && providers.length > 1 ? ", wasm's own matMul" : '';
+    const label = provider === 'native' ? ', native sgemm' : provider === 'wasm' && providers.length > 1 ? ", wasm's own matMul" : '';
     const ts = new TrainingSet(data.points, data.n, data.dim);
     for (const B of [32, 64]) {
       const x = tf.randomNormal([B, data.dim], 0, 1, 'float32', 1) as tf.Tensor2D;
-      const yt = tf.randomNormal([data.dim, data.n], 0, 1, 'float32', 2) as tf.Tensor2D;
+      const y = tf.randomNormal([data.n, data.dim], 0, 1, 'float32', 2) as tf.Tensor2D;
+      const yt = provider === 'native' ? null : (tf.transpose(y) as tf.Tensor2D);
+      const w = tf.randomUniform([B, data.n], 0, 1, 'float32', 3) as tf.Tensor2D;
       const time = (f: () => tf.Tensor) => {
         f().dispose();
         const ts_: number[] = [];
@@ -64,13 +70,13 @@ async function kernel(data: Dataset) {
         }
         return median(ts_);
       };
-      const mm = time(() => tf.matMul(x, yt));
+      const mm = time(() => (yt ? tf.matMul(x, yt) : tf.matMul(x, y, false, true))) + time(() => tf.matMul(w, y));
       const den = time(() => ts.denoise(x, 1.0));
-      const mmRate = (2 * B * data.dim * data.n) / mm / 1e9;
+      const mmRate = (4 * B * data.dim * data.n) / mm / 1e9;
       const kRate = (4 * B * data.dim * data.n) / den / 1e9;
-      add({ name: `matMul ${B}x${data.dim}x${data.n}${label}`, value: mmRate, unit: 'GFLOP/s', detail: `${(mm * 1000).toFixed(1)} ms, one thread`, command: 'pnpm bench kernel' });
+      add({ name: `matMul x.y^T + w.y, batch ${B}${label}`, value: mmRate, unit: 'GFLOP/s', detail: `[${B}, ${data.dim}] x [${data.dim}, ${data.n}] then [${B}, ${data.n}] x [${data.n}, ${data.dim}]: ${(mm * 1000).toFixed(1)} ms, one thread`, command: 'pnpm bench kernel' });
       add({ name: `optimal denoiser, batch ${B}${label}`, value: kRate, unit: 'GFLOP/s', detail: `${(den * 1000).toFixed(1)} ms per evaluation of ${B} queries, ${((kRate / mmRate) * 100).toFixed(0)}% of matMul's rate, ${(B / den).toFixed(0)} query evaluations/s`, command: 'pnpm bench kernel' });
-      tf.dispose([x, yt]);
+      tf.dispose([x, y, w, ...(yt ? [yt] : [])]);
     }
     ts.dispose();
   }
@@ -189,7 +195,7 @@ async function study(uri: string | null, source: string) {
     const c = median(compute);
     const w = median(wall);
     const best = Math.max(...Object.entries(rates).filter(([k]) => !k.startsWith('wasm')).map(([, v]) => v));
-    add({ name: 'numpy peer (dense, float32, batch 32)', value: 512 / w, unit: 'trajectories/s', detail: `same study in plain numpy (OpenBLAS, both cores): ${w.toFixed(2)} s for the whole process, ${c.toFixed(2)} s in its sampling loop`, command: 'python3 bench/numpy_peer.py <train-images.gz> 10000 256' });
+    add({ name: 'numpy peer (dense, float32, batch 32)', value: 512 / w, unit: 'trajectories/s', detail: `same study in plain numpy (its OpenBLAS, both cores): ${w.toFixed(2)} s for the whole process, ${c.toFixed(2)} s in its sampling loop`, command: 'python3 bench/numpy_peer.py <train-images.gz> 10000 256' });
     add({ name: 'trajlab (best) / numpy peer, whole process', value: best / (512 / w), unit: 'x', detail: 'study throughput ratio, both timed from process start to results (trajlab also writes Arrow shards, the summary and the report)', command: 'pnpm bench study' });
     add({ name: 'trajlab (best) / numpy peer, its loop alone', value: best / (512 / c), unit: 'x', detail: "trajlab's whole process against the peer's sampling loop without its start-up and data loading", command: 'pnpm bench study' });
     const wallLarge: number[] = [];
@@ -281,14 +287,14 @@ async function aggregator() {
   add({ name: 'aggregator peak RSS', value: rss, unit: 'MiB', detail: `peak of the process that generated and then aggregated ${(total / 1e6).toFixed(1)}M rows`, command: 'pnpm bench aggregator' });
 }
 
-/** 6. Training throughput of `trajlab train`'s networks: OpenBLAS products, wasm's with the transposed-operand fix, plain wasm. */
+/** 6. Training throughput of `trajlab train`'s networks: native products, wasm's with the transposed-operand fix, plain wasm. */
 async function training(data: Dataset, source: string) {
   const dir = mkdtempSync(join(tmpdir(), 'trajlab-bench-train-'));
   const native = nativeMatMulActive();
   const mlp: Architecture = { arch: 'mlp', width: 512, depth: 4, embed: 64 };
   const cases: { label: string; arch: Architecture; batch: number; steps: number; patches: boolean; blas: boolean }[] = [
-    ...(native ? [{ label: 'MLP 512x4, batch 128, OpenBLAS', arch: mlp, batch: 128, steps: 60, patches: true, blas: true }] : []),
-    ...(native && data.image ? [{ label: 'U-Net 16 channels, 2 levels, batch 32, OpenBLAS', arch: { arch: 'unet', channels: 16, levels: 2, embed: 64 } as Architecture, batch: 32, steps: 20, patches: true, blas: true }] : []),
+    ...(native ? [{ label: 'MLP 512x4, batch 128, native sgemm', arch: mlp, batch: 128, steps: 60, patches: true, blas: true }] : []),
+    ...(native && data.image ? [{ label: 'U-Net 16 channels, 2 levels, batch 32, native sgemm', arch: { arch: 'unet', channels: 16, levels: 2, embed: 64 } as Architecture, batch: 32, steps: 20, patches: true, blas: true }] : []),
     { label: 'MLP 512x4, batch 128, wasm + transposed operands', arch: mlp, batch: 128, steps: 60, patches: true, blas: false },
     { label: 'MLP 512x4, batch 128, plain wasm BatchMatMul', arch: mlp, batch: 128, steps: 30, patches: false, blas: false },
   ];

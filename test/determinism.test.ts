@@ -101,7 +101,7 @@ describe('determinism', () => {
 const FMNIST = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz';
 
 // CI installs the Debian package; elsewhere this part is skipped without it
-describe.skipIf(!existsSync(FMNIST) && !process.env.CI)('determinism of the optimal denoiser on real data (matrix products through OpenBLAS where built)', () => {
+describe.skipIf(!existsSync(FMNIST) && !process.env.CI)('determinism of the optimal denoiser on real data (native matrix products where built)', () => {
   const spec = {
     name: 'determinism-optimal',
     seed: 3,
@@ -119,18 +119,20 @@ describe.skipIf(!existsSync(FMNIST) && !process.env.CI)('determinism of the opti
     const wasm = await cliAsync(['run', path, '--out', join(dir, 'wasm'), '--workers', '1', '--quiet'], { env: { ...process.env, TRAJLAB_BLAS: 'off' } });
     for (const r of [one, two, wasm]) expect(r.status, r.stderr).toBe(0);
     expect(wasm.stderr).toMatch(/matrix products: wasm \(its own kernel\) \[TRAJLAB_BLAS=off\]/);
-    if (process.env.CI) expect(one.stderr).toMatch(/matrix products: OpenBLAS \d/);
+    if (process.env.CI) expect(one.stderr).toMatch(/matrix products: native row-stable sgemm \((avx512|avx2)\), 1 thread/);
     const id = /study\s+(\S+)/.exec(one.stdout)![1]!;
     const files = readdirSync(join(dir, 'one', id), { recursive: true }).map(String).filter((f) => f.endsWith('.arrow')).sort();
     expect(files.length).toBeGreaterThan(8);
     for (const f of files) expect(sha(join(dir, 'two', id, f)), f).toBe(sha(join(dir, 'one', id, f)));
-    // OpenBLAS's AVX2 kernels round a batch's last rows differently: the load-time check refuses them and the run
-    // uses wasm's kernel, bit for bit the TRAJLAB_BLAS=off run
-    if (/\bavx2\b/.test(readFileSync('/proc/cpuinfo', 'utf8')) && /OpenBLAS/.test(one.stderr)) {
-      const avx2 = await cliAsync(['run', path, '--out', join(dir, 'avx2'), '--workers', '1', '--quiet'], { env: { ...process.env, TRAJLAB_BLAS_CORE: 'Haswell' } });
-      expect(avx2.status, avx2.stderr).toBe(0);
-      expect(avx2.stderr).toMatch(/matrix products: wasm \(its own kernel\) \[the OpenBLAS kernels in use \(Haswell\) give a row different bits/);
-      for (const f of files) expect(sha(join(dir, 'avx2', id, f)), f).toBe(sha(join(dir, 'wasm', id, f)));
+    // every instruction set computes the same fma chains, whatever the thread count: the portable C path (and AVX2
+    // where the default is AVX-512), with 2 threads per product, write the same bytes
+    const best = /native row-stable sgemm \((\w+)\)/.exec(one.stderr)?.[1];
+    for (const isa of best === 'avx512' ? ['avx2', 'scalar'] : best === 'avx2' ? ['scalar'] : []) {
+      const env = { ...process.env, TRAJLAB_BLAS: 'on', TRAJLAB_BLAS_ISA: isa, TRAJLAB_BLAS_THREADS: '2' };
+      const r = await cliAsync(['run', path, '--out', join(dir, isa), '--workers', '2', '--quiet'], { env });
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(new RegExp(`matrix products: native row-stable sgemm \\(${isa}\\), 2 threads`));
+      for (const f of files) expect(sha(join(dir, isa, id, f)), `${isa}: ${f}`).toBe(sha(join(dir, 'one', id, f)));
     }
     // same samples, same nearest training points; distances agree to float32 rounding through 12 evaluations
     const a = allRows(join(dir, 'one', id), 'heun-polynomial-rho7-s6', 'samples');

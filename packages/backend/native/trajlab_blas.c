@@ -1,17 +1,28 @@
 /*
- * trajlab_blas: a Node-API binding of one BLAS routine, single-precision GEMM, used as the matrix product of the
- * wasm tensor backend (see ../src/blas.ts). The operands are Float32Array views into the wasm heap, so nothing is
- * copied: C = op(A) op(B) for row-major A, B, C (op = optional transpose), as in cblas_sgemm with alpha 1, beta 0.
+ * trajlab_blas: a Node-API binding of one BLAS routine, single-precision GEMM (trajlab's row-stable product,
+ * stable_gemm.c), used as the matrix product of the wasm tensor backend (see ../src/blas.ts). The operands are
+ * Float32Array views into the wasm heap, so nothing is copied: C = op(A) op(B) for row-major A, B, C (op = optional
+ * transpose), as in cblas_sgemm with alpha 1, beta 0.
  */
-#include <cblas.h>
 #include <node_api.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
-/* OpenBLAS thread control (declared in OpenBLAS's cblas.h; repeated here so other CBLAS headers also compile). */
-extern void openblas_set_num_threads(int num_threads);
-extern int openblas_get_num_threads(void);
-extern char *openblas_get_config(void);
+#include "stable_gemm.h"
+
+/* The instruction set and thread count every product of this process uses (setIsa, setThreads). */
+static gemm_isa current_isa = GEMM_ISA_SCALAR;
+static bool isa_chosen = false;
+static int current_threads = 1;
+
+static gemm_isa active_isa(void) {
+  if (!isa_chosen) {
+    current_isa = gemm_best_isa();
+    isa_chosen = true;
+  }
+  return current_isa;
+}
 
 #define CHECK(env, call)                                   \
   do {                                                     \
@@ -60,43 +71,76 @@ static napi_value sgemm(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "sgemm: an operand is smaller than its shape");
     return NULL;
   }
-  if (m > 0 && n > 0) {
-    if (k == 0) {
-      for (size_t i = 0; i < (size_t)m * n; i++) c[i] = 0.0f;
-    } else {
-      cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
-                  1.0f, a, trans_a ? m : k, b, trans_b ? k : n, 0.0f, c, n);
-    }
+  if (gemm_sgemm(trans_a, trans_b, m, n, k, a, b, c, active_isa(), current_threads) != 0) {
+    napi_throw_error(env, NULL, "sgemm: out of memory");
+    return NULL;
   }
   return NULL;
 }
 
-/* setThreads(n): the number of threads BLAS uses from now on. */
+/* setThreads(n): the number of threads each product uses from now on (the bits do not depend on it). */
 static napi_value set_threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   int32_t threads = 1;
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 1 || napi_get_value_int32(env, argv[0], &threads) != napi_ok || threads < 1) {
-    napi_throw_range_error(env, NULL, "setThreads(n) needs an integer n >= 1");
+  if (argc != 1 || napi_get_value_int32(env, argv[0], &threads) != napi_ok || threads < 1 || threads > 256) {
+    napi_throw_range_error(env, NULL, "setThreads(n) needs an integer n from 1 to 256");
     return NULL;
   }
-  openblas_set_num_threads(threads);
+  current_threads = threads;
   return NULL;
 }
 
 static napi_value get_threads(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
-  CHECK(env, napi_create_int32(env, openblas_get_num_threads(), &result));
+  CHECK(env, napi_create_int32(env, current_threads, &result));
   return result;
 }
 
-/* config(): OpenBLAS's build description (version, core type, thread limit). */
-static napi_value get_config(napi_env env, napi_callback_info info) {
+/* setIsa(name): "avx512", "avx2" or "scalar", at most the CPU's best; returns the name in use. */
+static napi_value set_isa(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  char name[16] = {0};
+  size_t length = 0;
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &length) != napi_ok) {
+    napi_throw_type_error(env, NULL, "setIsa(name) needs a string");
+    return NULL;
+  }
+  gemm_isa wanted;
+  if (strcmp(name, "avx512") == 0) wanted = GEMM_ISA_AVX512;
+  else if (strcmp(name, "avx2") == 0) wanted = GEMM_ISA_AVX2;
+  else if (strcmp(name, "scalar") == 0) wanted = GEMM_ISA_SCALAR;
+  else {
+    napi_throw_range_error(env, NULL, "setIsa(name): name must be avx512, avx2 or scalar");
+    return NULL;
+  }
+  if (wanted > gemm_best_isa()) {
+    napi_throw_range_error(env, NULL, "setIsa(name): this CPU does not support that instruction set");
+    return NULL;
+  }
+  current_isa = wanted;
+  isa_chosen = true;
+  napi_value result;
+  CHECK(env, napi_create_string_utf8(env, gemm_isa_name(current_isa), NAPI_AUTO_LENGTH, &result));
+  return result;
+}
+
+/* isa(): the instruction set in use; bestIsa(): the fastest one this CPU supports. */
+static napi_value get_isa(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
-  CHECK(env, napi_create_string_utf8(env, openblas_get_config(), NAPI_AUTO_LENGTH, &result));
+  CHECK(env, napi_create_string_utf8(env, gemm_isa_name(active_isa()), NAPI_AUTO_LENGTH, &result));
+  return result;
+}
+
+static napi_value get_best_isa(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result;
+  CHECK(env, napi_create_string_utf8(env, gemm_isa_name(gemm_best_isa()), NAPI_AUTO_LENGTH, &result));
   return result;
 }
 
@@ -105,7 +149,9 @@ static napi_value init(napi_env env, napi_value exports) {
       {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"threads", NULL, get_threads, NULL, NULL, NULL, napi_enumerable, NULL},
-      {"config", NULL, get_config, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setIsa", NULL, set_isa, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"isa", NULL, get_isa, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"bestIsa", NULL, get_best_isa, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(env, napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
   return exports;

@@ -1,10 +1,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
-import { activeBackend, BlasChoiceError, blasCoreFromEnv, blasFromEnv, installNativeMatMul, loadNativeBlas, nativeMatMulActive, uninstallNativeMatMul } from './index.js';
+import { activeBackend, BlasChoiceError, blasFromEnv, installNativeMatMul, loadNativeBlas, NATIVE_ISAS, nativeMatMulActive, uninstallNativeMatMul, type NativeBlas, type NativeIsa } from './index.js';
 
-// CI installs OpenBLAS (libopenblas-dev) before `pnpm install`, so there the binding must exist and be in use; on a
-// machine without it these tests are skipped and the suite runs on wasm's own kernels.
+// CI has a C compiler and Node's headers at `pnpm install`, so there the binding must exist and be in use; on a machine
+// without them these tests are skipped and the suite runs on wasm's own kernels.
 const loaded = loadNativeBlas();
 const available = 'blas' in loaded && tf.getBackend() === 'wasm';
 if (process.env.CI && !available) throw new Error(`CI expects the native BLAS binding: ${'reason' in loaded ? loaded.reason : `backend is ${tf.getBackend()}`}`);
@@ -20,7 +19,7 @@ function values(n: number, seed: number): Float32Array {
   return out;
 }
 
-/** The product computed by wasm's own kernels and by OpenBLAS, as host arrays. */
+/** The product computed by wasm's own kernels and by the native binding, as host arrays. */
 function both(f: () => tf.Tensor): { wasm: Float32Array; blas: Float32Array; shape: number[] } {
   uninstallNativeMatMul();
   const w = f();
@@ -30,6 +29,24 @@ function both(f: () => tf.Tensor): { wasm: Float32Array; blas: Float32Array; sha
   const res = { wasm: w.dataSync() as Float32Array, blas: b.dataSync() as Float32Array, shape: b.shape };
   tf.dispose([w, b]);
   return res;
+}
+
+/**
+ * fmaf(a, b, c) for float32 values: a * b is exact in a double, a * b + c is exact as a double sum s plus its error
+ * e (TwoSum), and s rounds to the same float32 as the exact sum unless s lies on a midpoint between two float32
+ * values (doubles hold those exactly), where the sign of e decides.
+ */
+function fmaf(a: number, b: number, c: number): number {
+  const p = a * b;
+  const s = p + c;
+  const bb = s - p;
+  const e = p - (s - bb) + (c - bb);
+  const r = Math.fround(s);
+  if (e === 0 || r === s) return r;
+  // s is between two float32 values; it is a midpoint when both neighbours are equally far
+  const other = Math.fround(r < s ? s + (s - r) : s - (r - s));
+  if (s - Math.min(r, other) !== Math.max(r, other) - s || other === r) return r;
+  return e > 0 ? Math.max(r, other) : Math.min(r, other);
 }
 
 /** Largest |a - b| relative to the largest |a|. */
@@ -43,18 +60,15 @@ function relErr(a: Float32Array, b: Float32Array): number {
   return num / den;
 }
 
-describe.skipIf(!available)('OpenBLAS matrix products on the wasm backend', () => {
+describe.skipIf(!available)('native matrix products on the wasm backend', () => {
   afterAll(() => {
     installNativeMatMul(1);
   });
 
   it('is what the test backend uses, and says so', () => {
     expect(nativeMatMulActive()).toBe(true);
-    expect(activeBackend()!.matMul).toMatch(/^OpenBLAS \d+\.\d+/);
-    expect(activeBackend()!.matMul).toMatch(/1 thread$/);
-    // the AVX kernels on every x86-64 CPU with AVX, unless the environment names others
-    const flags = process.arch === 'x64' ? (/^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '') : '';
-    if (/\bavx\b/.test(flags) && !process.env.TRAJLAB_BLAS_CORE) expect(activeBackend()!.matMul).toMatch(/ Sandybridge /i);
+    const best = (loaded as { blas: NativeBlas }).blas.bestIsa();
+    expect(activeBackend()!.matMul).toBe(`native row-stable sgemm (${best}), 1 thread`);
   });
 
   it.each([
@@ -88,6 +102,65 @@ describe.skipIf(!available)('OpenBLAS matrix products on the wasm backend', () =
     tf.dispose([a, b, bias]);
   });
 
+  it('computes every element as the sequential fused multiply-add chain over the inner dimension', () => {
+    // reference: c = 0; for p: c = fma(a[i, p], b[p, j], c), with float32 fma done exactly in doubles
+    const { blas } = loaded as { blas: NativeBlas };
+    for (const [tA, tB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+      const [m, n, k] = [7, 53, 41];
+      const a = values(m * k, 11);
+      const b = values(k * n, 12);
+      const c = new Float32Array(m * n);
+      blas.sgemm(tA, tB, m, n, k, a, b, c);
+      for (let i = 0; i < m; i++) {
+        for (let j = 0; j < n; j++) {
+          let acc = 0;
+          for (let p = 0; p < k; p++) acc = fmaf(a[tA ? p * m + i : i * k + p]!, b[tB ? j * k + p : p * n + j]!, acc);
+          expect(Object.is(c[i * n + j], acc), `(${i}, ${j}) of ${tA ? 'A^T' : 'A'} ${tB ? 'B^T' : 'B'}`).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('gives the same bits with every instruction set and thread count', () => {
+    const { blas } = loaded as { blas: NativeBlas };
+    const isas = NATIVE_ISAS.slice(NATIVE_ISAS.indexOf(blas.bestIsa()));
+    // shapes past every tile edge, and one large enough to be split over threads
+    const shapes: [number, number, number][] = [[1, 1, 1], [5, 70, 3], [37, 53, 70], [33, 1000, 300]];
+    try {
+      for (const [m, n, k] of shapes) {
+        for (const [tA, tB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+          const a = values(m * k, 21);
+          const b = values(k * n, 22);
+          let first: Buffer | null = null;
+          for (const isa of isas) {
+            for (const threads of [1, 3]) {
+              blas.setIsa(isa as NativeIsa);
+              blas.setThreads(threads);
+              const c = new Float32Array(m * n);
+              blas.sgemm(tA, tB, m, n, k, a, b, c);
+              const bytes = Buffer.from(c.buffer);
+              first ??= bytes;
+              expect(bytes.equals(first), `${m}x${n}x${k} ${tA}/${tB} with ${isa}, ${threads} threads`).toBe(true);
+            }
+          }
+        }
+      }
+    } finally {
+      installNativeMatMul(1);
+    }
+    expect(blas.isa()).toBe(blas.bestIsa());
+  });
+
+  it('refuses an instruction set the CPU lacks, and names the choice in its reason', () => {
+    const { blas } = loaded as { blas: NativeBlas };
+    expect(() => blas.setIsa('sse' as NativeIsa)).toThrow(/avx512, avx2 or scalar/);
+    if (blas.bestIsa() !== 'avx512') expect(installNativeMatMul(1, 'avx512')).toEqual({ reason: `TRAJLAB_BLAS_ISA=avx512 but this CPU's fastest is ${blas.bestIsa()}` });
+    // the portable path is refused in auto mode only
+    expect(installNativeMatMul(1, 'scalar', true)).toEqual({ reason: expect.stringMatching(/neither AVX2 with FMA nor AVX-512/) });
+    expect(installNativeMatMul(1, 'scalar')).toHaveProperty('blas');
+    installNativeMatMul(1);
+  });
+
   it('gives each row the same bits whatever the batch it is in (so shards and workers never change results)', () => {
     const yt = tf.tensor2d(values(784 * 3000, 6), [784, 3000]);
     const x = tf.tensor2d(values(64 * 784, 7), [64, 784]);
@@ -100,20 +173,14 @@ describe.skipIf(!available)('OpenBLAS matrix products on the wasm backend', () =
   });
 });
 
-describe('TRAJLAB_BLAS and TRAJLAB_BLAS_THREADS', () => {
-  it('default to auto and one thread', () => {
-    expect(blasFromEnv({})).toEqual({ choice: 'auto', threads: 1 });
-    expect(blasFromEnv({ TRAJLAB_BLAS: ' OFF ', TRAJLAB_BLAS_THREADS: '2' })).toEqual({ choice: 'off', threads: 2 });
-  });
-
-  it('TRAJLAB_BLAS_CORE names OpenBLAS kernels or leaves the choice to OpenBLAS', () => {
-    expect(blasCoreFromEnv({ TRAJLAB_BLAS_CORE: 'AUTO' })).toBe('auto');
-    expect(blasCoreFromEnv({ TRAJLAB_BLAS_CORE: 'SkylakeX' })).toBe('SkylakeX');
-    expect(['SandyBridge', 'auto']).toContain(blasCoreFromEnv({}));
+describe('TRAJLAB_BLAS, TRAJLAB_BLAS_THREADS and TRAJLAB_BLAS_ISA', () => {
+  it('default to auto, one thread and the fastest instruction set', () => {
+    expect(blasFromEnv({})).toEqual({ choice: 'auto', threads: 1, isa: 'auto' });
+    expect(blasFromEnv({ TRAJLAB_BLAS: ' OFF ', TRAJLAB_BLAS_THREADS: '2', TRAJLAB_BLAS_ISA: 'AVX2' })).toEqual({ choice: 'off', threads: 2, isa: 'avx2' });
   });
 
   it.each([
-    [{ TRAJLAB_BLAS_CORE: 'Haswell; rm' }, /TRAJLAB_BLAS_CORE must be 'auto' or an OpenBLAS core name such as SandyBridge; got 'Haswell; rm'/],
+    [{ TRAJLAB_BLAS_ISA: 'sse2' }, /TRAJLAB_BLAS_ISA must be one of auto, avx512, avx2, scalar; got 'sse2'/],
     [{ TRAJLAB_BLAS: 'mkl' }, /TRAJLAB_BLAS must be one of auto, on, off; got 'mkl'/],
     [{ TRAJLAB_BLAS_THREADS: '0' }, /TRAJLAB_BLAS_THREADS must be an integer from 1 to 256; got '0'/],
     [{ TRAJLAB_BLAS_THREADS: '1.5' }, /TRAJLAB_BLAS_THREADS .* got '1.5'/],

@@ -1,77 +1,57 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 /**
  * Native matrix products for the wasm backend. Node's WebAssembly has no threads and 128-bit SIMD only, so wasm's
- * matMul runs at a fraction of what one core can do; where the optional binding native/trajlab_blas.c was built
- * against OpenBLAS at install (scripts/build-native.mjs), the wasm backend's BatchMatMul and _FusedMatMul kernels
- * call OpenBLAS's sgemm directly on the tensors' wasm-heap memory (no copies). Everything else stays in wasm.
+ * matMul runs at a fraction of what one core can do; where the optional binding (native/trajlab_blas.c with
+ * native/stable_gemm.c) was built at install (scripts/build-native.mjs), the wasm backend's BatchMatMul and
+ * _FusedMatMul kernels call its sgemm directly on the tensors' wasm-heap memory (no copies). Everything else stays in
+ * wasm.
  *
- * Threads: OpenBLAS's result bits depend on its thread count (not on the batch size), so the count is fixed per
- * process (TRAJLAB_BLAS_THREADS, default 1) and cores are used through worker processes: rows stay identical whatever
- * the number of workers or the sharding.
- *
- * Kernels: OpenBLAS picks its kernels by CPU model unless OPENBLAS_CORETYPE names them, and some of them (the AVX2
- * kernels OpenBLAS uses on Haswell-to-Alder-Lake Intel and on AMD Zen CPUs) round the rows of a batch's last partial
- * block differently, so a row's bits would depend on the other rows computed with it (on the batch, hence the shard
- * size). trajlab therefore names the AVX kernels (SandyBridge) on every x86-64 CPU with AVX (TRAJLAB_BLAS_CORE, see
- * blasCoreFromEnv): every row is rounded the same way whatever its batch, and the bits are the same on every such
- * machine (Intel or AMD). Whatever the kernels, a self-check at load (rowsIndependentOfBatch) must pass, or the wasm
- * kernel is kept. TRAJLAB_BLAS=off gives wasm's bits.
+ * Bits: the native product computes every element as one sequential chain of fused multiply-adds over the inner
+ * dimension (stable_gemm.h), so a row's bits never depend on the rows computed with it (the batch, hence the shard
+ * size), on the thread count (TRAJLAB_BLAS_THREADS), or on the instruction set (AVX-512, AVX2 + FMA, or the portable
+ * C path: TRAJLAB_BLAS_ISA): the same bits on every machine that runs it. A self-check at load
+ * (rowsIndependentOfBatch) must pass, or the wasm kernel is kept. TRAJLAB_BLAS=off gives wasm's bits.
  */
 
 /** The functions the binding exports. */
 export interface NativeBlas {
   /** C[M, N] = op(A)[M, K] op(B)[K, N], row-major float32, op = optional transpose. */
   sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array): void;
+  /** Threads per product from now on (1 to 256). */
   setThreads(threads: number): void;
   threads(): number;
-  /** OpenBLAS's own description (version, CPU core type, thread limit). */
-  config(): string;
+  /** Instruction set from now on (at most bestIsa()); returns it. */
+  setIsa(isa: NativeIsa): NativeIsa;
+  /** The instruction set in use. */
+  isa(): NativeIsa;
+  /** The fastest instruction set this CPU supports. */
+  bestIsa(): NativeIsa;
 }
 
+/** The native product's instruction sets: vector kernels (x86-64) and the portable C path (much slower than wasm). */
+export const NATIVE_ISAS = ['avx512', 'avx2', 'scalar'] as const;
+export type NativeIsa = (typeof NATIVE_ISAS)[number];
+
 export const BLAS_CHOICES = ['auto', 'on', 'off'] as const;
-/** `auto`: native products when the binding is built; `on`: required (an error if missing); `off`: wasm's own. */
+/**
+ * `auto`: native products when the binding is built and the CPU has a vector kernel (AVX2 + FMA or AVX-512); `on`:
+ * required (an error if the binding is missing), even on the portable C path; `off`: wasm's own.
+ */
 export type BlasChoice = (typeof BLAS_CHOICES)[number];
+
+/** How logs, study.json and the report name the native product. */
+export const NATIVE_MATMUL_NAME = 'native row-stable sgemm';
 
 /** Where the binding is built (by scripts/build-native.mjs). */
 export const NATIVE_BLAS_PATH = fileURLToPath(new URL('../native/build/trajlab_blas.node', import.meta.url));
 
-/** Whether this is an x86-64 CPU with AVX (Linux: from /proc/cpuinfo). */
-function hasAvx(): boolean {
-  if (process.arch !== 'x64') return false;
-  try {
-    const flags = /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.split(/\s+/) ?? [];
-    return flags.includes('avx');
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The OpenBLAS kernels to use: TRAJLAB_BLAS_CORE if set (`auto`: OpenBLAS's own choice by CPU model; otherwise an
- * OpenBLAS core name such as SandyBridge, SkylakeX), else `SandyBridge` on x86-64 CPUs with AVX and `auto` elsewhere.
- * Without TRAJLAB_BLAS_CORE, an OPENBLAS_CORETYPE already in the environment is kept.
- */
-export function blasCoreFromEnv(env: NodeJS.ProcessEnv = process.env): string {
-  const v = (env.TRAJLAB_BLAS_CORE ?? '').trim();
-  if (v && !/^[A-Za-z][A-Za-z0-9]*$/.test(v)) throw new BlasChoiceError(`TRAJLAB_BLAS_CORE must be 'auto' or an OpenBLAS core name such as SandyBridge; got '${env.TRAJLAB_BLAS_CORE}'`);
-  if (v) return v.toLowerCase() === 'auto' ? 'auto' : v;
-  return hasAvx() ? 'SandyBridge' : 'auto';
-}
-
 /** The binding, or why it cannot be used. */
 export function loadNativeBlas(): { blas: NativeBlas } | { reason: string } {
-  // OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded (the first require of the binding); processes this one
-  // starts inherit the choice
-  if (process.env.TRAJLAB_BLAS_CORE?.trim() || !process.env.OPENBLAS_CORETYPE) {
-    const core = blasCoreFromEnv();
-    if (core === 'auto') delete process.env.OPENBLAS_CORETYPE;
-    else process.env.OPENBLAS_CORETYPE = core;
-  }
-  if (!existsSync(NATIVE_BLAS_PATH)) return { reason: 'the native binding is not built (needs a C compiler and OpenBLAS at install: apt-get install libopenblas-dev, then pnpm install)' };
+  if (!existsSync(NATIVE_BLAS_PATH)) return { reason: 'the native binding is not built (needs a C compiler and Node\'s headers at install, then pnpm install)' };
   try {
     return { blas: createRequire(import.meta.url)(NATIVE_BLAS_PATH) as NativeBlas };
   } catch (err) {
@@ -111,20 +91,31 @@ export function rowsIndependentOfBatch(blas: NativeBlas): boolean {
   return true;
 }
 
-/** An invalid TRAJLAB_BLAS or TRAJLAB_BLAS_THREADS (user input). */
+/** An invalid TRAJLAB_BLAS, TRAJLAB_BLAS_THREADS or TRAJLAB_BLAS_ISA (user input). */
 export class BlasChoiceError extends Error {
   override name = 'BlasChoiceError';
 }
 
-/** Reads TRAJLAB_BLAS (default auto) and TRAJLAB_BLAS_THREADS (default 1), and checks TRAJLAB_BLAS_CORE. */
-export function blasFromEnv(env: NodeJS.ProcessEnv = process.env): { choice: BlasChoice; threads: number } {
-  blasCoreFromEnv(env);
+/** What the environment asks of the native products. */
+export interface BlasSettings {
+  /** TRAJLAB_BLAS. @defaultValue 'auto' */
+  choice: BlasChoice;
+  /** TRAJLAB_BLAS_THREADS: threads per product (cores are better used through `--workers`). @defaultValue 1 */
+  threads: number;
+  /** TRAJLAB_BLAS_ISA: `auto` (the CPU's fastest) or an instruction set at most the CPU's fastest. @defaultValue 'auto' */
+  isa: NativeIsa | 'auto';
+}
+
+/** Reads TRAJLAB_BLAS (default auto), TRAJLAB_BLAS_THREADS (default 1) and TRAJLAB_BLAS_ISA (default auto). */
+export function blasFromEnv(env: NodeJS.ProcessEnv = process.env): BlasSettings {
   const v = (env.TRAJLAB_BLAS ?? 'auto').trim().toLowerCase();
   if (!(BLAS_CHOICES as readonly string[]).includes(v)) throw new BlasChoiceError(`TRAJLAB_BLAS must be one of ${BLAS_CHOICES.join(', ')}; got '${env.TRAJLAB_BLAS}'`);
   const t = (env.TRAJLAB_BLAS_THREADS ?? '1').trim();
   const threads = Number(t);
   if (!/^\d+$/.test(t) || threads < 1 || threads > 256) throw new BlasChoiceError(`TRAJLAB_BLAS_THREADS must be an integer from 1 to 256; got '${env.TRAJLAB_BLAS_THREADS}'`);
-  return { choice: v as BlasChoice, threads };
+  const i = (env.TRAJLAB_BLAS_ISA ?? 'auto').trim().toLowerCase();
+  if (i !== 'auto' && !(NATIVE_ISAS as readonly string[]).includes(i)) throw new BlasChoiceError(`TRAJLAB_BLAS_ISA must be one of auto, ${NATIVE_ISAS.join(', ')}; got '${env.TRAJLAB_BLAS_ISA}'`);
+  return { choice: v as BlasChoice, threads, isa: i as NativeIsa | 'auto' };
 }
 
 /** The part of the wasm backend the kernels use (tfjs-backend-wasm's BackendWasm). */
@@ -138,7 +129,7 @@ const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 let installed: { blas: NativeBlas; originals: tf.KernelConfig[] } | null = null;
 
-/** Whether the wasm backend's matrix products currently run through OpenBLAS. */
+/** Whether the wasm backend's matrix products currently run through the native binding. */
 export function nativeMatMulActive(): boolean {
   return installed !== null;
 }
@@ -185,21 +176,24 @@ function nativeProduct(blas: NativeBlas, backend: WasmBackend, a: tf.TensorInfo,
 const ACTIVATION_KERNELS: Record<string, string | null> = { linear: null, relu: 'Relu', relu6: 'Relu6', elu: 'Elu', sigmoid: 'Sigmoid' };
 
 /**
- * Registers OpenBLAS products as the wasm backend's BatchMatMul and _FusedMatMul (once per process; wasm only).
- * Returns the binding, or null with `reason` when it cannot be used.
+ * Registers native products as the wasm backend's BatchMatMul and _FusedMatMul (once per process; wasm only), with
+ * `threads` threads per product and instruction set `isa` (`auto`: the CPU's fastest). `requireVector`: refuse the
+ * portable C path (slower than wasm's own kernel). Returns the binding, or `reason` when it is not used.
  */
-export function installNativeMatMul(threads = 1): { blas: NativeBlas } | { reason: string } {
-  if (installed) {
-    installed.blas.setThreads(threads);
-    return { blas: installed.blas };
-  }
-  if (tf.getBackend() !== 'wasm') return { reason: `the active backend is ${tf.getBackend()}, not wasm` };
-  const loaded = loadNativeBlas();
+export function installNativeMatMul(threads = 1, isa: NativeIsa | 'auto' = 'auto', requireVector = false): { blas: NativeBlas } | { reason: string } {
+  const loaded = installed ? { blas: installed.blas } : loadNativeBlas();
   if (!('blas' in loaded)) return loaded;
   const { blas } = loaded;
+  const best = blas.bestIsa();
+  if (isa !== 'auto' && NATIVE_ISAS.indexOf(isa) < NATIVE_ISAS.indexOf(best)) return { reason: `TRAJLAB_BLAS_ISA=${isa} but this CPU's fastest is ${best}` };
+  const wanted = isa === 'auto' ? best : isa;
+  if (requireVector && wanted === 'scalar') return { reason: 'this CPU has neither AVX2 with FMA nor AVX-512, and the portable native path is slower than wasm\'s kernel (TRAJLAB_BLAS=on uses it anyway)' };
   blas.setThreads(threads);
+  blas.setIsa(wanted);
+  if (installed) return { blas };
+  if (tf.getBackend() !== 'wasm') return { reason: `the active backend is ${tf.getBackend()}, not wasm` };
   if (!rowsIndependentOfBatch(blas)) {
-    return { reason: `the OpenBLAS kernels in use (${blas.config().split(/\s+/).find((w, i) => i > 1 && /^[A-Z][a-z]/.test(w)) ?? 'chosen by CPU'}) give a row different bits depending on the rows computed with it, so results would depend on the shard size; set TRAJLAB_BLAS_CORE to other kernels (e.g. SandyBridge)` };
+    return { reason: `the native product (${wanted}) gave a row different bits depending on the rows computed with it, so results would depend on the shard size` };
   }
   const batchMatMul = tf.getKernel('BatchMatMul', 'wasm');
   const fused = tf.getKernel('_FusedMatMul', 'wasm');

@@ -2,10 +2,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { BlasChoiceError, blasFromEnv, installNativeMatMul } from './blas.js';
+import { BlasChoiceError, blasFromEnv, installNativeMatMul, NATIVE_MATMUL_NAME } from './blas.js';
 
-export { BLAS_CHOICES, BlasChoiceError, blasCoreFromEnv, blasFromEnv, installNativeMatMul, loadNativeBlas, nativeMatMulActive, NATIVE_BLAS_PATH, uninstallNativeMatMul } from './blas.js';
-export type { BlasChoice, NativeBlas } from './blas.js';
+export { BLAS_CHOICES, NATIVE_MATMUL_NAME, BlasChoiceError, blasFromEnv, installNativeMatMul, loadNativeBlas, NATIVE_ISAS, nativeMatMulActive, NATIVE_BLAS_PATH, uninstallNativeMatMul } from './blas.js';
+export type { BlasChoice, BlasSettings, NativeBlas, NativeIsa } from './blas.js';
 
 /**
  * Tensor backend selection. `auto` prefers TensorFlow (tfjs-node-gpu, then tfjs-node: optional dependencies that only
@@ -26,8 +26,9 @@ export interface BackendInfo {
   /** Why the preferred backends were skipped (auto only). */
   skipped: string[];
   /**
-   * What computes matrix products: OpenBLAS's configuration (version, CPU kernel) and thread count when the wasm backend's products run
-   * through the native binding (see blas.ts), else the backend's own kernel; `matMulNote` says why not native.
+   * What computes matrix products: the native row-stable product with its instruction set and thread count when the
+   * wasm backend's products run through the native binding (see blas.ts), else the backend's own kernel; `matMulNote`
+   * says why not native.
    */
   matMul: string;
   matMulNote?: string;
@@ -41,7 +42,7 @@ export class BackendChoiceError extends Error {
 }
 
 /**
- * Reads TRAJLAB_BACKEND (and checks TRAJLAB_BLAS, TRAJLAB_BLAS_THREADS: see blasFromEnv); an unknown value is an
+ * Reads TRAJLAB_BACKEND (and checks TRAJLAB_BLAS, TRAJLAB_BLAS_THREADS, TRAJLAB_BLAS_ISA: see blasFromEnv); an unknown value is an
  * error naming the variable.
  */
 export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendChoice {
@@ -156,19 +157,19 @@ export async function initBackend(requested: BackendChoice = backendFromEnv()): 
   throw new Error(`no tensor backend could be loaded (${skipped.join('; ')})`);
 }
 
-/** Routes wasm's matrix products through OpenBLAS when TRAJLAB_BLAS allows and the binding is built. */
+/** Routes wasm's matrix products through the native binding when TRAJLAB_BLAS allows and the binding is built. */
 function matMulProvider(): { matMul: string; matMulNote?: string } {
   const own = `${tf.getBackend()} (its own kernel)`;
   if (tf.getBackend() !== 'wasm') return { matMul: own };
-  const { choice, threads } = blasFromEnv();
+  const { choice, threads, isa } = blasFromEnv();
   if (choice === 'off') return { matMul: own, matMulNote: 'TRAJLAB_BLAS=off' };
-  const res = installNativeMatMul(threads);
+  const res = installNativeMatMul(threads, isa, choice === 'auto');
   if (!('blas' in res)) {
     if (choice === 'on') throw new BlasChoiceError(`TRAJLAB_BLAS=on but ${res.reason}`);
     return { matMul: own, matMulNote: res.reason };
   }
-  // e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Sandybridge MAX_THREADS=64": version and CPU kernel
-  return { matMul: `${res.blas.config().trim()}, ${threads} thread${threads > 1 ? 's' : ''}` };
+  // e.g. "native row-stable sgemm (avx512), 1 thread"
+  return { matMul: `${NATIVE_MATMUL_NAME} (${res.blas.isa()}), ${threads} thread${threads > 1 ? 's' : ''}` };
 }
 
 /** One line for logs: the backend, its package and what computes its matrix products. */

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { nativeMatMulActive } from '@trajlab/backend';
 import { topAxesBySubspaceIteration } from './pca.js';
 
 /** One slice of the training set kept on the device in both layouts the kernels need. */
@@ -6,10 +7,13 @@ interface Chunk {
   /** First training index of the chunk. */
   start: number;
   size: number;
-  /** [size, dim]: right operand of weights x points. */
+  /** [size, dim]: right operand of weights x points, and (transposed) of x . y_j with native products. */
   y: tf.Tensor2D;
-  /** [dim, size]: pre-transposed right operand of x . y_j (avoids the slow transposeB path on wasm). */
-  yt: tf.Tensor2D;
+  /**
+   * [dim, size]: pre-transposed right operand of x . y_j for wasm's own kernel, whose transposeB path is slow; made on
+   * first use (native products read y transposed at full speed, with the same bits as an untransposed operand).
+   */
+  yt: tf.Tensor2D | null;
   /** [1, size]: ||y_j||^2 / 2, cached. */
   halfNorm: tf.Tensor2D;
 }
@@ -102,9 +106,8 @@ export class TrainingSet {
       const size = Math.min(this.chunkSize, n - start);
       const slice = points.subarray(start * dim, (start + size) * dim);
       const y = tf.tensor2d(slice, [size, dim], 'float32');
-      const yt = tf.tidy(() => tf.transpose(y) as tf.Tensor2D);
       const halfNorm = tf.tidy(() => tf.reshape(tf.mul(tf.sum(tf.square(y), 1), 0.5), [1, size]) as tf.Tensor2D);
-      this.chunks.push({ start, size, y, yt, halfNorm });
+      this.chunks.push({ start, size, y, yt: null, halfNorm });
     }
     if (opts.pruning) {
       const rank = Math.min(opts.pruning.rank ?? 32, dim, n);
@@ -133,9 +136,16 @@ export class TrainingSet {
     return this.pca ? { rank: this.pca.rank, tolerance: this.pca.tolerance } : null;
   }
 
-  /** Bytes of device memory held (both layouts plus norms). */
+  /** Bytes of device memory held at most (both layouts plus norms). */
   get deviceBytes(): number {
     return 4 * (2 * this.n * this.dim + this.n);
+  }
+
+  /** q . y_j for every point j of a chunk: [B, size]. */
+  private dots(q: tf.Tensor2D, c: Chunk): tf.Tensor2D {
+    if (nativeMatMulActive()) return tf.matMul(q, c.y, false, true);
+    c.yt ??= tf.keep(tf.transpose(c.y));
+    return tf.matMul(q, c.yt);
   }
 
   /**
@@ -143,7 +153,7 @@ export class TrainingSet {
    * (x / t^2) . y_j - (||y_j||^2 / 2) / t^2 so that the only pass over [B, size] besides the product is one subtraction.
    */
   private logits(x: tf.Tensor2D, c: Chunk, invT2: number): tf.Tensor2D {
-    return tf.tidy(() => tf.sub(tf.matMul(tf.mul(x, invT2), c.yt), tf.mul(c.halfNorm, invT2)) as tf.Tensor2D);
+    return tf.tidy(() => tf.sub(this.dots(tf.mul(x, invT2), c), tf.mul(c.halfNorm, invT2)) as tf.Tensor2D);
   }
 
   /**
@@ -374,7 +384,7 @@ export class TrainingSet {
     const lse1 = new Float64Array(B).fill(-Infinity);
     this.chunks.forEach((c, ci) => {
       const a = cachedLogits?.[ci] ?? this.logits(x, c, invT2);
-      const dy = tf.matMul(delta, c.yt);
+      const dy = this.dots(delta, c);
       const aHost = a.dataSync();
       const dyHost = dy.dataSync();
       tf.dispose([a, dy]);
@@ -420,7 +430,7 @@ export class TrainingSet {
       const k = Math.min(candidates, c.size);
       const { indices } = tf.tidy(() => {
         // the cached logits are these scores divided by t^2: the same ranking
-        const score = cachedLogits?.[ci] ?? tf.sub(tf.matMul(q!, c.yt), c.halfNorm);
+        const score = cachedLogits?.[ci] ?? tf.sub(this.dots(q!, c), c.halfNorm);
         const top = tf.topk(score, k, true);
         return { indices: top.indices };
       });
@@ -459,7 +469,7 @@ export class TrainingSet {
 
   dispose(): void {
     this.dropCache();
-    for (const c of this.chunks) tf.dispose([c.y, c.yt, c.halfNorm]);
+    for (const c of this.chunks) tf.dispose([c.y, c.halfNorm, ...(c.yt ? [c.yt] : [])]);
     if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...this.pca.bounds]);
     this.chunks.length = 0;
   }

@@ -61,11 +61,11 @@ let nativeMatMul: tf.KernelConfig | null = null;
  * wasm's BatchMatMul is about 10x slower with transposeA/transposeB than on explicitly transposed operands, and
  * every Dense layer's backward pass asks for transposed products (dW = x^T dy, dx = dy W^T). On wasm this re-registers
  * BatchMatMul so transposed operands are transposed first (same products, same shapes), unless the products already
- * run through OpenBLAS. Returns whether it did.
+ * run through the native binding. Returns whether it did.
  */
 export function ensureFastTransposedMatMul(): boolean {
   const backendName = tf.getBackend();
-  // OpenBLAS products (installed by @trajlab/backend) take transposed operands at full speed
+  // native products (installed by @trajlab/backend) take transposed operands at full speed
   if (backendName !== 'wasm' || matMulPatched || nativeMatMulActive()) return matMulPatched;
   const original = tf.getKernel('BatchMatMul', backendName);
   const transpose = tf.getKernel('Transpose', backendName)?.kernelFunc;

@@ -1,0 +1,308 @@
+/*
+ * The row-stable matrix product of stable_gemm.h.
+ *
+ * Every element of C is one sequential chain of fused multiply-adds over p = 0..K-1 (the K dimension is never split
+ * across accumulators, and a block of K that continues a chain starts from the value the previous block stored). The
+ * vector kernels keep one chain per lane: an MR x NR block of C lives in registers, each step p broadcasts one value
+ * of each of the MR left rows and multiplies it into NR right values (a vector load). Lanes never mix, so the tile
+ * shape, the vector width and the split over threads change the speed, never the bits; rows of C past M and columns
+ * past N are computed on repeated or zero inputs and dropped.
+ *
+ * Layout: the right operand is read in rows of NR contiguous floats, the left one element by element at any stride.
+ * When op(B) is not contiguous along its columns, C^T = op(B)^T op(A)^T is computed instead if that needs a smaller
+ * copy (op(A)^T contiguous, or a small op(A) to transpose), and transposed back.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "stable_gemm.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define GEMM_X86 1
+#include <immintrin.h>
+#endif
+
+/*
+ * A micro-kernel continues the fma chains of an MR x NR block of C (row i at c[i], NR contiguous floats) over kc more
+ * steps: step p multiplies left row i's value l[i][p * ls] into the right operand's row r + p * ldr. first: the chains
+ * start at +0 instead of C's stored values.
+ */
+typedef void (*micro_kernel)(int kc, const float *const *l, ptrdiff_t ls, const float *r, ptrdiff_t ldr, float *const *c, bool first);
+
+typedef struct {
+  int mr, nr;
+  micro_kernel run;
+  /* relative speed per useful lane (measured), to weigh a tile's padding against its speed */
+  double speed;
+} tile_kernel;
+
+#define MAX_MR 8
+#define MAX_NR 64
+/* K block: the chains are stored and reloaded between blocks, so the left block (M x KC) stays in cache */
+#define KC 512
+
+#ifdef GEMM_X86
+/* The vector kernels, one per tile shape: MR rows x NV vectors of VW lanes (the loops unroll into registers). */
+#define DEFINE_VECTOR_KERNEL(NAME, TARGET, VEC, VW, ZERO, LOAD, STORE, BCAST, FMA, MR, NV)                          \
+  __attribute__((target(TARGET))) static void NAME(int kc, const float *const *l, ptrdiff_t ls, const float *r,    \
+                                                   ptrdiff_t ldr, float *const *c, bool first) {                   \
+    VEC acc[MR][NV];                                                                                              \
+    _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                                        \
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = first ? ZERO() : LOAD(c[i] + VW * v);       \
+    }                                                                                                             \
+    const float *lp[MR];                                                                                          \
+    _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) lp[i] = l[i];                                            \
+    for (int p = 0; p < kc; p++) {                                                                                \
+      VEC b[NV];                                                                                                  \
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) b[v] = LOAD(r + VW * v);                               \
+      _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                                      \
+        VEC a = BCAST(lp[i][p * ls]);                                                                             \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = FMA(a, b[v], acc[i][v]);                 \
+      }                                                                                                           \
+      r += ldr;                                                                                                   \
+    }                                                                                                             \
+    _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                                        \
+      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) STORE(c[i] + VW * v, acc[i][v]);                        \
+    }                                                                                                             \
+  }
+
+DEFINE_VECTOR_KERNEL(avx512_4x48, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, 4, 3)
+DEFINE_VECTOR_KERNEL(avx512_8x32, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, 8, 2)
+DEFINE_VECTOR_KERNEL(avx512_6x64, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, 6, 4)
+DEFINE_VECTOR_KERNEL(avx2_6x16, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, 6, 2)
+DEFINE_VECTOR_KERNEL(avx2_4x24, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, 4, 3)
+#endif
+
+/* The portable kernel: the same chains with the C library's fmaf (correctly rounded, like the vector fma). */
+#define SCALAR_MR 4
+#define SCALAR_NR 16
+static void scalar_4x16(int kc, const float *const *l, ptrdiff_t ls, const float *r, ptrdiff_t ldr, float *const *c, bool first) {
+  for (int i = 0; i < SCALAR_MR; i++) {
+    for (int j = 0; j < SCALAR_NR; j++) {
+      float acc = first ? 0.0f : c[i][j];
+      for (int p = 0; p < kc; p++) acc = fmaf(l[i][p * ls], r[p * ldr + j], acc);
+      c[i][j] = acc;
+    }
+  }
+}
+
+gemm_isa gemm_best_isa(void) {
+#ifdef GEMM_X86
+  /* the compiler's CPU check includes the operating system's support for the wider registers */
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return GEMM_ISA_AVX512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return GEMM_ISA_AVX2;
+#endif
+  return GEMM_ISA_SCALAR;
+}
+
+const char *gemm_isa_name(gemm_isa isa) {
+  switch (isa) {
+    case GEMM_ISA_AVX512: return "avx512";
+    case GEMM_ISA_AVX2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+static long padded(int size, int block) { return ((long)size + block - 1) / block * block; }
+
+/* The tile of `isa` that computes an M x N product fastest: its padded area over its speed (ties: the first listed). */
+static tile_kernel choose_tile(gemm_isa isa, int m, int n) {
+  tile_kernel scalar = {SCALAR_MR, SCALAR_NR, scalar_4x16, 1.0};
+#ifdef GEMM_X86
+  tile_kernel options[3];
+  int count = 0;
+  if (isa == GEMM_ISA_AVX512) {
+    options[count++] = (tile_kernel){4, 48, avx512_4x48, 1.0};
+    options[count++] = (tile_kernel){6, 64, avx512_6x64, 1.0};
+    options[count++] = (tile_kernel){8, 32, avx512_8x32, 0.85};
+  } else if (isa == GEMM_ISA_AVX2) {
+    options[count++] = (tile_kernel){6, 16, avx2_6x16, 1.0};
+    options[count++] = (tile_kernel){4, 24, avx2_4x24, 0.95};
+  } else {
+    return scalar;
+  }
+  tile_kernel best = options[0];
+  double best_cost = (double)padded(m, best.mr) * padded(n, best.nr) / best.speed;
+  for (int t = 1; t < count; t++) {
+    double cost = (double)padded(m, options[t].mr) * padded(n, options[t].nr) / options[t].speed;
+    if (cost < best_cost) {
+      best = options[t];
+      best_cost = cost;
+    }
+  }
+  return best;
+#else
+  (void)isa;
+  (void)m;
+  (void)n;
+  return scalar;
+#endif
+}
+
+/* One product of the core loop: C[M x N] (row stride ldc) = L[M x K] R[K x N]; L (i, p) at l[i*lr + p*lc], R (p, j) at r[p*ldr + j]. */
+typedef struct {
+  tile_kernel kernel;
+  int m, n, k;
+  const float *l;
+  ptrdiff_t lr, lc;
+  const float *r;
+  ptrdiff_t ldr;
+  float *c;
+  ptrdiff_t ldc;
+  /* the blocks this task computes: rows [begin, end) of C when rows_outer, else columns [begin, end) */
+  bool rows_outer;
+  int begin, end;
+  int status;
+} core_task;
+
+static void *run_core(void *arg) {
+  core_task *t = arg;
+  const int mr_full = t->kernel.mr, nr_full = t->kernel.nr;
+  /* the right edge's zero-padded panel; a block at an edge goes through a C tile */
+  float *panel = malloc(sizeof(float) * KC * nr_full);
+  float tile[MAX_MR * MAX_NR];
+  if (!panel) {
+    t->status = -1;
+    return NULL;
+  }
+  int m0 = t->rows_outer ? t->begin : 0, m1 = t->rows_outer ? t->end : t->m;
+  int n0 = t->rows_outer ? 0 : t->begin, n1 = t->rows_outer ? t->n : t->end;
+  for (int k0 = 0; k0 < t->k; k0 += KC) {
+    int kc = t->k - k0 < KC ? t->k - k0 : KC;
+    bool first = k0 == 0;
+    /* the right edge (columns past the last whole panel), zero-padded to a whole panel once per K block */
+    int edge_j0 = n0 + (n1 - n0) / nr_full * nr_full;
+    if (edge_j0 < n1) {
+      const float *src = t->r + (ptrdiff_t)k0 * t->ldr + edge_j0;
+      for (int p = 0; p < kc; p++) {
+        int j = 0;
+        for (; j < n1 - edge_j0; j++) panel[p * nr_full + j] = src[p * t->ldr + j];
+        for (; j < nr_full; j++) panel[p * nr_full + j] = 0.0f;
+      }
+    }
+    /* the outer loop walks the larger operand once; the inner one reuses the smaller one's block from cache */
+    int outer_count = t->rows_outer ? (m1 - m0 + mr_full - 1) / mr_full : (n1 - n0 + nr_full - 1) / nr_full;
+    int inner_count = t->rows_outer ? (n1 - n0 + nr_full - 1) / nr_full : (m1 - m0 + mr_full - 1) / mr_full;
+    for (int outer = 0; outer < outer_count; outer++) {
+      for (int inner = 0; inner < inner_count; inner++) {
+        int i0 = m0 + (t->rows_outer ? outer : inner) * mr_full;
+        int j0 = n0 + (t->rows_outer ? inner : outer) * nr_full;
+        int mr = m1 - i0 < mr_full ? m1 - i0 : mr_full;
+        int nr = n1 - j0 < nr_full ? n1 - j0 : nr_full;
+        const float *rp = nr < nr_full ? panel : t->r + (ptrdiff_t)k0 * t->ldr + j0;
+        ptrdiff_t rstride = nr < nr_full ? nr_full : t->ldr;
+        const float *lrow[MAX_MR];
+        float *crow[MAX_MR];
+        /* rows past the bottom edge repeat row i0 (their results are dropped) */
+        for (int i = 0; i < mr_full; i++) lrow[i] = t->l + (ptrdiff_t)(i < mr ? i0 + i : i0) * t->lr + (ptrdiff_t)k0 * t->lc;
+        if (mr == mr_full && nr == nr_full) {
+          for (int i = 0; i < mr_full; i++) crow[i] = t->c + (ptrdiff_t)(i0 + i) * t->ldc + j0;
+          t->kernel.run(kc, lrow, t->lc, rp, rstride, crow, first);
+        } else {
+          for (int i = 0; i < mr_full; i++) {
+            crow[i] = tile + i * nr_full;
+            if (!first && i < mr) memcpy(crow[i], t->c + (ptrdiff_t)(i0 + i) * t->ldc + j0, sizeof(float) * nr);
+          }
+          t->kernel.run(kc, lrow, t->lc, rp, rstride, crow, first);
+          for (int i = 0; i < mr; i++) memcpy(t->c + (ptrdiff_t)(i0 + i) * t->ldc + j0, crow[i], sizeof(float) * nr);
+        }
+      }
+    }
+  }
+  free(panel);
+  t->status = 0;
+  return NULL;
+}
+
+/* Products smaller than this (multiply-adds) run on one thread: starting threads would cost more than they save. */
+#define MIN_WORK_PER_THREAD (1L << 20)
+
+/* The core loop over threads: each one owns whole blocks of C (rows or columns), so no chain is ever split. */
+static int gemm_core(gemm_isa isa, int m, int n, int k, const float *l, ptrdiff_t lr, ptrdiff_t lc, const float *r, ptrdiff_t ldr, float *c, ptrdiff_t ldc, int threads) {
+  core_task base = {choose_tile(isa, m, n), m, n, k, l, lr, lc, r, ldr, c, ldc, m > n, 0, 0, 0};
+  int block = base.rows_outer ? base.kernel.mr : base.kernel.nr;
+  int blocks = ((base.rows_outer ? m : n) + block - 1) / block;
+  long work = (long)m * n * k;
+  int count = threads < 1 ? 1 : threads;
+  if (count > blocks) count = blocks;
+  while (count > 1 && work / count < MIN_WORK_PER_THREAD) count--;
+  core_task tasks[256];
+  if (count > 256) count = 256;
+  pthread_t ids[256];
+  bool spawned[256] = {false};
+  for (int t = 0; t < count; t++) {
+    tasks[t] = base;
+    tasks[t].begin = (int)((long)blocks * t / count) * block;
+    int end = (int)((long)blocks * (t + 1) / count) * block;
+    int limit = base.rows_outer ? m : n;
+    tasks[t].end = end < limit ? end : limit;
+  }
+  /* task 0 runs on this thread, the others on new ones (or here as well, should a thread fail to start) */
+  for (int t = 1; t < count; t++) {
+    spawned[t] = pthread_create(&ids[t], NULL, run_core, &tasks[t]) == 0;
+    if (!spawned[t]) run_core(&tasks[t]);
+  }
+  run_core(&tasks[0]);
+  int status = tasks[0].status;
+  for (int t = 1; t < count; t++) {
+    if (spawned[t]) pthread_join(ids[t], NULL);
+    if (tasks[t].status) status = tasks[t].status;
+  }
+  return status;
+}
+
+int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, const float *b, float *c, gemm_isa isa, int threads) {
+  if (m <= 0 || n <= 0) return 0;
+  if (k <= 0) {
+    memset(c, 0, sizeof(float) * (size_t)m * n);
+    return 0;
+  }
+  if (isa > gemm_best_isa()) isa = gemm_best_isa();
+  /* op(A) (i, p) = A[i*k + p] or A[p*m + i]; op(B) (p, j) = B[p*n + j] or B[j*k + p] */
+  ptrdiff_t a_row = trans_a ? 1 : k, a_col = trans_a ? m : 1;
+  /* copies needed: op(B) transposed when it is not contiguous along its columns (direct), or op(A)^T when it is not
+     and C^T transposed back (swapped) */
+  double direct_cost = trans_b ? (double)k * n : 0;
+  double swapped_cost = (trans_a ? 0 : (double)k * m) + (double)m * n;
+  if (direct_cost <= swapped_cost) {
+    const float *right = b;
+    float *copy = NULL;
+    if (trans_b) {
+      copy = malloc(sizeof(float) * (size_t)k * n);
+      if (!copy) return -1;
+      for (int j = 0; j < n; j++)
+        for (int p = 0; p < k; p++) copy[(size_t)p * n + j] = b[(size_t)j * k + p];
+      right = copy;
+    }
+    int status = gemm_core(isa, m, n, k, a, a_row, a_col, right, n, c, n, threads);
+    free(copy);
+    return status;
+  }
+  /* C^T[N x M] = op(B)^T[N x K] op(A)^T[K x M]: op(B)^T (j, p) = op(B) (p, j); op(A)^T (p, i) = op(A) (i, p) */
+  ptrdiff_t b_row = trans_b ? k : 1, b_col = trans_b ? 1 : n;
+  const float *right = a; /* contiguous along i when A is stored transposed ([K, M]) */
+  float *copy = NULL;
+  float *ct = malloc(sizeof(float) * (size_t)m * n);
+  if (!ct) return -1;
+  if (!trans_a) {
+    copy = malloc(sizeof(float) * (size_t)k * m);
+    if (!copy) {
+      free(ct);
+      return -1;
+    }
+    for (int i = 0; i < m; i++)
+      for (int p = 0; p < k; p++) copy[(size_t)p * m + i] = a[(size_t)i * k + p];
+    right = copy;
+  }
+  int status = gemm_core(isa, n, m, k, b, b_row, b_col, right, m, ct, m, threads);
+  for (int j = 0; j < n; j++)
+    for (int i = 0; i < m; i++) c[(size_t)i * n + j] = ct[(size_t)j * m + i];
+  free(copy);
+  free(ct);
+  return status;
+}

@@ -1,0 +1,29 @@
+/*
+ * A row-stable single-precision matrix product: every element of C = op(A) op(B) is the chain of fused multiply-adds
+ *   c = 0; for p = 0 .. K-1: c = fma(op(A)[i, p], op(B)[p, j], c)
+ * in that order, whatever M, N, the tiling, the vector width or the number of threads. So a row's bits never depend on
+ * the rows computed with it, and the AVX-512, AVX2 and portable scalar paths give the same bits (IEEE fma is exact
+ * before its one rounding). See stable_gemm.c.
+ */
+#ifndef TRAJLAB_STABLE_GEMM_H
+#define TRAJLAB_STABLE_GEMM_H
+
+#include <stdbool.h>
+
+/* The instruction sets the product can use, fastest last. */
+typedef enum { GEMM_ISA_SCALAR = 0, GEMM_ISA_AVX2 = 1, GEMM_ISA_AVX512 = 2 } gemm_isa;
+
+/* The fastest instruction set this CPU (and its operating system) supports. */
+gemm_isa gemm_best_isa(void);
+
+/* The name of an instruction set: "scalar", "avx2", "avx512". */
+const char *gemm_isa_name(gemm_isa isa);
+
+/*
+ * C[M, N] = op(A)[M, K] op(B)[K, N] for row-major A, B, C (op = optional transpose), with `isa` (at most
+ * gemm_best_isa()) and up to `threads` threads. K = 0 gives zeros. Returns 0, or -1 when memory ran out (C is then
+ * unspecified).
+ */
+int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, const float *b, float *c, gemm_isa isa, int threads);
+
+#endif
