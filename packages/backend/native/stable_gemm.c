@@ -41,7 +41,7 @@ typedef struct {
 } tile_kernel;
 
 #define MAX_MR 8
-#define MAX_NR 64
+#define MAX_NR 128
 /* K block: the chains are stored and reloaded between blocks, so the left block (M x KC) stays in cache */
 #define KC 512
 
@@ -73,8 +73,10 @@ typedef struct {
 DEFINE_VECTOR_KERNEL(avx512_4x48, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, 4, 3)
 DEFINE_VECTOR_KERNEL(avx512_8x32, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, 8, 2)
 DEFINE_VECTOR_KERNEL(avx512_6x64, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, 6, 4)
+DEFINE_VECTOR_KERNEL(avx512_1x128, "avx512f", __m512, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_fmadd_ps, 1, 8)
 DEFINE_VECTOR_KERNEL(avx2_6x16, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, 6, 2)
 DEFINE_VECTOR_KERNEL(avx2_4x24, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, 4, 3)
+DEFINE_VECTOR_KERNEL(avx2_1x64, "avx2,fma", __m256, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_fmadd_ps, 1, 8)
 #endif
 
 /* The portable kernel: the same chains with the C library's fmaf (correctly rounded, like the vector fma). */
@@ -114,15 +116,18 @@ static long padded(int size, int block) { return ((long)size + block - 1) / bloc
 static tile_kernel choose_tile(gemm_isa isa, int m, int n) {
   tile_kernel scalar = {SCALAR_MR, SCALAR_NR, scalar_4x16, 1.0};
 #ifdef GEMM_X86
-  tile_kernel options[3];
+  tile_kernel options[4];
   int count = 0;
+  /* one-row tiles for matrix-vector shapes: each step loads as much as it multiplies, hence the low speed */
   if (isa == GEMM_ISA_AVX512) {
     options[count++] = (tile_kernel){4, 48, avx512_4x48, 1.0};
     options[count++] = (tile_kernel){6, 64, avx512_6x64, 1.0};
     options[count++] = (tile_kernel){8, 32, avx512_8x32, 0.85};
+    options[count++] = (tile_kernel){1, 128, avx512_1x128, 0.35};
   } else if (isa == GEMM_ISA_AVX2) {
     options[count++] = (tile_kernel){6, 16, avx2_6x16, 1.0};
     options[count++] = (tile_kernel){4, 24, avx2_4x24, 0.95};
+    options[count++] = (tile_kernel){1, 64, avx2_1x64, 0.35};
   } else {
     return scalar;
   }
@@ -143,6 +148,53 @@ static tile_kernel choose_tile(gemm_isa isa, int m, int n) {
   return scalar;
 #endif
 }
+
+/*
+ * Matrix times vector, c[i] = chain over p of a[i * lda + p] * v[p], for rows i = 0..m-1: eight rows' chains at a time
+ * in scalar fused multiply-adds (each row's A values are contiguous, so no copy is needed; a vector kernel would need
+ * A transposed). The same chains as the tiled kernels. `fma`: compiled for the FMA instruction (else the C library's).
+ */
+#define DEFINE_GEMV(NAME, ATTR)                                                                                    \
+  ATTR static void NAME(int m, int k, const float *a, ptrdiff_t lda, const float *v, float *c) {                   \
+    int i = 0;                                                                                                    \
+    for (; i + 8 <= m; i += 8) {                                                                                  \
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                                    \
+      const float *row = a + (ptrdiff_t)i * lda;                                                                  \
+      for (int p = 0; p < k; p++) {                                                                               \
+        _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) acc[r] = fmaf(row[r * lda + p], v[p], acc[r]);        \
+      }                                                                                                           \
+      for (int r = 0; r < 8; r++) c[i + r] = acc[r];                                                              \
+    }                                                                                                             \
+    for (; i < m; i++) {                                                                                          \
+      float acc = 0.0f;                                                                                           \
+      for (int p = 0; p < k; p++) acc = fmaf(a[(ptrdiff_t)i * lda + p], v[p], acc);                               \
+      c[i] = acc;                                                                                                 \
+    }                                                                                                             \
+  }
+DEFINE_GEMV(gemv_portable, )
+#ifdef GEMM_X86
+DEFINE_GEMV(gemv_fma, __attribute__((target("fma"))))
+#endif
+
+static void gemv_rows(gemm_isa isa, int m, int k, const float *a, ptrdiff_t lda, const float *v, float *c) {
+#ifdef GEMM_X86
+  if (isa != GEMM_ISA_SCALAR) {
+    gemv_fma(m, k, a, lda, v, c);
+    return;
+  }
+#endif
+  (void)isa;
+  gemv_portable(m, k, a, lda, v, c);
+}
+
+/* The cost of an M x N x K product with the best tile of `isa`, in multiply-add lanes at full speed. */
+static double product_cost(gemm_isa isa, int m, int n, int k) {
+  tile_kernel t = choose_tile(isa, m, n);
+  return (double)padded(m, t.mr) * padded(n, t.nr) * k / t.speed;
+}
+
+/* What copying one element (a transposition) costs, in multiply-add lanes: a core does ~32 of those per cycle. */
+#define COPY_COST 64.0
 
 /* One product of the core loop: C[M x N] (row stride ldc) = L[M x K] R[K x N]; L (i, p) at l[i*lr + p*lc], R (p, j) at r[p*ldr + j]. */
 typedef struct {
@@ -263,12 +315,23 @@ int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, 
     return 0;
   }
   if (isa > gemm_best_isa()) isa = gemm_best_isa();
+  /* matrix times vector with contiguous rows: C = op(A) b with A untransposed, or C = a op(B) with B transposed
+     (C[0, j] = chain of a[p] B[j, p]); a vector is contiguous whether transposed or not */
+  if (n == 1 && !trans_a) {
+    gemv_rows(isa, m, k, a, k, b, c);
+    return 0;
+  }
+  if (m == 1 && trans_b) {
+    gemv_rows(isa, n, k, b, k, a, c);
+    return 0;
+  }
   /* op(A) (i, p) = A[i*k + p] or A[p*m + i]; op(B) (p, j) = B[p*n + j] or B[j*k + p] */
   ptrdiff_t a_row = trans_a ? 1 : k, a_col = trans_a ? m : 1;
-  /* copies needed: op(B) transposed when it is not contiguous along its columns (direct), or op(A)^T when it is not
-     and C^T transposed back (swapped) */
-  double direct_cost = trans_b ? (double)k * n : 0;
-  double swapped_cost = (trans_a ? 0 : (double)k * m) + (double)m * n;
+  /* direct: C = op(A) op(B), copying op(B) transposed when it is not contiguous along its columns; swapped:
+     C^T = op(B)^T op(A)^T, copying op(A)^T when it is not, and transposing C^T back. Each costs its padded tiles (a
+     matrix-vector product pads badly one way) plus its copies. */
+  double direct_cost = product_cost(isa, m, n, k) + (trans_b ? COPY_COST * k * n : 0);
+  double swapped_cost = product_cost(isa, n, m, k) + COPY_COST * ((trans_a ? 0 : (double)k * m) + (double)m * n);
   if (direct_cost <= swapped_cost) {
     const float *right = b;
     float *copy = NULL;

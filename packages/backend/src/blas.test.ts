@@ -105,8 +105,9 @@ describe.skipIf(!available)('native matrix products on the wasm backend', () => 
   it('computes every element as the sequential fused multiply-add chain over the inner dimension', () => {
     // reference: c = 0; for p: c = fma(a[i, p], b[p, j], c), with float32 fma done exactly in doubles
     const { blas } = loaded as { blas: NativeBlas };
-    for (const [tA, tB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
-      const [m, n, k] = [7, 53, 41];
+    // a general shape, and matrix-vector shapes (their own code path)
+    const shapes: [number, number, number][] = [[7, 53, 41], [19, 1, 41], [1, 53, 41]];
+    for (const [[m, n, k], [tA, tB]] of shapes.flatMap((shape) => ([[false, false], [false, true], [true, false], [true, true]] as const).map((t) => [shape, t] as const))) {
       const a = values(m * k, 11);
       const b = values(k * n, 12);
       const c = new Float32Array(m * n);
@@ -115,7 +116,7 @@ describe.skipIf(!available)('native matrix products on the wasm backend', () => 
         for (let j = 0; j < n; j++) {
           let acc = 0;
           for (let p = 0; p < k; p++) acc = fmaf(a[tA ? p * m + i : i * k + p]!, b[tB ? j * k + p : p * n + j]!, acc);
-          expect(Object.is(c[i * n + j], acc), `(${i}, ${j}) of ${tA ? 'A^T' : 'A'} ${tB ? 'B^T' : 'B'}`).toBe(true);
+          expect(Object.is(c[i * n + j], acc), `(${i}, ${j}) of ${m}x${n}x${k} ${tA ? 'A^T' : 'A'} ${tB ? 'B^T' : 'B'}`).toBe(true);
         }
       }
     }
@@ -125,7 +126,7 @@ describe.skipIf(!available)('native matrix products on the wasm backend', () => 
     const { blas } = loaded as { blas: NativeBlas };
     const isas = NATIVE_ISAS.slice(NATIVE_ISAS.indexOf(blas.bestIsa()));
     // shapes past every tile edge, and one large enough to be split over threads
-    const shapes: [number, number, number][] = [[1, 1, 1], [5, 70, 3], [37, 53, 70], [33, 1000, 300]];
+    const shapes: [number, number, number][] = [[1, 1, 1], [5, 70, 3], [37, 53, 70], [33, 1000, 300], [300, 1, 70], [1, 300, 70]];
     try {
       for (const [m, n, k] of shapes) {
         for (const [tA, tB] of [[false, false], [false, true], [true, false], [true, true]] as const) {

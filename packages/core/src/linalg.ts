@@ -177,18 +177,24 @@ export function symmetricEigen(matrix: Float64Array, n: number, withVectors = tr
  * stability). Throws if the columns are linearly dependent.
  */
 export function orthonormalizeColumns(a: Float64Array, rows: number, cols: number): void {
+  // worked on a column-major copy (contiguous columns); the same operations in the same order as on `a` itself
+  const c = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) c[j * rows + i] = a[i * cols + j]!;
   for (let pass = 0; pass < 2; pass++) {
     for (let j = 0; j < cols; j++) {
+      const cj = j * rows;
       for (let k = 0; k < j; k++) {
+        const ck = k * rows;
         let dot = 0;
-        for (let i = 0; i < rows; i++) dot += a[i * cols + j]! * a[i * cols + k]!;
-        for (let i = 0; i < rows; i++) a[i * cols + j] = a[i * cols + j]! - dot * a[i * cols + k]!;
+        for (let i = 0; i < rows; i++) dot += c[cj + i]! * c[ck + i]!;
+        for (let i = 0; i < rows; i++) c[cj + i] = c[cj + i]! - dot * c[ck + i]!;
       }
       let norm = 0;
-      for (let i = 0; i < rows; i++) norm += a[i * cols + j]! ** 2;
+      for (let i = 0; i < rows; i++) norm += c[cj + i]! ** 2;
       norm = Math.sqrt(norm);
       if (!(norm > 1e-12)) throw new Error('columns are linearly dependent');
-      for (let i = 0; i < rows; i++) a[i * cols + j] = a[i * cols + j]! / norm;
+      for (let i = 0; i < rows; i++) c[cj + i] = c[cj + i]! / norm;
     }
   }
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) a[i * cols + j] = c[j * rows + i]!;
 }

@@ -55,8 +55,10 @@ export function topAxesBySubspaceIteration(points: Float32Array, n: number, dim:
   let v = normalStream(0x5eed, 0xd0000010, dim * rank);
   orthonormalizeColumns(v, dim, rank);
   for (let it = 0; it < iterations; it++) {
-    const next = tf.tidy(() => tf.matMul(cov, tf.tensor2d(Float32Array.from(v), [dim, rank])).dataSync());
-    v = Float64Array.from(next);
+    // the host copy is taken outside tidy: tidy walks a returned typed array element by element
+    const product = tf.tidy(() => tf.matMul(cov, tf.tensor2d(Float32Array.from(v), [dim, rank])));
+    v = Float64Array.from(product.dataSync());
+    product.dispose();
     orthonormalizeColumns(v, dim, rank);
   }
   cov.dispose();

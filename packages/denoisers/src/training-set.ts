@@ -227,14 +227,17 @@ export class TrainingSet {
     }
     if (candidates.length) {
       const lbHost = lbChunks.map((lb) => lb.dataSync());
+      // Per-row work only pays off when few points remain (at most n / 32); otherwise the row goes through the
+      // batched dense kernel, and its scan stops as soon as it keeps too many.
+      const maxKept = Math.floor(this.n / 32);
       for (const r of candidates) {
         const keep: number[] = [];
-        this.chunks.forEach((c, ci) => {
+        for (let ci = 0; ci < this.chunks.length && keep.length <= maxKept; ci++) {
+          const c = this.chunks[ci]!;
           const lb = lbHost[ci]!;
-          for (let j = 0; j < c.size; j++) if (lb[r * c.size + j]! - ub2[r]! <= cutoff) keep.push(c.start + j);
-        });
-        // Per-row work only pays off when few points remain; otherwise the row goes through the batched dense kernel.
-        if (keep.length * 32 > this.n) {
+          for (let j = 0, base = r * c.size; j < c.size && keep.length <= maxKept; j++) if (lb[base + j]! - ub2[r]! <= cutoff) keep.push(c.start + j);
+        }
+        if (keep.length > maxKept) {
           denseRows.push(r);
           this.pruningStats.pointsKept += this.n;
         } else {
