@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackend, initBackend, installNativeMatMul, nativeMatMulActive, uninstallNativeMatMul } from '@trajlab/backend';
 import { loadIdxFile, gaussianDataset, type Dataset } from '@trajlab/datasets';
+import { polynomialSigmas } from '@trajlab/core';
 import { TrainingSet } from '@trajlab/denoisers';
 import { trainDenoiser, type Architecture } from '@trajlab/models/training';
 import { FsStore } from '@trajlab/storage';
@@ -40,6 +41,42 @@ const SOURCE = existsSync(FMNIST) ? 'Fashion-MNIST, 10k images' : 'synthetic Gau
 
 function dataset(): Dataset {
   return existsSync(FMNIST) ? loadIdxFile(FMNIST, { limit: 10000 }) : gaussianDataset({ dim: 784, n: 10000, rank: 64, seed: 1 });
+}
+
+/**
+ * 7. Certified pruning by sigma: one evaluation of 32 queries (training points plus noise of that sigma) with the dense
+ * and the pruned optimal denoiser at each noise level of the perf study's Euler 20 schedule, and the fraction of
+ * points the pruned one kept; plus the pruned set-up (principal axes, bounds).
+ */
+async function pruning(data: Dataset) {
+  const dense = new TrainingSet(data.points, data.n, data.dim);
+  const t0 = performance.now();
+  const pruned = new TrainingSet(data.points, data.n, data.dim, { pruning: { rank: 32, tolerance: 1e-7 } });
+  const setup = performance.now() - t0;
+  add({ name: 'pruning set-up', value: setup, unit: 'ms', detail: `${SOURCE}; principal axes (rank 32) and bound tables, once per process`, command: 'pnpm bench pruning' });
+  const time = (ts: TrainingSet, x: tf.Tensor2D, t: number) => {
+    ts.denoise(x, t).dispose();
+    const runs: number[] = [];
+    for (let r = 0; r < 7; r++) {
+      const start = performance.now();
+      const out = ts.denoise(x, t);
+      out.dataSync();
+      out.dispose();
+      runs.push(performance.now() - start);
+    }
+    return median(runs);
+  };
+  for (const t of polynomialSigmas(20, 0.002, 80, 7).slice(0, -1)) {
+    const x = tf.tidy(() => tf.add(tf.tensor2d(data.points.slice(0, 32 * data.dim), [32, data.dim]), tf.mul(tf.randomNormal([32, data.dim], 0, 1, 'float32', 7), t))) as tf.Tensor2D;
+    const before = { ...pruned.pruningStats };
+    const denseMs = time(dense, x, t);
+    const prunedMs = time(pruned, x, t);
+    const kept = (pruned.pruningStats.pointsKept - before.pointsKept) / (pruned.pruningStats.pointsTotal - before.pointsTotal);
+    add({ name: `pruned evaluation at sigma ${t.toPrecision(3)}`, value: prunedMs, unit: 'ms', detail: `32 noisy training points; dense ${denseMs.toFixed(1)} ms; ${kept >= 0.1 ? (kept * 100).toFixed(0) : (kept * 100).toPrecision(2)}% of points kept`, command: 'pnpm bench pruning' });
+    x.dispose();
+  }
+  dense.dispose();
+  pruned.dispose();
 }
 
 /**
@@ -332,7 +369,7 @@ function writeReadme(results: { machine: string; date: string; figures: Figure[]
   writeFileSync(path, `${text.slice(0, text.indexOf(start) + start.length)}\n${table}\n${text.slice(text.indexOf(end))}`);
 }
 
-const SECTIONS = ['kernel', 'study', 'aggregator', 'distributed', 'train'] as const;
+const SECTIONS = ['kernel', 'pruning', 'study', 'aggregator', 'distributed', 'train'] as const;
 const requested = process.argv.slice(2);
 const unknown = requested.filter((r) => !(SECTIONS as readonly string[]).includes(r));
 if (unknown.length) throw new Error(`unknown benchmark(s) ${unknown.join(', ')}; choose from ${SECTIONS.join(', ')}`);
@@ -347,6 +384,7 @@ const backend = await initBackend('auto');
 log(`backend ${describeBackend(backend)}`);
 const section = requested[0]!;
 if (section === 'kernel') await kernel(dataset());
+if (section === 'pruning') await pruning(dataset());
 if (section === 'study') await study(existsSync(FMNIST) ? FMNIST : null, SOURCE);
 if (section === 'aggregator') await aggregator();
 if (section === 'distributed') await distributed(existsSync(FMNIST) ? FMNIST : null, SOURCE);
