@@ -9,8 +9,9 @@
  * past N are computed on repeated or zero inputs and dropped.
  *
  * Layout: the right operand is read in rows of NR contiguous floats, the left one element by element at any stride.
- * When op(B) is not contiguous along its columns, C^T = op(B)^T op(A)^T is computed instead if that needs a smaller
- * copy (op(A)^T contiguous, or a small op(A) to transpose), and transposed back.
+ * Each product is computed as C = op(A) op(B) or as C^T = op(B)^T op(A)^T (then transposed back), whichever costs
+ * less in padded tiles plus the copies that make its right operand contiguous. Matrix-vector products whose matrix
+ * rows are contiguous take their own path (several rows' chains at a time in scalar fma, no copies).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "stable_gemm.h"
@@ -52,21 +53,21 @@ typedef struct {
                                                    ptrdiff_t ldr, float *const *c, bool first) {                   \
     VEC acc[MR][NV];                                                                                              \
     _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                                        \
-      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = first ? ZERO() : LOAD(c[i] + VW * v);       \
+      _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) acc[i][v] = first ? ZERO() : LOAD(c[i] + VW * v);       \
     }                                                                                                             \
     const float *lp[MR];                                                                                          \
     _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) lp[i] = l[i];                                            \
     for (int p = 0; p < kc; p++) {                                                                                \
       VEC b[NV];                                                                                                  \
-      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) b[v] = LOAD(r + VW * v);                               \
+      _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) b[v] = LOAD(r + VW * v);                               \
       _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                                      \
         VEC a = BCAST(lp[i][p * ls]);                                                                             \
-        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = FMA(a, b[v], acc[i][v]);                 \
+        _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) acc[i][v] = FMA(a, b[v], acc[i][v]);                 \
       }                                                                                                           \
       r += ldr;                                                                                                   \
     }                                                                                                             \
     _Pragma("GCC unroll 8") for (int i = 0; i < MR; i++) {                                                        \
-      _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) STORE(c[i] + VW * v, acc[i][v]);                        \
+      _Pragma("GCC unroll 8") for (int v = 0; v < NV; v++) STORE(c[i] + VW * v, acc[i][v]);                        \
     }                                                                                                             \
   }
 
