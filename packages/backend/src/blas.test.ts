@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { activeBackend, BlasChoiceError, blasFromEnv, installNativeMatMul, loadNativeBlas, NATIVE_ISAS, nativeMatMulActive, uninstallNativeMatMul, type NativeBlas, type NativeIsa } from './index.js';
+import { activeBackend, BlasChoiceError, blasFromEnv, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, uninstallNativeMatMul, type NativeBlas, type NativeIsa } from './index.js';
 
 // CI has a C compiler and Node's headers at `pnpm install`, so there the binding must exist and be in use; on a machine
 // without them these tests are skipped and the suite runs on wasm's own kernels.
@@ -171,6 +171,16 @@ describe.skipIf(!available)('native matrix products on the wasm backend', () => 
       expect(Buffer.from(part.buffer).equals(Buffer.from(full.buffer, 0, rows * 3000 * 4)), `first ${rows} rows`).toBe(true);
     }
     tf.dispose([x, yt]);
+  });
+});
+
+describe('the native binding', () => {
+  it('is refused, by name of what it lacks, when it was built by an older trajlab', () => {
+    const fn = () => {};
+    // the OpenBLAS binding of earlier versions: sgemm, setThreads, threads, config
+    expect(missingBindingFunctions({ sgemm: fn, setThreads: fn, threads: fn, config: fn })).toEqual(['setIsa', 'isa', 'bestIsa']);
+    expect(missingBindingFunctions({ sgemm: fn, setThreads: fn, threads: fn, setIsa: fn, isa: fn, bestIsa: fn })).toEqual([]);
+    if ('blas' in loaded) expect(missingBindingFunctions(loaded.blas as unknown as Record<string, unknown>)).toEqual([]);
   });
 });
 

@@ -49,11 +49,21 @@ export const NATIVE_MATMUL_NAME = 'native row-stable sgemm';
 /** Where the binding is built (by scripts/build-native.mjs). */
 export const NATIVE_BLAS_PATH = fileURLToPath(new URL('../native/build/trajlab_blas.node', import.meta.url));
 
+const BINDING_FUNCTIONS = ['sgemm', 'setThreads', 'threads', 'setIsa', 'isa', 'bestIsa'] as const;
+
+/** The functions of NativeBlas a loaded binding lacks (one built by an older trajlab, say). */
+export function missingBindingFunctions(binding: Record<string, unknown>): string[] {
+  return BINDING_FUNCTIONS.filter((f) => typeof binding[f] !== 'function');
+}
+
 /** The binding, or why it cannot be used. */
 export function loadNativeBlas(): { blas: NativeBlas } | { reason: string } {
   if (!existsSync(NATIVE_BLAS_PATH)) return { reason: 'the native binding is not built (needs a C compiler and Node\'s headers at install, then pnpm install)' };
   try {
-    return { blas: createRequire(import.meta.url)(NATIVE_BLAS_PATH) as NativeBlas };
+    const loaded = createRequire(import.meta.url)(NATIVE_BLAS_PATH) as Record<string, unknown>;
+    const missing = missingBindingFunctions(loaded);
+    if (missing.length) return { reason: `the native binding is out of date (no ${missing.join(', ')}): rebuild it with pnpm install` };
+    return { blas: loaded as unknown as NativeBlas };
   } catch (err) {
     return { reason: `the native binding did not load: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}` };
   }
