@@ -108,9 +108,18 @@ describe('images and scripts', () => {
     expect(cpu.indexOf(aptLine)).toBeLessThan(cpu.indexOf('pnpm install --frozen-lockfile'));
   });
 
-  it('root scripts start the services from a checkout', () => {
+  it('root scripts start the services from a checkout, compiled at install', () => {
     const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8'));
-    expect(pkg.scripts.worker).toMatch(/services\/worker\/src\/index\.ts$/);
-    expect(pkg.scripts.aggregator).toMatch(/services\/aggregator\/src\/index\.ts$/);
+    expect(pkg.scripts.worker).toMatch(/services\/worker\/bin\/worker\.mjs$/);
+    expect(pkg.scripts.aggregator).toMatch(/services\/aggregator\/bin\/aggregator\.mjs$/);
+    // `pnpm install` compiles the TypeScript (prepare), so the images copy the compiler before installing and never
+    // take a checkout's compiled output
+    expect(pkg.scripts.prepare).toMatch(/scripts\/build-js\.mjs$/);
+    for (const f of ['infra/Dockerfile.cpu', 'infra/Dockerfile.gpu']) {
+      const text = readFileSync(join(REPO, f), 'utf8');
+      expect(text.indexOf('COPY scripts ./scripts'), f).toBeGreaterThan(-1);
+      expect(text.indexOf('COPY scripts ./scripts'), f).toBeLessThan(text.indexOf('pnpm install --frozen-lockfile'));
+    }
+    expect(readFileSync(join(REPO, '.dockerignore'), 'utf8')).toMatch(/^\*\*\/dist$/m);
   });
 });

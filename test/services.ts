@@ -64,7 +64,8 @@ export interface ServiceHandle {
 
 /** Starts `pnpm worker` / `pnpm aggregator` (the services' own entry points) as child processes. */
 export function startService(kind: 'worker' | 'aggregator', env: Record<string, string>): ServiceHandle {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(REPO, `services/${kind}/src/index.ts`)], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // the services' own launchers (compiled JavaScript when fresh, else the sources through tsx), as `pnpm worker` runs them
+  const proc = spawn(process.execPath, [join(REPO, `services/${kind}/bin/${kind}.mjs`)], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));

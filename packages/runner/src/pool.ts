@@ -38,9 +38,11 @@ export interface ShardExecutor {
 
 /** A forked shard process as an executor (ready once it has resolved the study and built its device state). */
 function forkExecutor(specPath: string, out: string, children: ChildProcess[]): Promise<ShardExecutor> {
-  const tsx = import.meta.resolve('tsx');
-  const entry = fileURLToPath(new URL('./child.ts', import.meta.url));
-  const child = fork(entry, [], { execArgv: ['--import', tsx], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // compiled (dist/*.js, see scripts/build-js.mjs): the child is compiled too and needs no TypeScript loader
+  const compiled = import.meta.url.endsWith('.js');
+  const entry = fileURLToPath(new URL(compiled ? './child.js' : './child.ts', import.meta.url));
+  const execArgv = compiled ? [] : ['--import', import.meta.resolve('tsx')];
+  const child = fork(entry, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.push(child);
   return new Promise<ShardExecutor>((resolve, reject) => {
     const early = (code: number | null) => reject(new Error(`shard process exited (${code}) before it was ready`));

@@ -7,7 +7,8 @@ import { Worker } from 'bullmq';
 import { fileURLToPath } from 'node:url';
 
 const settings = redisSettings();
-const processor = fileURLToPath(new URL('./processor.ts', import.meta.url));
+// compiled (dist/*.js): the sandboxed processor is compiled too, and the sandbox needs no TypeScript loader
+const processor = fileURLToPath(new URL(import.meta.url.endsWith('.js') ? './processor.js' : './processor.ts', import.meta.url));
 const worker = new Worker(QUEUES.aggregate, processor, {
   connection: settings.connection,
   concurrency: 1,

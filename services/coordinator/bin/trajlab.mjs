@@ -1,8 +1,11 @@
 #!/usr/bin/env node
-// The `trajlab` command: runs the TypeScript sources through tsx's loader, so a checkout needs no build step.
-import { register } from 'tsx/esm/api';
+// The `trajlab` command. It runs the JavaScript compiled at `pnpm install` (dist/, see scripts/build-js.mjs) while it
+// matches the TypeScript sources, and otherwise the sources themselves through tsx's loader, so a checkout needs no
+// build step and an edited one never runs stale code (TRAJLAB_COMPILED=off: always the sources).
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { importEntry } from '../../../scripts/compiled.mjs';
 
-register();
 // `trajlab show ... | head`: a reader that stops early is not an error
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (err) => {
@@ -10,5 +13,6 @@ for (const stream of [process.stdout, process.stderr]) {
     throw err;
   });
 }
-const { main } = await import('../src/index.ts');
+const here = dirname(fileURLToPath(import.meta.url));
+const { main } = await importEntry(join(here, '..', '..', '..'), join(here, '..'));
 process.exitCode = await main(process.argv.slice(2));

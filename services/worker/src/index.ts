@@ -19,7 +19,8 @@ if (!Number.isInteger(lockMs) || lockMs < 1000) {
   process.stderr.write(`trajlab worker: TRAJLAB_LOCK_MS must be an integer >= 1000; got '${process.env.TRAJLAB_LOCK_MS}'\n`);
   process.exit(2);
 }
-const processor = fileURLToPath(new URL('./processor.ts', import.meta.url));
+// compiled (dist/*.js): the sandboxed processor is compiled too, and the sandbox needs no TypeScript loader
+const processor = fileURLToPath(new URL(import.meta.url.endsWith('.js') ? './processor.js' : './processor.ts', import.meta.url));
 const worker = new Worker(QUEUES.shards, processor, {
   connection: settings.connection,
   concurrency,

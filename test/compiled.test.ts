@@ -1,0 +1,75 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { compiledIsFresh, sourceStamp, STAMP_FILE } from '../scripts/compiled.mjs';
+import { cliAsync, REPO, tempDir, writeSpec } from './helpers.js';
+
+const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+
+/** A minimal workspace: one package with a source file, the compiler script, and a stamp of them. */
+function fixture(): { root: string; source: string } {
+  const root = tempDir('trajlab-compiled-');
+  mkdirSync(join(root, 'packages', 'a', 'src'), { recursive: true });
+  mkdirSync(join(root, 'services'), { recursive: true });
+  mkdirSync(join(root, 'scripts'), { recursive: true });
+  mkdirSync(join(root, 'node_modules'), { recursive: true });
+  writeFileSync(join(root, 'packages', 'a', 'package.json'), JSON.stringify({ name: '@t/a', exports: { '.': './src/index.ts' } }));
+  const source = join(root, 'packages', 'a', 'src', 'index.ts');
+  writeFileSync(source, 'export const a = 1;\n');
+  writeFileSync(join(root, 'packages', 'a', 'src', 'index.test.ts'), 'test\n');
+  writeFileSync(join(root, 'scripts', 'build-js.mjs'), '// compiler\n');
+  writeFileSync(join(root, STAMP_FILE), JSON.stringify(sourceStamp(root)));
+  return { root, source };
+}
+
+describe('compiled JavaScript (pnpm install compiles the TypeScript; the command runs it while it matches)', () => {
+  it('is used while the sources match their stamp, and not once one changes, is added, or TRAJLAB_COMPILED=off', () => {
+    const { root, source } = fixture();
+    expect(compiledIsFresh(root, {})).toBe(true);
+    expect(compiledIsFresh(root, { TRAJLAB_COMPILED: 'off' })).toBe(false);
+    // tests do not count: editing one keeps the compiled code
+    writeFileSync(join(root, 'packages', 'a', 'src', 'index.test.ts'), 'test, edited\n');
+    expect(compiledIsFresh(root, {})).toBe(true);
+    // an edit of the same size, one second later
+    writeFileSync(source, 'export const a = 2;\n');
+    const later = new Date(Date.now() + 1000);
+    utimesSync(source, later, later);
+    expect(compiledIsFresh(root, {})).toBe(false);
+    writeFileSync(join(root, STAMP_FILE), JSON.stringify(sourceStamp(root)));
+    expect(compiledIsFresh(root, {})).toBe(true);
+    writeFileSync(join(root, 'packages', 'a', 'src', 'extra.ts'), 'export {};\n');
+    expect(compiledIsFresh(root, {})).toBe(false);
+  });
+
+  it('is not used without a stamp, or with a damaged one', () => {
+    const { root } = fixture();
+    writeFileSync(join(root, STAMP_FILE), '{not json');
+    expect(compiledIsFresh(root, {})).toBe(false);
+  });
+
+  it('pnpm install compiled every package, and the compiled command writes the same bytes as the sources through tsx', async () => {
+    // CI installs from scratch, so there the compiled code must be in use (the shard processes' entry included)
+    if (process.env.CI) {
+      expect(compiledIsFresh(REPO)).toBe(true);
+      expect(existsSync(join(REPO, 'packages', 'runner', 'dist', 'child.js'))).toBe(true);
+    }
+    const dir = tempDir();
+    const spec = writeSpec(dir, {
+      name: 'compiled',
+      seed: 5,
+      samples: 12,
+      shardSize: 3,
+      dataset: { kind: 'gmm', dim: 4, components: 3, n: 300, seed: 2 },
+      solvers: [{ solver: 'heun', steps: 5 }, { solver: 'euler', steps: 8 }],
+    });
+    const compiled = await cliAsync(['run', spec, '--out', join(dir, 'compiled'), '--workers', '2', '--quiet']);
+    const sources = await cliAsync(['run', spec, '--out', join(dir, 'sources'), '--workers', '2', '--quiet'], { env: { ...process.env, TRAJLAB_COMPILED: 'off' } });
+    for (const r of [compiled, sources]) expect(r.status, r.stderr).toBe(0);
+    const id = /study\s+(\S+)/.exec(compiled.stdout)![1]!;
+    const files = readdirSync(join(dir, 'compiled', id), { recursive: true }).map(String).filter((f) => f.endsWith('.arrow')).sort();
+    expect(files.length).toBeGreaterThan(8);
+    expect(readdirSync(join(dir, 'sources', id), { recursive: true }).map(String).filter((f) => f.endsWith('.arrow')).sort()).toEqual(files);
+    for (const f of files) expect(sha(join(dir, 'sources', id, f)), f).toBe(sha(join(dir, 'compiled', id, f)));
+  });
+});
