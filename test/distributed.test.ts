@@ -170,3 +170,24 @@ describe('distributed studies: BullMQ flow, 2 sandboxed workers, aggregator, S3 
     await services[0]!.waitFor(/was cancelled|ready/);
   });
 });
+
+describe('a misconfigured worker', () => {
+  it('loads its backend ahead of work but reports a bad TRAJLAB_BACKEND on the job, naming it, and keeps running', async () => {
+    const [redis, s3] = await Promise.all([startRedis(), startS3()]);
+    const env = { ...s3.env, REDIS_URL: redis.url };
+    const worker = startService('worker', { ...env, TRAJLAB_BACKEND: 'cuda' });
+    try {
+      await worker.waitFor(/process\(es\) started/);
+      const dir = tempDir();
+      const path = writeSpec(dir, { name: 'dist-bad-backend', samples: 4, shardSize: 4, dataset: { kind: 'gmm', dim: 2, components: 2, n: 50 }, solvers: [{ solver: 'euler', steps: 3 }] });
+      const sub = await cli(['submit', path, '--out', `s3://${s3.bucket}/bad-backend`], { env });
+      expect(sub.status, sub.stderr).toBe(0);
+      await worker.waitFor(/failed dist-bad-backend-[0-9a-f]{10}\.euler-polynomial-rho7-s3\.000000-000003: TRAJLAB_BACKEND must be one of auto, tensorflow, wasm, cpu; got 'cuda'/);
+      expect(worker.proc.exitCode).toBe(null);
+      expect(childrenOf(worker.proc.pid!).length).toBeGreaterThan(0);
+    } finally {
+      await worker.stop('SIGKILL');
+      await Promise.all([redis.stop(), s3.stop()]);
+    }
+  });
+});

@@ -2,12 +2,14 @@
 import { aggregatePayloadSchema, exitWithParent, parsePayload } from '@trajlab/queue';
 import { writeReport } from '@trajlab/report';
 import { aggregateStudy } from '@trajlab/runner';
-import { openStore } from '@trajlab/storage';
+import { openStore, preloadS3Sdk } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 import type { SandboxedJob } from 'bullmq';
 
 // A sandboxed child must not outlive its worker (see exitWithParent).
 exitWithParent();
+// it starts before any job (see warmSandbox): the AWS SDK loads while it waits
+preloadS3Sdk();
 
 export default async function processAggregate(job: SandboxedJob): Promise<{ summary: string; curves: string; report: string }> {
   const p = parsePayload(aggregatePayloadSchema, job.data, String(job.id));

@@ -6,7 +6,7 @@ import { backendFromEnv, initBackend } from '@trajlab/backend';
 import { exitWithParent, parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
 import { createContext, executeShard, type ShardManifest, type StudyContext } from '@trajlab/runner';
 import { ModelFileError } from '@trajlab/models';
-import { openStore } from '@trajlab/storage';
+import { openStore, preloadS3Sdk } from '@trajlab/storage';
 import { planStudy, prefetchRemoteData, resolveStudyText } from '@trajlab/study';
 import type { SandboxedJob } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -19,6 +19,11 @@ function unrecoverable(message: string): Error {
 }
 
 const contexts = new Map<string, StudyContext>();
+// This process starts before any job (see warmSandbox): the tensor backend and the AWS SDK, which every study needs
+// (studies write to S3 when distributed), load while it waits. A backend that cannot load fails the first job.
+const backendReady = (async () => initBackend(backendFromEnv()))();
+backendReady.catch(() => {});
+preloadS3Sdk();
 let redis: Redis | null = null;
 
 /** The study's device state, built once per child process and study (the last two studies are kept). */
@@ -67,7 +72,7 @@ export default async function processShard(job: SandboxedJob): Promise<ShardMani
   } catch (err) {
     throw unrecoverable((err as Error).message);
   }
-  await initBackend(backendFromEnv());
+  await backendReady;
   if (!contexts.has(payload.studyId)) {
     try {
       await prefetchRemoteData(JSON.stringify(payload.spec));
