@@ -13,6 +13,8 @@ import { sourceStamp, STAMP_FILE, workspacePackages } from './compiled.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const packages = workspacePackages(root);
+// the compiler options tsx applies to the same files (class-field semantics follow the ES2022 target)
+const { compilerOptions } = JSON.parse(readFileSync(join(root, 'tsconfig.base.json'), 'utf8'));
 
 /** Where `@trajlab/x[/sub]` compiles to: the package's export target with src/ -> dist/ and .ts -> .js. */
 function compiledTarget(name, subpath) {
@@ -34,7 +36,7 @@ for (const pkg of packages) {
     if (!rel.endsWith('.ts') || rel.endsWith('.test.ts') || rel.endsWith('.d.ts')) continue;
     const from = join(src, rel);
     const to = join(dist, rel.replace(/\.ts$/, '.js'));
-    const { code } = await transform(readFileSync(from, 'utf8'), { loader: 'ts', format: 'esm', target: 'node20', sourcefile: from });
+    const { code } = await transform(readFileSync(from, 'utf8'), { loader: 'ts', format: 'esm', target: 'node20', sourcefile: from, tsconfigRaw: { compilerOptions } });
     const rewritten = code.replace(SPECIFIER, (whole, lead, quote, name, sub) => {
       const target = compiledTarget(name, sub ? `.${sub}` : '.');
       if (!target) throw new Error(`${relative(root, from)}: cannot compile the import of ${name}${sub ?? ''} (no ./src export)`);
