@@ -39,8 +39,8 @@ interface SandboxPool {
 
 /**
  * Starts a sandboxed worker's `count` child processes now instead of at its first job: each loads the processor
- * module (Node, the TypeScript loader, tfjs, Arrow: about a second) while the queue is still empty, so the first shard
- * of a study does not wait for it. Uses BullMQ's child pool (an internal of the pinned version); where that is
+ * module (Node, tfjs, Arrow, and the TypeScript loader where the sources run: up to a second) while the queue is still
+ * empty, so the first shard of a study does not wait for it. Uses BullMQ's child pool (an internal of the pinned version); where that is
  * missing the children simply start with the first job, as before. Resolves with the number started.
  */
 export async function warmSandbox(worker: Worker, processFile: string, count: number): Promise<number> {
