@@ -5,7 +5,6 @@
 // sources it compiled; the command uses dist/ only while the sources still match that stamp (see
 // scripts/compiled.mjs) and otherwise runs the sources through tsx as before, so an edited checkout never runs stale
 // code. Workspace imports (@trajlab/x) are rewritten to the relative path of the package's compiled entry.
-import { transform } from 'esbuild';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,26 +27,34 @@ function compiledTarget(name, subpath) {
 const SPECIFIER = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(['"])(@trajlab\/[a-z0-9-]+)(\/[a-z0-9-]+)?\2/g;
 
 let files = 0;
-for (const pkg of packages) {
-  const src = join(pkg.dir, 'src');
-  const dist = join(pkg.dir, 'dist');
-  rmSync(dist, { recursive: true, force: true });
-  for (const rel of readdirSync(src, { recursive: true }).map(String)) {
-    if (!rel.endsWith('.ts') || rel.endsWith('.test.ts') || rel.endsWith('.d.ts')) continue;
-    const from = join(src, rel);
-    const to = join(dist, rel.replace(/\.ts$/, '.js'));
-    const { code } = await transform(readFileSync(from, 'utf8'), { loader: 'ts', format: 'esm', target: 'node20', sourcefile: from, tsconfigRaw: { compilerOptions } });
-    const rewritten = code.replace(SPECIFIER, (whole, lead, quote, name, sub) => {
-      const target = compiledTarget(name, sub ? `.${sub}` : '.');
-      if (!target) throw new Error(`${relative(root, from)}: cannot compile the import of ${name}${sub ?? ''} (no ./src export)`);
-      let path = relative(dirname(to), target).split('\\').join('/');
-      if (!path.startsWith('.')) path = `./${path}`;
-      return `${lead}${quote}${path}${quote}`;
-    });
-    mkdirSync(dirname(to), { recursive: true });
-    writeFileSync(to, rewritten);
-    files++;
+try {
+  // a failed or partial compile must never be taken for a fresh one: the stamp goes first and comes back last
+  rmSync(join(root, STAMP_FILE), { force: true });
+  const { transform } = await import('esbuild');
+  for (const pkg of packages) {
+    const src = join(pkg.dir, 'src');
+    const dist = join(pkg.dir, 'dist');
+    rmSync(dist, { recursive: true, force: true });
+    for (const rel of readdirSync(src, { recursive: true }).map(String)) {
+      if (!rel.endsWith('.ts') || rel.endsWith('.test.ts') || rel.endsWith('.d.ts')) continue;
+      const from = join(src, rel);
+      const to = join(dist, rel.replace(/\.ts$/, '.js'));
+      const { code } = await transform(readFileSync(from, 'utf8'), { loader: 'ts', format: 'esm', target: 'node20', sourcefile: from, tsconfigRaw: { compilerOptions } });
+      const rewritten = code.replace(SPECIFIER, (whole, lead, quote, name, sub) => {
+        const target = compiledTarget(name, sub ? `.${sub}` : '.');
+        if (!target) throw new Error(`${relative(root, from)}: cannot compile the import of ${name}${sub ?? ''} (no ./src export)`);
+        let path = relative(dirname(to), target).split('\\').join('/');
+        if (!path.startsWith('.')) path = `./${path}`;
+        return `${lead}${quote}${path}${quote}`;
+      });
+      mkdirSync(dirname(to), { recursive: true });
+      writeFileSync(to, rewritten);
+      files++;
+    }
   }
+  writeFileSync(join(root, STAMP_FILE), `${JSON.stringify(sourceStamp(root))}\n`);
+  console.log(`trajlab: compiled ${files} TypeScript files to JavaScript (dist/ of each package)`);
+} catch (err) {
+  // the command then runs the sources through tsx, as without a compile: installing never fails because of it
+  console.log(`trajlab: TypeScript not compiled (${err instanceof Error ? err.message.split('\n')[0] : String(err)}); the command runs the sources through tsx`);
 }
-writeFileSync(join(root, STAMP_FILE), `${JSON.stringify(sourceStamp(root))}\n`);
-console.log(`trajlab: compiled ${files} TypeScript files to JavaScript (dist/ of each package)`);
