@@ -288,8 +288,6 @@ async function aggregator() {
   const perShard = 990;
   const shards = 101;
   const rows = perShard * P;
-  const stepsKeys: string[] = [];
-  const samplesKeys: string[] = [];
   const z = new Float32Array(rows).map((_, i) => Math.abs(Math.sin(i)) + 1e-3);
   for (let s = 0; s < shards; s++) {
     const cols: Record<string, ColumnData> = {
@@ -303,25 +301,39 @@ async function aggregator() {
       nfe: { values: Int32Array.from({ length: rows }, (_, j) => j % P) },
     };
     for (const c of STEPS_COLUMNS.slice(8)) cols[c.name] = { values: c.kind === 'float64' ? Float64Array.from(z) : z };
-    const key = `steps-${s}.arrow`;
-    writeFileSync(join(dir, key), toIpcFile(buildTable(STEPS_COLUMNS, makeSchema(STEPS_COLUMNS, 1, meta), rows, 1, cols)));
-    stepsKeys.push(key);
+    writeFileSync(join(dir, `steps-${s}.arrow`), toIpcFile(buildTable(STEPS_COLUMNS, makeSchema(STEPS_COLUMNS, 1, meta), rows, 1, cols)));
   }
-  // one tiny samples file, reused per shard (the aggregator reads samples once per shard as well)
+  // one tiny samples file, read for every shard (the aggregator reads samples once per shard as well)
   const sCols: Record<string, ColumnData> = {
     config_id: { values: ['c'] }, solver: { values: ['euler'] }, schedule: { values: ['polynomial'] }, steps: { values: Int32Array.of(P - 1) },
     sample: { values: Int32Array.of(0) }, nfe_total: { values: Int32Array.of(P - 1) }, final: { values: Float32Array.of(0) }, nn_point: { values: Float32Array.of(0) },
   };
   for (const c of SAMPLES_COLUMNS) if (!sCols[c.name]) sCols[c.name] = c.kind === 'int32' ? { values: Int32Array.of(0) } : { values: Float64Array.of(1) };
   writeFileSync(join(dir, 'samples.arrow'), toIpcFile(buildTable(SAMPLES_COLUMNS, makeSchema(SAMPLES_COLUMNS, 1, meta), 1, 1, sCols)));
-  for (let s = 0; s < shards; s++) samplesKeys.push('samples.arrow');
-  const total = rows * shards;
+  // the aggregation itself runs in processes of its own (their peak RSS is the aggregator's alone), over the first
+  // quarter of the shards and over all of them: memory that does not grow with rows extrapolates flat to 1e8 rows
+  const measured: { rows: number; secs: number; rss: number }[] = [];
+  for (const count of [Math.ceil(shards / 4), shards]) {
+    const out = execFileSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'aggregate-files', dir, String(count), String(rows), String(P)], { encoding: 'utf8', cwd: REPO });
+    measured.push({ rows: rows * count, ...(JSON.parse(out.trim().split('\n').pop()!) as { secs: number; rss: number }) });
+  }
+  const [small, large] = measured as [(typeof measured)[0], (typeof measured)[0]];
+  const perRow = Math.max(0, (large.rss - small.rss) / (large.rows - small.rows));
+  const at1e8 = large.rss + perRow * (1e8 - large.rows);
+  add({ name: 'aggregator throughput', value: large.rows / large.secs, unit: 'step rows/s', detail: `${(large.rows / 1e6).toFixed(1)}M rows in ${large.secs.toFixed(1)} s`, command: 'pnpm bench aggregator' });
+  add({ name: 'aggregator peak RSS', value: large.rss, unit: 'MiB', detail: `peak of a process that aggregated ${(large.rows / 1e6).toFixed(1)}M rows (${small.rss.toFixed(0)} MiB for ${(small.rows / 1e6).toFixed(1)}M)`, command: 'pnpm bench aggregator' });
+  add({ name: 'aggregator peak RSS extrapolated to 1e8 rows', value: at1e8, unit: 'MiB', detail: `linear in rows through the two measurements (${(perRow * 1e6).toFixed(1)} MiB per million rows)`, command: 'pnpm bench aggregator' });
+}
+
+/** The aggregation alone, in this process, over the first `count` generated shards; prints its time and peak RSS. */
+async function aggregateFiles(dir: string, count: number, rows: number, P: number) {
+  const meta = { version: 'bench', studyId: 'agg-0000000000', spec: '{}' };
+  const stepsKeys = Array.from({ length: count }, (_, s) => `steps-${s}.arrow`);
+  const samplesKeys = stepsKeys.map(() => 'samples.arrow');
   const t0 = performance.now();
   await aggregateShards([{ configId: 'c', solver: 'euler', schedule: 'polynomial', steps: P - 1, role: 'study', nfe: P - 1, samplesKeys, stepsKeys }], async (k) => new Uint8Array(readFileSync(join(dir, k))), meta);
   const secs = (performance.now() - t0) / 1000;
-  const rss = process.resourceUsage().maxRSS / 1024;
-  add({ name: 'aggregator throughput', value: total / secs, unit: 'step rows/s', detail: `${(total / 1e6).toFixed(1)}M rows in ${secs.toFixed(1)} s`, command: 'pnpm bench aggregator' });
-  add({ name: 'aggregator peak RSS', value: rss, unit: 'MiB', detail: `peak of the process that generated and then aggregated ${(total / 1e6).toFixed(1)}M rows`, command: 'pnpm bench aggregator' });
+  process.stdout.write(`${JSON.stringify({ secs, rss: process.resourceUsage().maxRSS / 1024, rows: rows * count })}\n`);
 }
 
 /** 6. Training throughput of `trajlab train`'s networks: native products, wasm's with the transposed-operand fix, plain wasm. */
@@ -370,6 +382,11 @@ function writeReadme(results: { machine: string; date: string; figures: Figure[]
 }
 
 const SECTIONS = ['kernel', 'pruning', 'study', 'aggregator', 'distributed', 'train'] as const;
+if (process.argv[2] === 'aggregate-files') {
+  const [dir, count, rows, P] = process.argv.slice(3);
+  await aggregateFiles(dir!, Number(count), Number(rows), Number(P));
+  process.exit(0);
+}
 const requested = process.argv.slice(2);
 const unknown = requested.filter((r) => !(SECTIONS as readonly string[]).includes(r));
 if (unknown.length) throw new Error(`unknown benchmark(s) ${unknown.join(', ')}; choose from ${SECTIONS.join(', ')}`);
