@@ -18,6 +18,9 @@ interface Chunk {
   halfNorm: tf.Tensor2D;
 }
 
+/** Batches below this many rows take the pre-transposed training set with native products (see dots). */
+const NARROW_BATCH = 24;
+
 /** Relative float32 rounding margin subtracted from the expanded-form distance bounds of certified pruning. */
 const LB_MARGIN = 1e-5;
 
@@ -141,9 +144,14 @@ export class TrainingSet {
     return 4 * (2 * this.n * this.dim + this.n);
   }
 
-  /** q . y_j for every point j of a chunk: [B, size]. */
+  /**
+   * q . y_j for every point j of a chunk: [B, size]. Native products read y transposed (the product streams the
+   * training set once while the queries stay in cache) except for batches of fewer than NARROW_BATCH rows, where the
+   * untransposed copy wastes fewer vector lanes; both give the same bits (stable_gemm.h). wasm's own kernel always
+   * takes the copy (its transposed path is slow).
+   */
   private dots(q: tf.Tensor2D, c: Chunk): tf.Tensor2D {
-    if (nativeMatMulActive()) return tf.matMul(q, c.y, false, true);
+    if (nativeMatMulActive() && q.shape[0] >= NARROW_BATCH) return tf.matMul(q, c.y, false, true);
     c.yt ??= tf.keep(tf.transpose(c.y));
     return tf.matMul(q, c.yt);
   }
