@@ -10,8 +10,8 @@ interface Chunk {
   /** [size, dim]: right operand of weights x points, and (transposed) of x . y_j with native products. */
   y: tf.Tensor2D;
   /**
-   * [dim, size]: pre-transposed right operand of x . y_j for wasm's own kernel, whose transposeB path is slow; made on
-   * first use (native products read y transposed at full speed, with the same bits as an untransposed operand).
+   * [dim, size]: pre-transposed right operand of x . y_j for wasm's own kernel, whose transposeB path is slow, and for
+   * narrow batches with native products; made on first use (see dots).
    */
   yt: tf.Tensor2D | null;
   /** [1, size]: ||y_j||^2 / 2, cached. */
