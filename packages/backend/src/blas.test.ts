@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { activeBackend, BlasChoiceError, blasFromEnv, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, uninstallNativeMatMul, type NativeBlas, type NativeIsa } from './index.js';
+import { activeBackend, BlasChoiceError, blasFromEnv, chooseNativeIsa, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, uninstallNativeMatMul, type NativeBlas, type NativeIsa } from './index.js';
 
 // CI has a C compiler and Node's headers at `pnpm install`, so there the binding must exist and be in use; on a machine
 // without them these tests are skipped and the suite runs on wasm's own kernels.
@@ -156,10 +156,11 @@ describe.skipIf(!available)('native matrix products on the wasm backend', () => 
     const { blas } = loaded as { blas: NativeBlas };
     expect(() => blas.setIsa('sse' as NativeIsa)).toThrow(/avx512, avx2 or scalar/);
     if (blas.bestIsa() !== 'avx512') expect(installNativeMatMul(1, 'avx512')).toEqual({ reason: `TRAJLAB_BLAS_ISA=avx512 but this CPU's fastest is ${blas.bestIsa()}` });
-    // the portable path is refused in auto mode only
-    expect(installNativeMatMul(1, 'scalar', true)).toEqual({ reason: expect.stringMatching(/neither AVX2 with FMA nor AVX-512/) });
-    expect(installNativeMatMul(1, 'scalar')).toHaveProperty('blas');
+    // an explicit request for the portable path is honoured, in auto mode too
+    expect(installNativeMatMul(1, 'scalar', true)).toHaveProperty('blas');
+    expect(blas.isa()).toBe('scalar');
     installNativeMatMul(1);
+    expect(blas.isa()).toBe(blas.bestIsa());
   });
 
   it('gives each row the same bits whatever the batch it is in (so shards and workers never change results)', () => {
@@ -185,6 +186,16 @@ describe('the native binding', () => {
 });
 
 describe('TRAJLAB_BLAS, TRAJLAB_BLAS_THREADS and TRAJLAB_BLAS_ISA', () => {
+  it('choose the instruction set: the fastest unless asked, never one the CPU lacks, the portable path only when asked', () => {
+    expect(chooseNativeIsa('avx512', 'auto', true)).toEqual({ isa: 'avx512' });
+    expect(chooseNativeIsa('avx512', 'avx2', true)).toEqual({ isa: 'avx2' });
+    expect(chooseNativeIsa('avx512', 'scalar', true)).toEqual({ isa: 'scalar' });
+    expect(chooseNativeIsa('avx2', 'avx512', false)).toEqual({ reason: "TRAJLAB_BLAS_ISA=avx512 but this CPU's fastest is avx2" });
+    expect(chooseNativeIsa('scalar', 'auto', true)).toEqual({ reason: expect.stringMatching(/^this CPU has neither AVX2 with FMA nor AVX-512/) });
+    expect(chooseNativeIsa('scalar', 'auto', false)).toEqual({ isa: 'scalar' });
+    expect(chooseNativeIsa('scalar', 'scalar', true)).toEqual({ isa: 'scalar' });
+  });
+
   it('default to auto, one thread and the fastest instruction set', () => {
     expect(blasFromEnv({})).toEqual({ choice: 'auto', threads: 1, isa: 'auto' });
     expect(blasFromEnv({ TRAJLAB_BLAS: ' OFF ', TRAJLAB_BLAS_THREADS: '2', TRAJLAB_BLAS_ISA: 'AVX2' })).toEqual({ choice: 'off', threads: 2, isa: 'avx2' });

@@ -186,18 +186,30 @@ function nativeProduct(blas: NativeBlas, backend: WasmBackend, a: tf.TensorInfo,
 const ACTIVATION_KERNELS: Record<string, string | null> = { linear: null, relu: 'Relu', relu6: 'Relu6', elu: 'Elu', sigmoid: 'Sigmoid' };
 
 /**
+ * The instruction set to use given the CPU's fastest (`best`) and the one asked for (`auto`: the fastest), or why the
+ * native product is not used. `requireVector`: without a request, refuse the portable C path (slower than wasm's own
+ * kernel); an explicit TRAJLAB_BLAS_ISA=scalar is honoured.
+ */
+export function chooseNativeIsa(best: NativeIsa, requested: NativeIsa | 'auto', requireVector: boolean): { isa: NativeIsa } | { reason: string } {
+  if (requested !== 'auto' && NATIVE_ISAS.indexOf(requested) < NATIVE_ISAS.indexOf(best)) return { reason: `TRAJLAB_BLAS_ISA=${requested} but this CPU's fastest is ${best}` };
+  if (requested === 'auto' && best === 'scalar' && requireVector) {
+    return { reason: "this CPU has neither AVX2 with FMA nor AVX-512, and the portable native path is slower than wasm's kernel (TRAJLAB_BLAS=on or TRAJLAB_BLAS_ISA=scalar use it anyway)" };
+  }
+  return { isa: requested === 'auto' ? best : requested };
+}
+
+/**
  * Registers native products as the wasm backend's BatchMatMul and _FusedMatMul (once per process; wasm only), with
- * `threads` threads per product and instruction set `isa` (`auto`: the CPU's fastest). `requireVector`: refuse the
- * portable C path (slower than wasm's own kernel). Returns the binding, or `reason` when it is not used.
+ * `threads` threads per product and instruction set `isa` (see chooseNativeIsa). Returns the binding, or `reason` when
+ * it is not used.
  */
 export function installNativeMatMul(threads = 1, isa: NativeIsa | 'auto' = 'auto', requireVector = false): { blas: NativeBlas } | { reason: string } {
   const loaded = installed ? { blas: installed.blas } : loadNativeBlas();
   if (!('blas' in loaded)) return loaded;
   const { blas } = loaded;
-  const best = blas.bestIsa();
-  if (isa !== 'auto' && NATIVE_ISAS.indexOf(isa) < NATIVE_ISAS.indexOf(best)) return { reason: `TRAJLAB_BLAS_ISA=${isa} but this CPU's fastest is ${best}` };
-  const wanted = isa === 'auto' ? best : isa;
-  if (requireVector && wanted === 'scalar') return { reason: 'this CPU has neither AVX2 with FMA nor AVX-512, and the portable native path is slower than wasm\'s kernel (TRAJLAB_BLAS=on uses it anyway)' };
+  const choice = chooseNativeIsa(blas.bestIsa(), isa, requireVector);
+  if (!('isa' in choice)) return choice;
+  const wanted = choice.isa;
   blas.setThreads(threads);
   blas.setIsa(wanted);
   if (installed) return { blas };
