@@ -93,6 +93,12 @@ export class TrainingSet {
   private cached: { xId: number; t: number; logits: tf.Tensor2D[] } | null = null;
   /** Pruning counters (zeros without pruning). */
   readonly pruningStats: PruningStats = { rows: 0, pointsKept: 0, pointsTotal: 0 };
+  /**
+   * Host buffer the kept points of pruned rows are copied into, reused from one group to the next (tens of MB per
+   * evaluation at mid sigma would otherwise be garbage for the collector); each tensor made from it is disposed before
+   * it is written again.
+   */
+  private keptScratch = new Float32Array(0);
 
   /** `points` is row-major [n, dim] float32; a host copy is kept for exact distance checks. */
   constructor(
@@ -280,7 +286,8 @@ export class TrainingSet {
     }
     for (const [K, members] of groups) {
       const G = members.length;
-      const ysHost = new Float32Array(G * K * dim);
+      if (this.keptScratch.length < G * K * dim) this.keptScratch = new Float32Array(G * K * dim);
+      const ysHost = this.keptScratch.subarray(0, G * K * dim);
       const hnHost = new Float32Array(G * K);
       const mask = new Float32Array(G * K);
       members.forEach(({ keep }, g) => {
@@ -481,6 +488,7 @@ export class TrainingSet {
   dispose(): void {
     this.dropCache();
     for (const c of this.chunks) tf.dispose([c.y, c.halfNorm, ...(c.yt ? [c.yt] : [])]);
+    this.keptScratch = new Float32Array(0);
     if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...this.pca.bounds]);
     this.chunks.length = 0;
   }
