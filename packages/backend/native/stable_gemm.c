@@ -113,6 +113,9 @@ const char *gemm_isa_name(gemm_isa isa) {
 
 static long padded(int size, int block) { return ((long)size + block - 1) / block * block; }
 
+/* What a tile costs on an M x N product, per step of K: its padded area over its speed. */
+static double tile_cost(tile_kernel t, int m, int n) { return (double)padded(m, t.mr) * padded(n, t.nr) / t.speed; }
+
 /* The tile of `isa` that computes an M x N product fastest: its padded area over its speed (ties: the first listed). */
 static tile_kernel choose_tile(gemm_isa isa, int m, int n) {
   tile_kernel scalar = {SCALAR_MR, SCALAR_NR, scalar_4x16, 1.0};
@@ -133,9 +136,9 @@ static tile_kernel choose_tile(gemm_isa isa, int m, int n) {
     return scalar;
   }
   tile_kernel best = options[0];
-  double best_cost = (double)padded(m, best.mr) * padded(n, best.nr) / best.speed;
+  double best_cost = tile_cost(best, m, n);
   for (int t = 1; t < count; t++) {
-    double cost = (double)padded(m, options[t].mr) * padded(n, options[t].nr) / options[t].speed;
+    double cost = tile_cost(options[t], m, n);
     if (cost < best_cost) {
       best = options[t];
       best_cost = cost;
@@ -189,9 +192,12 @@ static void gemv_rows(gemm_isa isa, int m, int k, const float *a, ptrdiff_t lda,
 }
 
 /* The cost of an M x N x K product with the best tile of `isa`, in multiply-add lanes at full speed. */
-static double product_cost(gemm_isa isa, int m, int n, int k) {
-  tile_kernel t = choose_tile(isa, m, n);
-  return (double)padded(m, t.mr) * padded(n, t.nr) * k / t.speed;
+static double product_cost(gemm_isa isa, int m, int n, int k) { return tile_cost(choose_tile(isa, m, n), m, n) * k; }
+
+/* dst[j * rows + i] = src[i * cols + j]: the [cols x rows] transpose of a row-major [rows x cols] matrix. */
+static void transpose(const float *src, int rows, int cols, float *dst) {
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++) dst[(size_t)j * rows + i] = src[(size_t)i * cols + j];
 }
 
 /* What copying one element (a transposition) costs, in multiply-add lanes: a core does ~32 of those per cycle. */
@@ -339,8 +345,7 @@ int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, 
     if (trans_b) {
       copy = malloc(sizeof(float) * (size_t)k * n);
       if (!copy) return -1;
-      for (int j = 0; j < n; j++)
-        for (int p = 0; p < k; p++) copy[(size_t)p * n + j] = b[(size_t)j * k + p];
+      transpose(b, n, k, copy); /* B is stored [N, K] */
       right = copy;
     }
     int status = gemm_core(isa, m, n, k, a, a_row, a_col, right, n, c, n, threads);
@@ -359,13 +364,11 @@ int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, 
       free(ct);
       return -1;
     }
-    for (int i = 0; i < m; i++)
-      for (int p = 0; p < k; p++) copy[(size_t)p * m + i] = a[(size_t)i * k + p];
+    transpose(a, m, k, copy); /* A is stored [M, K] */
     right = copy;
   }
   int status = gemm_core(isa, n, m, k, b, b_row, b_col, right, m, ct, m, threads);
-  for (int j = 0; j < n; j++)
-    for (int i = 0; i < m; i++) c[(size_t)i * n + j] = ct[(size_t)j * m + i];
+  transpose(ct, n, m, c);
   free(copy);
   free(ct);
   return status;

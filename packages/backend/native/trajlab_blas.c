@@ -110,19 +110,18 @@ static napi_value set_isa(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, "setIsa(name) needs a string");
     return NULL;
   }
-  gemm_isa wanted;
-  if (strcmp(name, "avx512") == 0) wanted = GEMM_ISA_AVX512;
-  else if (strcmp(name, "avx2") == 0) wanted = GEMM_ISA_AVX2;
-  else if (strcmp(name, "scalar") == 0) wanted = GEMM_ISA_SCALAR;
-  else {
+  int wanted = -1;
+  for (int isa = GEMM_ISA_SCALAR; isa <= GEMM_ISA_AVX512; isa++)
+    if (strcmp(name, gemm_isa_name((gemm_isa)isa)) == 0) wanted = isa;
+  if (wanted < 0) {
     napi_throw_range_error(env, NULL, "setIsa(name): name must be avx512, avx2 or scalar");
     return NULL;
   }
-  if (wanted > gemm_best_isa()) {
+  if (wanted > (int)gemm_best_isa()) {
     napi_throw_range_error(env, NULL, "setIsa(name): this CPU does not support that instruction set");
     return NULL;
   }
-  current_isa = wanted;
+  current_isa = (gemm_isa)wanted;
   isa_chosen = true;
   napi_value result;
   CHECK(env, napi_create_string_utf8(env, gemm_isa_name(current_isa), NAPI_AUTO_LENGTH, &result));
