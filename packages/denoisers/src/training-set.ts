@@ -18,6 +18,9 @@ interface Chunk {
   halfNorm: tf.Tensor2D;
 }
 
+/** Training points per chunk when none is given: the optimal denoiser streams its softmax over chunks of this size. */
+export const DEFAULT_CHUNK_SIZE = 16384;
+
 /** Batches below this many rows take the pre-transposed training set with native products (see dots). */
 const NARROW_BATCH = 24;
 
@@ -110,7 +113,7 @@ export class TrainingSet {
     if (points.length !== n * dim) throw new Error(`training set has ${points.length} values, expected n*dim = ${n}*${dim}`);
     this.n = n;
     this.dim = dim;
-    this.chunkSize = Math.max(1, Math.floor(opts.chunkSize ?? 16384));
+    this.chunkSize = Math.max(1, Math.floor(opts.chunkSize ?? DEFAULT_CHUNK_SIZE));
     for (let start = 0; start < n; start += this.chunkSize) {
       const size = Math.min(this.chunkSize, n - start);
       const slice = points.subarray(start * dim, (start + size) * dim);

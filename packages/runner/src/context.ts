@@ -1,5 +1,5 @@
 import type { Dataset } from '@trajlab/datasets';
-import { createDenoiser, TrainingSet, type Denoiser, type Network } from '@trajlab/denoisers';
+import { createDenoiser, DEFAULT_CHUNK_SIZE, TrainingSet, type Denoiser, type Network } from '@trajlab/denoisers';
 import { loadNetwork } from '@trajlab/models';
 import type { FileMetadata } from '@trajlab/results';
 import type { LoadedData, ResolvedModel, ResolvedStudy, StudyPlan } from '@trajlab/study';
@@ -30,7 +30,7 @@ export async function createContext(study: ResolvedStudy, data: LoadedData, plan
   const [denoiserNet, compareNet] = await Promise.all([loadModel(study.models.denoiser), loadModel(study.models.compare)]);
   const sharesTraining = spec.denoiser.kind === 'optimal' && !spec.denoiser.dataset;
   const needsTraining = spec.metrics.kde || spec.metrics.nearest || sharesTraining;
-  const chunkSize = spec.denoiser.kind === 'optimal' ? spec.denoiser.chunkSize : 16384;
+  const chunkSize = spec.denoiser.kind === 'optimal' ? spec.denoiser.chunkSize : DEFAULT_CHUNK_SIZE;
   const pruning = spec.denoiser.kind === 'optimal' && sharesTraining ? spec.denoiser.pruning : undefined;
   const trainingSet = needsTraining ? new TrainingSet(data.dataset.points, data.dataset.n, data.dataset.dim, { chunkSize, pruning }) : null;
   // the optimal denoiser keeps its latest logits so the KDE gain and the nearest neighbours need no extra pass

@@ -1,6 +1,7 @@
 import { SOLVERS, type SolverName } from '@trajlab/core';
 import type { ConfigPlan, DatasetInfo, ResolvedStudy } from './resolve.js';
 import type { ResolvedModel } from './models.js';
+import { DEFAULT_CHUNK_SIZE } from '@trajlab/denoisers';
 import { SpecError } from './errors.js';
 import type { DenoiserSpecInput, StudySpec } from './spec.js';
 
@@ -80,7 +81,7 @@ function jobBytes(spec: StudySpec, study: ResolvedStudy, batch: number, points: 
   const dim = study.data.dataset.dim;
   const host = batch * points * dim * 4 * 2 + batch * points * 96;
   const tensors = 16 * batch * dim * 4;
-  const kde = spec.metrics.kde ? 2 * 4 * batch * Math.min(study.data.dataset.n, 16384) : 0;
+  const kde = spec.metrics.kde ? 2 * 4 * batch * Math.min(study.data.dataset.n, DEFAULT_CHUNK_SIZE) : 0;
   const den = denoiserBytes(spec.denoiser, study.data.denoiser ?? study.data.dataset, batch, study.models.denoiser);
   const cmp = spec.compare ? denoiserBytes(spec.compare, study.data.compare ?? study.data.dataset, batch, study.models.compare) : 0;
   const training = spec.metrics.kde || spec.metrics.nearest ? 4 * (2 * study.data.dataset.n * dim + study.data.dataset.n) : 0;

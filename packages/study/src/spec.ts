@@ -1,5 +1,5 @@
 import { SOLVER_NAMES, SOLVERS, type SolverName } from '@trajlab/core';
-import { LAYOUTS, NOISE_INPUTS, PARAMETERIZATIONS } from '@trajlab/denoisers';
+import { DEFAULT_CHUNK_SIZE, LAYOUTS, NOISE_INPUTS, PARAMETERIZATIONS } from '@trajlab/denoisers';
 import { z } from 'zod';
 
 /**
@@ -80,7 +80,7 @@ export const denoiserSchema = z.discriminatedUnion(
     z.strictObject({
       kind: z.literal('optimal'),
       /** Training points per chunk of the streamed softmax (memory O(batch * chunkSize)). @defaultValue 16384 */
-      chunkSize: positiveInt.default(16384),
+      chunkSize: positiveInt.default(DEFAULT_CHUNK_SIZE),
       /**
        * Certified pruning for small sigma: skip training points whose weight is provably below tolerance / n of the
        * largest (PCA-subspace lower bound on the distance, `rank` directions). Off by default: results then stay
@@ -216,7 +216,7 @@ export const studySpecSchema = z
     memoryBudgetMB: positive.default(4096),
     dataset: datasetSchema,
     /** @defaultValue { kind: optimal } */
-    denoiser: denoiserSchema.default({ kind: 'optimal', chunkSize: 16384 }),
+    denoiser: denoiserSchema.default({ kind: 'optimal', chunkSize: DEFAULT_CHUNK_SIZE }),
     /** Second denoiser evaluated at every visited point (score_dev). @defaultValue none */
     compare: denoiserSchema.optional(),
     solvers: z.array(solverEntrySchema).min(1),
