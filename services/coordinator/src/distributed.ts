@@ -6,11 +6,8 @@ import { loadNetwork } from '@trajlab/models';
 import { planStudy, prefetchSpecFile, resolveStudyFile, resolveStudyText, studyKeys } from '@trajlab/study';
 import { FlowProducer, Job, Queue, QueueEvents } from 'bullmq';
 import { Redis } from 'ioredis';
-import { formatDuration } from './format.js';
-
 import { RedisUnavailableError, UnknownStudyError } from './errors.js';
-
-export { RedisUnavailableError, UnknownStudyError };
+import { formatDuration } from './format.js';
 
 /** Connections of one CLI command: fail fast when Redis is down. */
 export class Cluster {

@@ -14,12 +14,12 @@ import { formatBytes, formatFlops, table } from './format.js';
 import { progressPrinter } from './progress.js';
 import { curveText, pivotText, summaryText, UnknownMetricError } from './show.js';
 import { RedisUnavailableError, UnknownStudyError } from './errors.js';
-
-/** The Redis-backed commands, loaded (with BullMQ) only by the commands that use them. */
-const distributed = () => import('./distributed.js');
 import { PayloadError, RedisUrlError } from '@trajlab/queue';
 import { ModelFileError } from '@trajlab/models';
 import { ModelExistsError, trainCommand } from './train.js';
+
+/** The Redis-backed commands, loaded (with BullMQ) only by the commands that use them. */
+const distributed = () => import('./distributed.js');
 
 /** Wrong command-line usage (exit code 2). */
 class UsageError extends Error {}
