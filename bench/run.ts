@@ -39,6 +39,20 @@ const add = (f: Figure) => {
 /** What the benchmarks run on, in the figures' details. */
 const SOURCE = existsSync(FMNIST) ? 'Fashion-MNIST, 10k images' : 'synthetic Gaussian 10k x 784 (Fashion-MNIST not installed)';
 
+/** Median seconds of 7 runs of `f` (after one warm-up run), each until its result is on the host. */
+function medianSeconds(f: () => tf.Tensor): number {
+  f().dispose();
+  const runs: number[] = [];
+  for (let r = 0; r < 7; r++) {
+    const t0 = performance.now();
+    const out = f();
+    out.dataSync();
+    out.dispose();
+    runs.push((performance.now() - t0) / 1000);
+  }
+  return median(runs);
+}
+
 function dataset(): Dataset {
   return existsSync(FMNIST) ? loadIdxFile(FMNIST, { limit: 10000 }) : gaussianDataset({ dim: 784, n: 10000, rank: 64, seed: 1 });
 }
@@ -54,18 +68,7 @@ async function pruning(data: Dataset) {
   const pruned = new TrainingSet(data.points, data.n, data.dim, { pruning: { rank: 32, tolerance: 1e-7 } });
   const setup = performance.now() - t0;
   add({ name: 'pruning set-up', value: setup, unit: 'ms', detail: `${SOURCE}; principal axes (rank 32) and bound tables, once per process`, command: 'pnpm bench pruning' });
-  const time = (ts: TrainingSet, x: tf.Tensor2D, t: number) => {
-    ts.denoise(x, t).dispose();
-    const runs: number[] = [];
-    for (let r = 0; r < 7; r++) {
-      const start = performance.now();
-      const out = ts.denoise(x, t);
-      out.dataSync();
-      out.dispose();
-      runs.push(performance.now() - start);
-    }
-    return median(runs);
-  };
+  const time = (ts: TrainingSet, x: tf.Tensor2D, t: number) => 1000 * medianSeconds(() => ts.denoise(x, t));
   for (const t of polynomialSigmas(20, 0.002, 80, 7).slice(0, -1)) {
     const x = tf.tidy(() => tf.add(tf.tensor2d(data.points.slice(0, 32 * data.dim), [32, data.dim]), tf.mul(tf.randomNormal([32, data.dim], 0, 1, 'float32', 7), t))) as tf.Tensor2D;
     const before = { ...pruned.pruningStats };
@@ -95,20 +98,8 @@ async function kernel(data: Dataset) {
       const y = tf.randomNormal([data.n, data.dim], 0, 1, 'float32', 2) as tf.Tensor2D;
       const yt = provider === 'native' ? null : (tf.transpose(y) as tf.Tensor2D);
       const w = tf.randomUniform([B, data.n], 0, 1, 'float32', 3) as tf.Tensor2D;
-      const time = (f: () => tf.Tensor) => {
-        f().dispose();
-        const ts_: number[] = [];
-        for (let r = 0; r < 7; r++) {
-          const t0 = performance.now();
-          const out = f();
-          out.dataSync();
-          out.dispose();
-          ts_.push((performance.now() - t0) / 1000);
-        }
-        return median(ts_);
-      };
-      const mm = time(() => (yt ? tf.matMul(x, yt) : tf.matMul(x, y, false, true))) + time(() => tf.matMul(w, y));
-      const den = time(() => ts.denoise(x, 1.0));
+      const mm = medianSeconds(() => (yt ? tf.matMul(x, yt) : tf.matMul(x, y, false, true))) + medianSeconds(() => tf.matMul(w, y));
+      const den = medianSeconds(() => ts.denoise(x, 1.0));
       const mmRate = (4 * B * data.dim * data.n) / mm / 1e9;
       const kRate = (4 * B * data.dim * data.n) / den / 1e9;
       add({ name: `matMul x.y^T + w.y, batch ${B}${label}`, value: mmRate, unit: 'GFLOP/s', detail: `[${B}, ${data.dim}] x [${data.dim}, ${data.n}] then [${B}, ${data.n}] x [${data.n}, ${data.dim}]: ${(mm * 1000).toFixed(1)} ms, one thread`, command: 'pnpm bench kernel' });
@@ -130,6 +121,30 @@ function run(args: string[], env: Record<string, string> = {}): Promise<{ code: 
     child.stderr.on('data', (d: Buffer) => (stderr += d));
     child.on('close', (code) => res({ code: code ?? -1, stdout, stderr, seconds: (performance.now() - t0) / 1000 }));
   });
+}
+
+/** Median wall seconds of three `trajlab run` of `spec` with `workers` processes (outputs under `dir`, named by `tag`). */
+async function medianRun(spec: string, dir: string, tag: string, workers: number, env: Record<string, string> = {}): Promise<number> {
+  const secs: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const res = await run(['run', spec, '--out', join(dir, `out-${tag}-${workers}-${r}`), '--workers', String(workers), '--quiet'], env);
+    if (res.code !== 0) throw new Error(res.stderr);
+    secs.push(res.seconds);
+  }
+  return median(secs);
+}
+
+/** Median wall seconds (whole process) and sampling-loop seconds of three runs of the numpy peer on `samples` per config. */
+function numpyPeer(uri: string, samples: number): { wall: number; loop: number } {
+  const wall: number[] = [];
+  const loop: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const t0 = performance.now();
+    const out = JSON.parse(execFileSync('python3', [join(REPO, 'bench/numpy_peer.py'), uri, '10000', String(samples)], { encoding: 'utf8' })) as { seconds: number };
+    wall.push((performance.now() - t0) / 1000);
+    loop.push(out.seconds);
+  }
+  return { wall: median(wall), loop: median(loop) };
 }
 
 /** The perf spec: Euler 20 + Heun 10 (20 NFE each), 256 samples per config, sampling only (metrics off), optionally certified pruning. */
@@ -159,13 +174,7 @@ async function study(uri: string | null, source: string) {
   for (const pruning of [false, true]) {
     const spec = perfSpec(dir, uri, pruning);
     for (const workers of [1, 2]) {
-      const secs: number[] = [];
-      for (let r = 0; r < 3; r++) {
-        const res = await run(['run', spec, '--out', join(dir, `out-${pruning}-${workers}-${r}`), '--workers', String(workers), '--quiet']);
-        if (res.code !== 0) throw new Error(res.stderr);
-        secs.push(res.seconds);
-      }
-      const s = median(secs);
+      const s = await medianRun(spec, dir, String(pruning), workers);
       const key = `${pruning ? 'pruned' : 'dense'}-${workers}`;
       rates[key] = 512 / s;
       add({
@@ -181,13 +190,7 @@ async function study(uri: string | null, source: string) {
     // the same dense study with wasm's own matMul (TRAJLAB_BLAS=off), for comparison
     const spec = perfSpec(dir, uri, false);
     for (const workers of [1, 2]) {
-      const secs: number[] = [];
-      for (let r = 0; r < 3; r++) {
-        const res = await run(['run', spec, '--out', join(dir, `out-wasm-${workers}-${r}`), '--workers', String(workers), '--quiet'], { TRAJLAB_BLAS: 'off' });
-        if (res.code !== 0) throw new Error(res.stderr);
-        secs.push(res.seconds);
-      }
-      const s = median(secs);
+      const s = await medianRun(spec, dir, 'wasm', workers, { TRAJLAB_BLAS: 'off' });
       rates[`wasm-${workers}`] = 512 / s;
       add({
         name: `study, dense, wasm's own matMul, ${workers} process${workers > 1 ? 'es' : ''}`,
@@ -204,13 +207,7 @@ async function study(uri: string | null, source: string) {
   const large: Record<number, number> = {};
   const largeSpec = perfSpec(dir, uri, false, 1024);
   for (const workers of [1, 2]) {
-    const secs: number[] = [];
-    for (let r = 0; r < 3; r++) {
-      const res = await run(['run', largeSpec, '--out', join(dir, `out-large-${workers}-${r}`), '--workers', String(workers), '--quiet']);
-      if (res.code !== 0) throw new Error(res.stderr);
-      secs.push(res.seconds);
-    }
-    large[workers] = median(secs);
+    large[workers] = await medianRun(largeSpec, dir, 'large', workers);
     add({
       name: `study x4, dense, ${workers} process${workers > 1 ? 'es' : ''}`,
       value: 2048 / large[workers]!,
@@ -221,27 +218,12 @@ async function study(uri: string | null, source: string) {
   }
   add({ name: '2 processes vs 1 (dense, study x4)', value: large[1]! / large[2]!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1 on 2048 trajectories', command: 'pnpm bench study' });
   if (uri) {
-    const compute: number[] = [];
-    const wall: number[] = [];
-    for (let r = 0; r < 3; r++) {
-      const t0 = performance.now();
-      const out = JSON.parse(execFileSync('python3', [join(REPO, 'bench/numpy_peer.py'), uri, '10000', '256'], { encoding: 'utf8' }));
-      wall.push((performance.now() - t0) / 1000);
-      compute.push(out.seconds);
-    }
-    const c = median(compute);
-    const w = median(wall);
+    const { wall: w, loop: c } = numpyPeer(uri, 256);
     const best = Math.max(...Object.entries(rates).filter(([k]) => !k.startsWith('wasm')).map(([, v]) => v));
     add({ name: 'numpy peer (dense, float32, batch 32)', value: 512 / w, unit: 'trajectories/s', detail: `same study in plain numpy (its OpenBLAS, both cores): ${w.toFixed(2)} s for the whole process, ${c.toFixed(2)} s in its sampling loop`, command: 'python3 bench/numpy_peer.py <train-images.gz> 10000 256' });
     add({ name: 'trajlab (best) / numpy peer, whole process', value: best / (512 / w), unit: 'x', detail: 'study throughput ratio, both timed from process start to results (trajlab also writes Arrow shards, the summary and the report)', command: 'pnpm bench study' });
     add({ name: 'trajlab (best) / numpy peer, its loop alone', value: best / (512 / c), unit: 'x', detail: "trajlab's whole process against the peer's sampling loop without its start-up and data loading", command: 'pnpm bench study' });
-    const wallLarge: number[] = [];
-    for (let r = 0; r < 3; r++) {
-      const t0 = performance.now();
-      execFileSync('python3', [join(REPO, 'bench/numpy_peer.py'), uri, '10000', '1024'], { encoding: 'utf8' });
-      wallLarge.push((performance.now() - t0) / 1000);
-    }
-    const wl = median(wallLarge);
+    const wl = numpyPeer(uri, 1024).wall;
     add({ name: 'trajlab (2 processes) / numpy peer, study x4, whole process', value: wl / large[2]!, unit: 'x', detail: `2048 trajectories: numpy ${wl.toFixed(1)} s, trajlab --workers 2 ${large[2]!.toFixed(1)} s`, command: 'pnpm bench study' });
   }
 }
