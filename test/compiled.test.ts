@@ -1,11 +1,8 @@
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compiledIsFresh, sourceStamp, STAMP_FILE } from '../scripts/compiled.mjs';
-import { cliAsync, REPO, tempDir, writeSpec } from './helpers.js';
-
-const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+import { arrowFiles, cliAsync, REPO, sha256, tempDir, writeSpec } from './helpers.js';
 
 /** A minimal workspace: one package with a source file, the compiler script, and a stamp of them. */
 function fixture(): { root: string; source: string } {
@@ -67,9 +64,9 @@ describe('compiled JavaScript (pnpm install compiles the TypeScript; the command
     const sources = await cliAsync(['run', spec, '--out', join(dir, 'sources'), '--workers', '2', '--quiet'], { env: { ...process.env, TRAJLAB_COMPILED: 'off' } });
     for (const r of [compiled, sources]) expect(r.status, r.stderr).toBe(0);
     const id = /study\s+(\S+)/.exec(compiled.stdout)![1]!;
-    const files = readdirSync(join(dir, 'compiled', id), { recursive: true }).map(String).filter((f) => f.endsWith('.arrow')).sort();
+    const files = arrowFiles(join(dir, 'compiled', id));
     expect(files.length).toBeGreaterThan(8);
-    expect(readdirSync(join(dir, 'sources', id), { recursive: true }).map(String).filter((f) => f.endsWith('.arrow')).sort()).toEqual(files);
-    for (const f of files) expect(sha(join(dir, 'sources', id, f)), f).toBe(sha(join(dir, 'compiled', id, f)));
+    expect(arrowFiles(join(dir, 'sources', id))).toEqual(files);
+    for (const f of files) expect(sha256(readFileSync(join(dir, 'sources', id, f))), f).toBe(sha256(readFileSync(join(dir, 'compiled', id, f))));
   });
 });

@@ -5,7 +5,7 @@ import { resolveStudyText } from '@trajlab/study';
 import { runStudyEmbedded } from '@trajlab/runner';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { cliAsync, readTable, rows, runSpec, tempDir, writeSpec } from './helpers.js';
+import { arrowFiles, cliAsync, readTable, rows, runSpec, tempDir, writeSpec } from './helpers.js';
 
 const base = {
   name: 'determinism',
@@ -91,10 +91,10 @@ describe('determinism', () => {
     expect(two.status, two.stderr).toBe(0);
     expect(two.stderr).toMatch(/running shards in 2 processes/);
     const id = /study\s+(\S+)/.exec(one.stdout)![1]!;
-    const files = (root: string) => readdirSync(join(root, id), { recursive: true }).map(String).filter((f) => f.endsWith('.arrow')).sort();
-    expect(files(join(dir, 'two'))).toEqual(files(join(dir, 'one')));
-    expect(files(join(dir, 'one')).length).toBe(3 * 4 * 2 + 3 * 2 + 2);
-    for (const f of files(join(dir, 'one'))) expect(sha(join(dir, 'two', id, f)), f).toBe(sha(join(dir, 'one', id, f)));
+    const files = arrowFiles(join(dir, 'one', id));
+    expect(arrowFiles(join(dir, 'two', id))).toEqual(files);
+    expect(files.length).toBe(3 * 4 * 2 + 3 * 2 + 2);
+    for (const f of files) expect(sha(join(dir, 'two', id, f)), f).toBe(sha(join(dir, 'one', id, f)));
   });
 });
 
@@ -121,7 +121,7 @@ describe.skipIf(!existsSync(FMNIST) && !process.env.CI)('determinism of the opti
     expect(wasm.stderr).toMatch(/matrix products: wasm \(its own kernel\) \[TRAJLAB_BLAS=off\]/);
     if (process.env.CI) expect(one.stderr).toMatch(/matrix products: native row-stable sgemm \((avx512|avx2)\), 1 thread/);
     const id = /study\s+(\S+)/.exec(one.stdout)![1]!;
-    const files = readdirSync(join(dir, 'one', id), { recursive: true }).map(String).filter((f) => f.endsWith('.arrow')).sort();
+    const files = arrowFiles(join(dir, 'one', id));
     expect(files.length).toBeGreaterThan(8);
     for (const f of files) expect(sha(join(dir, 'two', id, f)), f).toBe(sha(join(dir, 'one', id, f)));
     // every instruction set computes the same fma chains, whatever the thread count: the portable C path (and AVX2

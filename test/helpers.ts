@@ -4,7 +4,7 @@ import { openStore } from '@trajlab/storage';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { expect } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -76,6 +76,11 @@ export function cliAsync(args: string[], opts: { cwd?: string; env?: NodeJS.Proc
       resolve({ status: code ?? -1, stdout, stderr });
     });
   });
+}
+
+/** The Arrow files under a study directory (paths relative to it), sorted. */
+export function arrowFiles(studyDir: string): string[] {
+  return readdirSync(studyDir, { recursive: true }).map(String).filter((f) => f.endsWith('.arrow')).sort();
 }
 
 /** sha256 hex of bytes. */
