@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { installNativeMatMul, nativeMatMulActive, uninstallNativeMatMul } from '@trajlab/backend';
 import { normalStream, polynomialSigmas } from '@trajlab/core';
 import { loadIdxFile } from '@trajlab/datasets';
 import { TrainingSet } from '@trajlab/denoisers';
 import { existsSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const FMNIST = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz';
 
@@ -37,8 +38,24 @@ function compare(points: Float32Array, n: number, dim: number, tolerance: number
   return { out, maxNorm };
 }
 
-describe('certified pruning of the optimal denoiser', () => {
-  it('agrees with the dense denoiser within the tolerance at every sigma (random data), and prunes at small sigma', () => {
+/**
+ * Both implementations: with native products the bounds, scan and kept rows run in native/pruned_denoiser.c; without
+ * them (TRAJLAB_BLAS=off, or no binding) in tensors. The dense reference uses the same matrix product as each.
+ */
+const NATIVE_AT_START = nativeMatMulActive();
+describe.each([
+  { path: 'native kernel', native: true },
+  { path: 'tensor path', native: false },
+])('certified pruning of the optimal denoiser ($path)', ({ native }) => {
+  beforeAll(() => {
+    if (!native) uninstallNativeMatMul();
+  });
+  afterAll(() => {
+    if (!native && NATIVE_AT_START) installNativeMatMul();
+  });
+
+  it.skipIf(native && !NATIVE_AT_START)('agrees with the dense denoiser within the tolerance at every sigma (random data), and prunes at small sigma', () => {
+    expect(nativeMatMulActive()).toBe(native);
     const n = 2000;
     const dim = 24;
     // data on a low-dimensional curved set plus noise: PCA captures most of the distance
@@ -57,6 +74,18 @@ describe('certified pruning of the optimal denoiser', () => {
     }
   });
 
+  it.skipIf(!existsSync(FMNIST) || (native && !NATIVE_AT_START))('agrees with the dense denoiser on Fashion-MNIST at every sigma', () => {
+    expect(nativeMatMulActive()).toBe(native);
+    const data = loadIdxFile(FMNIST, { limit: 2000 });
+    const { out, maxNorm } = compare(data.points, data.n, data.dim, 1e-7, 32);
+    for (const o of out) expect(o.diff, `sigma ${o.sigma}`).toBeLessThan(2e-7 * maxNorm + 1e-5 * maxNorm);
+    expect(out[out.length - 1]!.kept).toBeLessThan(0.05);
+    // report how much is skipped along the schedule (visible in the test log)
+    process.stderr.write(`pruning (${native ? 'native' : 'tensors'}) on Fashion-MNIST 2000: kept fraction by sigma ${out.map((o) => `${o.sigma.toPrecision(3)}:${o.kept.toFixed(3)}`).join(' ')}\n`);
+  });
+});
+
+describe.skipIf(!NATIVE_AT_START)('certified pruning with native products', () => {
   it('a row gets the same bits alone as in any batch (pruned, dense and mixed rows), at every sigma', () => {
     const n = 1500;
     const dim = 16;
@@ -79,13 +108,5 @@ describe('certified pruning of the optimal denoiser', () => {
     }
     ts.dispose();
   });
-
-  it.skipIf(!existsSync(FMNIST))('agrees with the dense denoiser on Fashion-MNIST at every sigma', () => {
-    const data = loadIdxFile(FMNIST, { limit: 2000 });
-    const { out, maxNorm } = compare(data.points, data.n, data.dim, 1e-7, 32);
-    for (const o of out) expect(o.diff, `sigma ${o.sigma}`).toBeLessThan(2e-7 * maxNorm + 1e-5 * maxNorm);
-    expect(out[out.length - 1]!.kept).toBeLessThan(0.05);
-    // report how much is skipped along the schedule (visible in the test log)
-    process.stderr.write(`pruning on Fashion-MNIST 2000: kept fraction by sigma ${out.map((o) => `${o.sigma.toPrecision(3)}:${o.kept.toFixed(3)}`).join(' ')}\n`);
-  });
 });
+

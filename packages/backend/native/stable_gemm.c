@@ -154,41 +154,54 @@ static tile_kernel choose_tile(gemm_isa isa, int m, int n) {
 }
 
 /*
- * Matrix times vector, c[i] = chain over p of a[i * lda + p] * v[p], for rows i = 0..m-1: eight rows' chains at a time
- * in scalar fused multiply-adds (each row's A values are contiguous, so no copy is needed; a vector kernel would need
- * A transposed). The same chains as the tiled kernels. `fma`: compiled for the FMA instruction (else the C library's).
+ * Matrix times vector, c[i] = chain over p of rows[i][p] * v[p], for rows i = 0..m-1 anywhere in memory: eight rows'
+ * chains at a time in scalar fused multiply-adds (each row's values are contiguous, so no copy is needed; a vector
+ * kernel would need the rows transposed). The same chains as the tiled kernels. `fma`: compiled for the FMA
+ * instruction (else the C library's).
  */
-#define DEFINE_GEMV(NAME, ATTR)                                                                                    \
-  ATTR static void NAME(int m, int k, const float *a, ptrdiff_t lda, const float *v, float *c) {                   \
+#define DEFINE_DOT_ROWS(NAME, ATTR)                                                                                \
+  ATTR static void NAME(int m, int k, const float *const *rows, const float *v, float *c) {                         \
     int i = 0;                                                                                                    \
     for (; i + 8 <= m; i += 8) {                                                                                  \
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                                    \
-      const float *row = a + (ptrdiff_t)i * lda;                                                                  \
+      const float *row[8];                                                                                        \
+      _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) row[r] = rows[i + r];                                   \
       for (int p = 0; p < k; p++) {                                                                               \
-        _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) acc[r] = fmaf(row[r * lda + p], v[p], acc[r]);        \
+        _Pragma("GCC unroll 8") for (int r = 0; r < 8; r++) acc[r] = fmaf(row[r][p], v[p], acc[r]);               \
       }                                                                                                           \
       for (int r = 0; r < 8; r++) c[i + r] = acc[r];                                                              \
     }                                                                                                             \
     for (; i < m; i++) {                                                                                          \
       float acc = 0.0f;                                                                                           \
-      for (int p = 0; p < k; p++) acc = fmaf(a[(ptrdiff_t)i * lda + p], v[p], acc);                               \
+      for (int p = 0; p < k; p++) acc = fmaf(rows[i][p], v[p], acc);                                             \
       c[i] = acc;                                                                                                 \
     }                                                                                                             \
   }
-DEFINE_GEMV(gemv_portable, )
+DEFINE_DOT_ROWS(dot_rows_portable, )
 #ifdef GEMM_X86
-DEFINE_GEMV(gemv_fma, __attribute__((target("fma"))))
+DEFINE_DOT_ROWS(dot_rows_fma, __attribute__((target("fma"))))
 #endif
 
-static void gemv_rows(gemm_isa isa, int m, int k, const float *a, ptrdiff_t lda, const float *v, float *c) {
+void gemm_dot_rows(gemm_isa isa, int m, int k, const float *const *rows, const float *v, float *c) {
 #ifdef GEMM_X86
   if (isa != GEMM_ISA_SCALAR) {
-    gemv_fma(m, k, a, lda, v, c);
+    dot_rows_fma(m, k, rows, v, c);
     return;
   }
 #endif
   (void)isa;
-  gemv_portable(m, k, a, lda, v, c);
+  dot_rows_portable(m, k, rows, v, c);
+}
+
+/* gemm_dot_rows over the rows of a matrix with row stride lda, a block of row pointers at a time. */
+static void gemv_rows(gemm_isa isa, int m, int k, const float *a, ptrdiff_t lda, const float *v, float *c) {
+  enum { BLOCK = 256 };
+  const float *rows[BLOCK];
+  for (int i0 = 0; i0 < m; i0 += BLOCK) {
+    int count = m - i0 < BLOCK ? m - i0 : BLOCK;
+    for (int r = 0; r < count; r++) rows[r] = a + (ptrdiff_t)(i0 + r) * lda;
+    gemm_dot_rows(isa, count, k, rows, v, c + i0);
+  }
 }
 
 /* The cost of an M x N x K product with the best tile of `isa`, in multiply-add lanes at full speed. */

@@ -26,4 +26,10 @@ const char *gemm_isa_name(gemm_isa isa);
  */
 int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, const float *b, float *c, gemm_isa isa, int threads);
 
+/*
+ * c[i] = the chain of fused multiply-adds over p = 0..K-1 of rows[i][p] * v[p], for i = 0..M-1 with each row anywhere
+ * in memory: the chains gemm_sgemm computes for a matrix-vector product, without gathering the rows first.
+ */
+void gemm_dot_rows(gemm_isa isa, int m, int k, const float *const *rows, const float *v, float *c);
+
 #endif

@@ -1,14 +1,16 @@
 /*
- * trajlab_blas: a Node-API binding of one BLAS routine, single-precision GEMM (trajlab's row-stable product,
- * stable_gemm.c), used as the matrix product of the wasm tensor backend (see ../src/blas.ts). The operands are
+ * trajlab_blas: a Node-API binding of trajlab's native kernels. sgemm, single-precision GEMM (trajlab's row-stable
+ * product, stable_gemm.c), is the matrix product of the wasm tensor backend (see ../src/blas.ts): the operands are
  * Float32Array views into the wasm heap, so nothing is copied: C = op(A) op(B) for row-major A, B, C (op = optional
- * transpose), as in cblas_sgemm with alpha 1, beta 0.
+ * transpose), as in cblas_sgemm with alpha 1, beta 0. prunedDenoise is the optimal denoiser's certified pruning
+ * (pruned_denoiser.c), on host arrays.
  */
 #include <node_api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "pruned_denoiser.h"
 #include "stable_gemm.h"
 
 /* The instruction set and thread count every product of this process uses (setIsa, setThreads). */
@@ -73,6 +75,65 @@ static napi_value sgemm(napi_env env, napi_callback_info info) {
   }
   if (gemm_sgemm(trans_a, trans_b, m, n, k, a, b, c, active_isa(), current_threads) != 0) {
     napi_throw_error(env, NULL, "sgemm: out of memory");
+    return NULL;
+  }
+  return NULL;
+}
+
+/* An Int32Array view, as float32_view. */
+static bool int32_view(napi_env env, napi_value value, const char *name, int32_t **data, size_t *length) {
+  bool is_typed = false;
+  napi_typedarray_type type;
+  void *raw = NULL;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed ||
+      napi_get_typedarray_info(env, value, &type, length, &raw, NULL, NULL) != napi_ok || type != napi_int32_array) {
+    napi_throw_type_error(env, NULL, name);
+    return false;
+  }
+  *data = (int32_t *)raw;
+  return true;
+}
+
+/*
+ * prunedDenoise(points, halfNorm, mean, basis, table, maxProjected, maxResidual, x, t, cutoff, maxKept, out, kept): see
+ * pruned_denoiser.h. n = halfNorm.length, dim = mean.length, rank = basis.length / dim, rows b = kept.length.
+ */
+static napi_value pruned_denoise_binding(napi_env env, napi_callback_info info) {
+  size_t argc = 13;
+  napi_value argv[13];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 13) {
+    napi_throw_type_error(env, NULL, "prunedDenoise(points, halfNorm, mean, basis, table, maxProjected, maxResidual, x, t, cutoff, maxKept, out, kept) takes 13 arguments");
+    return NULL;
+  }
+  float *points, *half_norm, *mean, *basis, *table, *x, *out;
+  int32_t *kept;
+  size_t l_points, l_half, l_mean, l_basis, l_table, l_x, l_out, l_kept;
+  if (!float32_view(env, argv[0], "points must be a Float32Array", &points, &l_points)) return NULL;
+  if (!float32_view(env, argv[1], "halfNorm must be a Float32Array", &half_norm, &l_half)) return NULL;
+  if (!float32_view(env, argv[2], "mean must be a Float32Array", &mean, &l_mean)) return NULL;
+  if (!float32_view(env, argv[3], "basis must be a Float32Array", &basis, &l_basis)) return NULL;
+  if (!float32_view(env, argv[4], "table must be a Float32Array", &table, &l_table)) return NULL;
+  if (!float32_view(env, argv[7], "x must be a Float32Array", &x, &l_x)) return NULL;
+  if (!float32_view(env, argv[11], "out must be a Float32Array", &out, &l_out)) return NULL;
+  if (!int32_view(env, argv[12], "kept must be an Int32Array", &kept, &l_kept)) return NULL;
+  double max_projected = 0, max_residual = 0, t = 0, cutoff = 0;
+  int32_t max_kept = 0;
+  CHECK(env, napi_get_value_double(env, argv[5], &max_projected));
+  CHECK(env, napi_get_value_double(env, argv[6], &max_residual));
+  CHECK(env, napi_get_value_double(env, argv[8], &t));
+  CHECK(env, napi_get_value_double(env, argv[9], &cutoff));
+  CHECK(env, napi_get_value_int32(env, argv[10], &max_kept));
+  size_t n = l_half, dim = l_mean, b = l_kept;
+  size_t rank = dim ? l_basis / dim : 0;
+  if (n == 0 || dim == 0 || rank == 0 || n > INT32_MAX || dim > INT32_MAX || b > INT32_MAX || l_points != n * dim || l_basis != dim * rank ||
+      l_table != (rank + 2) * n || l_x < b * dim || l_out < b * dim || !(t > 0) || max_kept < 0) {
+    napi_throw_range_error(env, NULL, "prunedDenoise: the arrays do not match n = halfNorm.length, dim = mean.length, rank = basis.length / dim and b = kept.length, or t <= 0");
+    return NULL;
+  }
+  pruned_set set = {(int)n, (int)dim, (int)rank, points, half_norm, mean, basis, table, max_projected, max_residual};
+  if (pruned_denoise(&set, (int)b, x, t, cutoff, max_kept, active_isa(), out, kept) != 0) {
+    napi_throw_error(env, NULL, "prunedDenoise: out of memory");
     return NULL;
   }
   return NULL;
@@ -146,6 +207,7 @@ static napi_value get_best_isa(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"prunedDenoise", NULL, pruned_denoise_binding, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"threads", NULL, get_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setIsa", NULL, set_isa, NULL, NULL, NULL, napi_enumerable, NULL},

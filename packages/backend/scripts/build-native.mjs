@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Builds the optional native matrix-product binding (native/trajlab_blas.c and native/stable_gemm.c ->
+// Builds the optional native binding (native/trajlab_blas.c, native/stable_gemm.c, native/pruned_denoiser.c ->
 // native/build/trajlab_blas.node). Runs at `pnpm install`; where a C compiler or Node's headers are missing it says
 // why and exits 0: trajlab then multiplies matrices with the wasm backend's own kernel. No BLAS library is needed.
 // Set TRAJLAB_NATIVE_BLAS=off to skip the build.
@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const sources = ['trajlab_blas.c', 'stable_gemm.c'].map((f) => join(here, '..', 'native', f));
+const sources = ['trajlab_blas.c', 'stable_gemm.c', 'pruned_denoiser.c'].map((f) => join(here, '..', 'native', f));
 const outDir = join(here, '..', 'native', 'build');
 const target = join(outDir, 'trajlab_blas.node');
 

@@ -179,9 +179,25 @@ describe('the native binding', () => {
   it('is refused, by name of what it lacks, when it was built by an older trajlab', () => {
     const fn = () => {};
     // the OpenBLAS binding of earlier versions: sgemm, setThreads, threads, config
-    expect(missingBindingFunctions({ sgemm: fn, setThreads: fn, threads: fn, config: fn })).toEqual(['setIsa', 'isa', 'bestIsa']);
-    expect(missingBindingFunctions({ sgemm: fn, setThreads: fn, threads: fn, setIsa: fn, isa: fn, bestIsa: fn })).toEqual([]);
+    expect(missingBindingFunctions({ sgemm: fn, setThreads: fn, threads: fn, config: fn })).toEqual(['prunedDenoise', 'setIsa', 'isa', 'bestIsa']);
+    // the first row-stable binding, without the pruned denoiser
+    expect(missingBindingFunctions({ sgemm: fn, setThreads: fn, threads: fn, setIsa: fn, isa: fn, bestIsa: fn })).toEqual(['prunedDenoise']);
+    expect(missingBindingFunctions({ sgemm: fn, prunedDenoise: fn, setThreads: fn, threads: fn, setIsa: fn, isa: fn, bestIsa: fn })).toEqual([]);
     if ('blas' in loaded) expect(missingBindingFunctions(loaded.blas as unknown as Record<string, unknown>)).toEqual([]);
+  });
+
+  it.skipIf(!('blas' in loaded))('prunedDenoise refuses arrays that do not match their shapes, naming them', () => {
+    if (!('blas' in loaded)) return;
+    const { blas } = loaded;
+    const [n, dim, rank, b] = [4, 3, 2, 2];
+    const f = (len: number) => new Float32Array(len);
+    const call = (over: { table?: Float32Array; x?: Float32Array; t?: number; kept?: unknown }) => () =>
+      blas.prunedDenoise(f(n * dim), f(n), f(dim), f(dim * rank), over.table ?? f((rank + 2) * n), 1, 1, over.x ?? f(b * dim), over.t ?? 0.5, 10, n, f(b * dim), (over.kept ?? new Int32Array(b)) as Int32Array);
+    expect(call({})).not.toThrow();
+    expect(call({ table: f((rank + 1) * n) })).toThrow(/do not match n = halfNorm.length/);
+    expect(call({ x: f(dim) })).toThrow(RangeError);
+    expect(call({ t: 0 })).toThrow(/t <= 0/);
+    expect(call({ kept: f(b) })).toThrow(/kept must be an Int32Array/);
   });
 });
 

@@ -21,6 +21,28 @@ import { fileURLToPath } from 'node:url';
 export interface NativeBlas {
   /** C[M, N] = op(A)[M, K] op(B)[K, N], row-major float32, op = optional transpose. */
   sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array): void;
+  /**
+   * Certified pruning of the optimal denoiser for the rows of `x` at noise level `t` (native/pruned_denoiser.h):
+   * kept[r] = the number of training points row r needed, with out[r] its denoised value, or -1 when the row must be
+   * computed densely. n = halfNorm.length, dim = mean.length, rank = basis.length / dim, rows = kept.length; `table` is
+   * [rank + 2, n]; `maxProjected`, `maxResidual`: the set's radii within and across the axes; `cutoff` = 2 t^2
+   * log(n / tolerance).
+   */
+  prunedDenoise(
+    points: Float32Array,
+    halfNorm: Float32Array,
+    mean: Float32Array,
+    basis: Float32Array,
+    table: Float32Array,
+    maxProjected: number,
+    maxResidual: number,
+    x: Float32Array,
+    t: number,
+    cutoff: number,
+    maxKept: number,
+    out: Float32Array,
+    kept: Int32Array,
+  ): void;
   /** Threads per product from now on (1 to 256). */
   setThreads(threads: number): void;
   threads(): number;
@@ -49,7 +71,7 @@ export const NATIVE_MATMUL_NAME = 'native row-stable sgemm';
 /** Where the binding is built (by scripts/build-native.mjs). */
 export const NATIVE_BLAS_PATH = fileURLToPath(new URL('../native/build/trajlab_blas.node', import.meta.url));
 
-const BINDING_FUNCTIONS = ['sgemm', 'setThreads', 'threads', 'setIsa', 'isa', 'bestIsa'] as const;
+const BINDING_FUNCTIONS = ['sgemm', 'prunedDenoise', 'setThreads', 'threads', 'setIsa', 'isa', 'bestIsa'] as const;
 
 /** The functions of NativeBlas a loaded binding lacks (one built by an older trajlab, say). */
 export function missingBindingFunctions(binding: Record<string, unknown>): string[] {
@@ -142,6 +164,11 @@ let installed: { blas: NativeBlas; originals: tf.KernelConfig[] } | null = null;
 /** Whether the wasm backend's matrix products currently run through the native binding. */
 export function nativeMatMulActive(): boolean {
   return installed !== null;
+}
+
+/** The native binding while it runs the wasm backend's matrix products (its other kernels go with them), else null. */
+export function activeNativeBlas(): NativeBlas | null {
+  return installed?.blas ?? null;
 }
 
 /**

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { BlasChoiceError, blasFromEnv, installNativeMatMul, NATIVE_MATMUL_NAME } from './blas.js';
 
-export { BLAS_CHOICES, NATIVE_MATMUL_NAME, BlasChoiceError, blasFromEnv, chooseNativeIsa, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, NATIVE_BLAS_PATH, uninstallNativeMatMul } from './blas.js';
+export { activeNativeBlas, BLAS_CHOICES, NATIVE_MATMUL_NAME, BlasChoiceError, blasFromEnv, chooseNativeIsa, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, NATIVE_BLAS_PATH, uninstallNativeMatMul } from './blas.js';
 export type { BlasChoice, BlasSettings, NativeBlas, NativeIsa } from './blas.js';
 
 /**

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { nativeMatMulActive } from '@trajlab/backend';
+import { activeNativeBlas, nativeMatMulActive, type NativeBlas } from '@trajlab/backend';
 import { topAxesBySubspaceIteration } from './pca.js';
 
 /** One slice of the training set kept on the device in both layouts the kernels need. */
@@ -23,6 +23,14 @@ export const DEFAULT_CHUNK_SIZE = 16384;
 
 /** Batches below this many rows take the pre-transposed training set with native products (see dots). */
 const NARROW_BATCH = 24;
+
+/**
+ * Rows that keep at most this fraction of the points are computed row by row, the others densely: the native kernel's
+ * per-row products (pruned_denoiser.c) pay off up to n / 16 points per row, the tensor path's batched gathers up to
+ * n / 32 (measured on Fashion-MNIST 10k, batch 32).
+ */
+const NATIVE_ROW_FRACTION = 1 / 16;
+const TENSOR_ROW_FRACTION = 1 / 32;
 
 /** Relative float32 rounding margin subtracted from the expanded-form distance bounds of certified pruning. */
 const LB_MARGIN = 1e-5;
@@ -86,8 +94,14 @@ export class TrainingSet {
      */
     bounds: tf.Tensor2D[];
     maxProjected: number;
+    /** Largest ||(I - P P^T) (y_j - mean)||: the set's radius across the axes (native kernel's cheap test). */
+    maxResidual: number;
     /** ||y_j||^2 / 2 of every point on the host (the same float32 values as the chunks'), for the pruned rows. */
     halfNormHost: Float32Array;
+    /** The mean [dim], axes [dim, rank] and the bound tables side by side, [rank + 2, n], on the host (native kernel). */
+    meanHost: Float32Array;
+    basisHost: Float32Array;
+    tableHost: Float32Array;
     tolerance: number;
     rank: number;
   } | null = null;
@@ -127,19 +141,30 @@ export class TrainingSet {
       const meanT = tf.tensor2d(mean, [1, dim]);
       const basisT = tf.tensor2d(basis, [dim, rank]);
       let maxNorm2 = 0;
+      let maxResidual2 = 0;
       const bounds = this.chunks.map((c) =>
         tf.tidy(() => {
-          const p = tf.transpose(tf.matMul(tf.sub(c.y, meanT), basisT)); // [rank, size]
+          const centered = tf.sub(c.y, meanT);
+          const p = tf.transpose(tf.matMul(centered, basisT)); // [rank, size]
           const pNorm = tf.reshape(tf.sum(tf.square(p), 0), [1, c.size]);
           maxNorm2 = Math.max(maxNorm2, tf.max(pNorm).dataSync()[0]!);
+          // ||(I - P P^T) (y_j - mean)||^2 = ||y_j - mean||^2 - ||p_j||^2, with a margin for float32 rounding
+          const residual2 = tf.sub(tf.mul(tf.sum(tf.square(centered), 1), 1 + 1e-4), tf.mul(tf.reshape(pNorm, [c.size]), 1 - 1e-4));
+          maxResidual2 = Math.max(maxResidual2, tf.max(residual2).dataSync()[0]!);
           return tf.concat([tf.mul(p, -2), tf.ones([1, c.size]), tf.mul(pNorm, 1 - LB_MARGIN)], 0) as tf.Tensor2D;
         }),
       );
-      // largest ||P^T (y_j - mean)||, for the batch-level test of denoisePruned
+      // largest ||P^T (y_j - mean)||, for the batch-level test of denoisePruned, and largest distance from the axes
       const maxProjected = Math.sqrt(maxNorm2);
+      const maxResidual = Math.sqrt(maxResidual2);
       const halfNormHost = new Float32Array(n);
       for (const c of this.chunks) halfNormHost.set(c.halfNorm.dataSync(), c.start);
-      this.pca = { mean: meanT, basis: basisT, bounds, maxProjected, halfNormHost, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
+      const tableHost = new Float32Array((rank + 2) * n);
+      this.chunks.forEach((c, ci) => {
+        const table = bounds[ci]!.dataSync();
+        for (let row = 0; row < rank + 2; row++) tableHost.set(table.subarray(row * c.size, (row + 1) * c.size), row * n + c.start);
+      });
+      this.pca = { mean: meanT, basis: basisT, bounds, maxProjected, maxResidual, halfNormHost, meanHost: mean, basisHost: basis, tableHost, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
     }
   }
 
@@ -186,10 +211,15 @@ export class TrainingSet {
    * principal directions of the training set, ||P^T (x - y_j)|| <= ||x - y_j|| is a lower bound LB_j on every
    * distance, and the exact distance UB to the point of smallest LB is an upper bound on the nearest distance. Point j
    * has weight w_j / w_max <= exp(-(LB_j^2 - UB^2) / (2 t^2)); it is skipped when that is below tolerance / n, so the
-   * skipped points carry at most `tolerance` times the largest weight in total. Rows that would keep more than 1/32
-   * of the points are computed densely (batched), which is faster there.
+   * skipped points carry at most `tolerance` times the largest weight in total. Rows that would keep more than a
+   * fraction of the points (NATIVE_ROW_FRACTION, TENSOR_ROW_FRACTION) are computed densely (batched), which is faster
+   * there. With native products the whole test runs in native/pruned_denoiser.c (denoisePrunedNative), which also
+   * sends rows straight to the dense kernel when a bound on their spread within and across the axes shows that
+   * nothing can be skipped; without them, here with tensors.
    */
   private denoisePruned(x: tf.Tensor2D, t: number): tf.Tensor2D {
+    const native = activeNativeBlas();
+    if (native) return this.denoisePrunedNative(native, x, t);
     const pca = this.pca!;
     const [B, dim] = x.shape;
     const xp = tf.tidy(() => tf.matMul(tf.sub(x, pca.mean), pca.basis)); // [B, rank]
@@ -244,9 +274,9 @@ export class TrainingSet {
     }
     if (candidates.length) {
       const lbHost = lbChunks.map((lb) => lb.dataSync());
-      // Per-row work only pays off when few points remain (at most n / 32); otherwise the row goes through the
+      // Per-row work only pays off when few points remain (TENSOR_ROW_FRACTION); otherwise the row goes through the
       // batched dense kernel, and its scan stops as soon as it keeps too many.
-      const maxKept = Math.floor(this.n / 32);
+      const maxKept = Math.floor(this.n * TENSOR_ROW_FRACTION);
       for (const r of candidates) {
         const keep: number[] = [];
         for (let ci = 0; ci < this.chunks.length && keep.length <= maxKept; ci++) {
@@ -315,6 +345,36 @@ export class TrainingSet {
     const out = tf.concat(result as tf.Tensor2D[], 0) as tf.Tensor2D;
     tf.dispose(result as tf.Tensor2D[]);
     return out;
+  }
+
+  /**
+   * denoisePruned with the native kernel (native/pruned_denoiser.c): the same bounds and cutoff, each row's bounds,
+   * scan and kept points on the host in one call (a tenth of the tensor path's time at small sigma); the rows it
+   * leaves go through the batched dense kernel.
+   */
+  private denoisePrunedNative(native: NativeBlas, x: tf.Tensor2D, t: number): tf.Tensor2D {
+    const pca = this.pca!;
+    const [B, dim] = x.shape;
+    const out = new Float32Array(B * dim);
+    const kept = new Int32Array(B);
+    const cutoff = 2 * t * t * Math.log(this.n / pca.tolerance);
+    native.prunedDenoise(this.points, pca.halfNormHost, pca.meanHost, pca.basisHost, pca.tableHost, pca.maxProjected, pca.maxResidual, x.dataSync() as Float32Array, t, cutoff, Math.floor(this.n * NATIVE_ROW_FRACTION), out, kept);
+    const denseRows: number[] = [];
+    kept.forEach((k, r) => {
+      if (k < 0) denseRows.push(r);
+      this.pruningStats.pointsKept += k < 0 ? this.n : k;
+    });
+    this.pruningStats.rows += B;
+    this.pruningStats.pointsTotal += B * this.n;
+    if (denseRows.length === B) return this.denoiseDense(x, t);
+    if (denseRows.length) {
+      const sub = tf.tidy(() => tf.gather(x, tf.tensor1d(denseRows, 'int32')) as tf.Tensor2D);
+      const d = this.denoiseDense(sub, t);
+      const values = d.dataSync();
+      tf.dispose([sub, d]);
+      denseRows.forEach((r, k) => out.set(values.subarray(k * dim, (k + 1) * dim), r * dim));
+    }
+    return tf.tensor2d(out, [B, dim]);
   }
 
   /** The dense optimal denoiser (every training point). */
