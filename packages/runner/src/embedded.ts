@@ -37,6 +37,12 @@ export interface RunOptions {
   workers?: number;
   /** The spec already resolved from `specPath` (the CLI validates first), so the data is not loaded twice. @defaultValue resolved here */
   resolved?: { study: ResolvedStudy; data: LoadedData };
+  /**
+   * Shard processes the caller already started for `specPath` and `out` (the CLI starts them before it validates the
+   * spec, so that their start-up overlaps its own), used instead of `workers - 1` new ones (none if there are none
+   * left); the caller closes them. @defaultValue started here
+   */
+  processes?: ShardProcesses;
 }
 
 /** Where an embedded run wrote its outputs. */
@@ -97,6 +103,7 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
   const plan = planStudy(resolved.study);
   for (const note of plan.notes) opts.log?.(`note: ${note}`);
   // the other workers - 1 processes start now, so their start-up overlaps with this process's own
+  if (opts.processes) return runStudy(opts, resolved, plan, opts.processes.executors.length ? opts.processes : null, started);
   const processCount = Math.min(opts.workers ?? 1, plan.totals.jobs) - 1;
   const processes = processCount > 0 ? new ShardProcesses(processCount, specPath, opts.out) : null;
   try {

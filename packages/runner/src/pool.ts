@@ -89,6 +89,15 @@ export class ShardProcesses {
     for (const e of this.executors) e.catch(() => {});
   }
 
+  /**
+   * Keeps the first `count` processes and stops the others at once (those a study has no job for, or all of them when
+   * its spec is refused): they have written nothing, since only a shard makes a process write.
+   */
+  keep(count: number): void {
+    for (const c of this.children.splice(Math.max(0, count))) c.kill();
+    this.executors.splice(Math.max(0, count));
+  }
+
   /** Tells every process to exit (one still starting gets the message once ready, or dies with its IPC channel). */
   close(): void {
     for (const c of this.children) if (c.connected) c.send({ type: 'exit' } satisfies ParentMessage);

@@ -2,7 +2,7 @@ import { BackendChoiceError, BlasChoiceError, backendFromEnv, describeBackend, i
 import { DataFileError } from '@trajlab/datasets';
 import { DenoiserSpecError } from '@trajlab/denoisers';
 import { ArrowFileError } from '@trajlab/results';
-import { aggregateStudy, runStudyEmbedded } from '@trajlab/runner';
+import { aggregateStudy, runStudyEmbedded, ShardProcesses } from '@trajlab/runner';
 import { openStore, StoreError } from '@trajlab/storage';
 import { planStudy, prefetchSpecFile, resolveStudyFile, SpecError, type StudyPlan, type ResolvedStudy } from '@trajlab/study';
 import { writeReport } from '@trajlab/report';
@@ -100,34 +100,47 @@ async function cmdValidate(args: string[]): Promise<number> {
 async function cmdRun(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, quiet: { type: 'boolean', default: false }, workers: { type: 'string' } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('run takes one spec file');
+  const specPath = positionals[0]!;
   const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`--workers must be a positive integer; got '${values.workers}'`);
   const out = outRoot(values.out);
-  // Validate everything before touching the backend or the output.
-  const choice = backendFromEnv();
-  await prefetchSpecFile(positionals[0]!);
-  const resolved = resolveStudyFile(positionals[0]!);
-  const { study } = resolved;
-  const plan = planStudy(study);
-  openStore(out);
-  const backend = await initBackend(choice);
-  const log = (s: string) => process.stderr.write(`${s}\n`);
-  log(`backend: ${describeBackend(backend)}${backend.skipped.length ? `; skipped ${backend.skipped.join('; ')}` : ''}`);
-  log(`study ${study.studyId}: ${plan.configs.length} config(s) x ${study.spec.samples} samples, ${plan.totals.jobs} job(s), ~${formatFlops(plan.totals.flops)}`);
-  const bar = values.quiet ? null : progressPrinter();
-  // One process per core, unless there is a single job (then it runs here).
-  const processes = plan.totals.jobs > 1 ? workers : 1;
-  if (processes > 1) log(`running shards in ${processes} processes`);
-  const res = await runStudyEmbedded(positionals[0]!, { out, onProgress: bar?.update, log, workers: processes, resolved });
-  bar?.done();
-  log(`done in ${(res.elapsedMs / 1000).toFixed(1)} s (${res.shardsComputed} shard(s) computed, ${res.shardsReused} reused)`);
-  process.stdout.write(`study    ${res.studyId}\n`);
-  process.stdout.write(`outputs  ${res.studyDir}\n`);
-  process.stdout.write(`summary  ${res.summary}\n`);
-  process.stdout.write(`curves   ${res.curves}\n`);
-  process.stdout.write(`report   ${res.report}\n\n`);
-  process.stdout.write(`${await summaryText(openStore(out), res.studyId)}\n`);
-  return 0;
+  // The shard processes start before the spec is validated, so that their start-up (Node, the tensor backend, the
+  // study's data and device state) overlaps this one's. They resolve the spec themselves and write nothing until given
+  // a shard; those the plan has no job for, or all of them if the spec is refused, are stopped.
+  const early = workers > 1 ? new ShardProcesses(workers - 1, specPath, out) : null;
+  try {
+    // Validate everything before touching the backend or the output.
+    const choice = backendFromEnv();
+    await prefetchSpecFile(specPath);
+    const resolved = resolveStudyFile(specPath);
+    const { study } = resolved;
+    const plan = planStudy(study);
+    openStore(out);
+    // One process per core, at most one per job (a single job runs here).
+    const processes = Math.min(workers, plan.totals.jobs);
+    early?.keep(processes - 1);
+    const backend = await initBackend(choice);
+    const log = (s: string) => process.stderr.write(`${s}\n`);
+    log(`backend: ${describeBackend(backend)}${backend.skipped.length ? `; skipped ${backend.skipped.join('; ')}` : ''}`);
+    log(`study ${study.studyId}: ${plan.configs.length} config(s) x ${study.spec.samples} samples, ${plan.totals.jobs} job(s), ~${formatFlops(plan.totals.flops)}`);
+    const bar = values.quiet ? null : progressPrinter();
+    if (processes > 1) log(`running shards in ${processes} processes`);
+    const res = await runStudyEmbedded(specPath, { out, onProgress: bar?.update, log, workers: processes, resolved, ...(early ? { processes: early } : {}) });
+    bar?.done();
+    log(`done in ${(res.elapsedMs / 1000).toFixed(1)} s (${res.shardsComputed} shard(s) computed, ${res.shardsReused} reused)`);
+    process.stdout.write(`study    ${res.studyId}\n`);
+    process.stdout.write(`outputs  ${res.studyDir}\n`);
+    process.stdout.write(`summary  ${res.summary}\n`);
+    process.stdout.write(`curves   ${res.curves}\n`);
+    process.stdout.write(`report   ${res.report}\n\n`);
+    process.stdout.write(`${await summaryText(openStore(out), res.studyId)}\n`);
+    return 0;
+  } catch (err) {
+    early?.keep(0);
+    throw err;
+  } finally {
+    early?.close();
+  }
 }
 
 async function cmdReport(args: string[]): Promise<number> {
