@@ -178,6 +178,25 @@ describe('trajlab CLI (real child processes)', () => {
     expect(cli(['validate', spec('../' + outside.split('/').pop() + '/x-idx3-ubyte')], { env }).status).toBe(2);
   });
 
+  it('run --workers 3 on a refused spec: exit 2 naming the field, and the shard processes started early write nothing', () => {
+    const dir = tempDir();
+    const path = writeSpec(dir, { ...good, samples: -1 });
+    const res = cli(['run', path, '--out', join(dir, 'out'), '--workers', '3'], { cwd: dir });
+    expect(res.status, res.stderr).toBe(2);
+    expect(res.stderr).toMatch(/^trajlab: invalid input: .*\n\s+samples: /);
+    expect(existsSync(join(dir, 'out'))).toBe(false);
+  });
+
+  it('run --workers 3 on a one-job study runs it here and stops the shard processes it started early', () => {
+    const dir = tempDir();
+    const spec = writeSpec(dir, good);
+    const res = cli(['run', spec, '--out', join(dir, 'out'), '--workers', '3', '--quiet'], { cwd: dir });
+    expect(res.status, res.stderr).toBe(0);
+    expect(res.stderr).toMatch(/1 job\(s\)/);
+    expect(res.stderr).not.toMatch(/running shards in/);
+    expect(res.stderr).toMatch(/\(1 shard\(s\) computed, 0 reused\)/);
+  });
+
   it('aggregate refuses a truncated shard by name and leaves the existing summary untouched', () => {
     const dir = tempDir();
     const spec = writeSpec(dir, { ...good, samples: 4, shardSize: 2 });
