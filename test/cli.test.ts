@@ -183,7 +183,7 @@ describe('trajlab CLI (real child processes)', () => {
     const path = writeSpec(dir, { ...good, samples: -1 });
     const res = cli(['run', path, '--out', join(dir, 'out'), '--workers', '3'], { cwd: dir });
     expect(res.status, res.stderr).toBe(2);
-    expect(res.stderr).toMatch(/^trajlab: invalid input: .*\n\s+samples: /);
+    expect(res.stderr).toMatch(/^trajlab: invalid input: .*samples: Too small/);
     expect(existsSync(join(dir, 'out'))).toBe(false);
   });
 
