@@ -1,5 +1,6 @@
 // Types of compiled.mjs (plain JavaScript: it runs before any TypeScript loader).
 export declare const STAMP_FILE: string;
+export declare const BUNDLE_SUFFIX: string;
 export interface WorkspacePackage {
   name: string;
   dir: string;

@@ -2,11 +2,15 @@
 // still matches the TypeScript sources, so the `trajlab` command can run it instead of loading tsx. Plain JavaScript:
 // it runs before any loader. TRAJLAB_COMPILED=off always runs the sources.
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 /** The stamp of the compiled sources (under node_modules: removed with it, never committed). */
 export const STAMP_FILE = join('node_modules', '.trajlab-compiled.json');
+
+/** A bundled entry `dist/x.js` is `dist/x` + this (CommonJS: loaded with require, which skips the ES module loader). */
+export const BUNDLE_SUFFIX = '.bundle.cjs';
 
 /** The workspace packages: name, directory and exports map, from packages/* and services/*. */
 export function workspacePackages(root) {
@@ -62,11 +66,15 @@ export function compiledIsFresh(root, env = process.env) {
 }
 
 /**
- * Imports a workspace package's entry (`<dir>/src/index.ts`): its compiled dist/index.js when fresh, else the source
- * through tsx (registered here). The repository root is `root`.
+ * Imports a workspace package's entry (`<dir>/src/index.ts`) when fresh compiled: its bundle (dist/index.bundle.cjs)
+ * if there is one, else dist/index.js; else the source through tsx (registered here). The repository root is `root`.
  */
 export async function importEntry(root, dir) {
-  if (compiledIsFresh(root)) return import(pathToFileURL(join(dir, 'dist', 'index.js')).href);
+  if (compiledIsFresh(root)) {
+    const bundled = join(dir, 'dist', `index${BUNDLE_SUFFIX}`);
+    if (existsSync(bundled)) return createRequire(import.meta.url)(bundled);
+    return import(pathToFileURL(join(dir, 'dist', 'index.js')).href);
+  }
   (await import('tsx/esm/api')).register();
   return import(pathToFileURL(join(dir, 'src', 'index.ts')).href);
 }

@@ -1,7 +1,7 @@
-import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compiledIsFresh, sourceStamp, STAMP_FILE } from '../scripts/compiled.mjs';
+import { BUNDLE_SUFFIX, compiledIsFresh, importEntry, sourceStamp, STAMP_FILE } from '../scripts/compiled.mjs';
 import { arrowFiles, cliAsync, REPO, sha256, tempDir, writeSpec } from './helpers.js';
 
 /** A minimal workspace: one package with a source file, the compiler script, and a stamp of them. */
@@ -45,11 +45,24 @@ describe('compiled JavaScript (pnpm install compiles the TypeScript; the command
     expect(compiledIsFresh(root, {})).toBe(false);
   });
 
+  it('an entry runs from its bundle when there is one, else from its compiled module', async () => {
+    const { root } = fixture();
+    const dist = join(root, 'packages', 'a', 'dist');
+    mkdirSync(dist, { recursive: true });
+    writeFileSync(join(dist, 'index.js'), "export const from = 'module';\n");
+    writeFileSync(join(dist, `index${BUNDLE_SUFFIX}`), "exports.from = 'bundle';\n");
+    expect((await importEntry(root, join(root, 'packages', 'a'))).from).toBe('bundle');
+    rmSync(join(dist, `index${BUNDLE_SUFFIX}`));
+    expect((await importEntry(root, join(root, 'packages', 'a'))).from).toBe('module');
+  });
+
   it('pnpm install compiled every package, and the compiled command writes the same bytes as the sources through tsx', async () => {
-    // CI installs from scratch, so there the compiled code must be in use (the shard processes' entry included)
+    // CI installs from scratch, so there the compiled code must be in use: the command's and the shard processes'
+    // bundles (scripts/build-js.mjs)
     if (process.env.CI) {
       expect(compiledIsFresh(REPO)).toBe(true);
-      expect(existsSync(join(REPO, 'packages', 'runner', 'dist', 'child.js'))).toBe(true);
+      expect(existsSync(join(REPO, 'packages', 'runner', 'dist', `child${BUNDLE_SUFFIX}`))).toBe(true);
+      expect(existsSync(join(REPO, 'services', 'coordinator', 'dist', `index${BUNDLE_SUFFIX}`))).toBe(true);
     }
     const dir = tempDir();
     const spec = writeSpec(dir, {

@@ -100,7 +100,9 @@ async function tryWasm(): Promise<string> {
     unhandledRejection: new Set(process.listeners('unhandledRejection')),
   };
   try {
-    await import('@tensorflow/tfjs-backend-wasm');
+    const wasm = await import('@tensorflow/tfjs-backend-wasm');
+    // its .wasm files sit next to its entry; said explicitly, since bundled trajlab runs it from another directory
+    wasm.setWasmPaths(`${dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm'))}/`);
     if (!(await tf.setBackend('wasm'))) throw new Error("the 'wasm' backend did not initialise");
     await tf.ready();
   } finally {

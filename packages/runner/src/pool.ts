@@ -1,4 +1,5 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { PlannedConfig, ShardPlan } from '@trajlab/study';
 
@@ -38,9 +39,11 @@ export interface ShardExecutor {
 
 /** A forked shard process as an executor (ready once it has resolved the study and built its device state). */
 function forkExecutor(specPath: string, out: string, children: ChildProcess[]): Promise<ShardExecutor> {
-  // compiled (dist/*.js, see scripts/build-js.mjs): the child is compiled too and needs no TypeScript loader
+  // compiled (dist/*.js, see scripts/build-js.mjs): the child is compiled too, bundled if it was, and needs no
+  // TypeScript loader
   const compiled = import.meta.url.endsWith('.js');
-  const entry = fileURLToPath(new URL(compiled ? './child.js' : './child.ts', import.meta.url));
+  const bundled = fileURLToPath(new URL('./child.bundle.cjs', import.meta.url));
+  const entry = compiled && existsSync(bundled) ? bundled : fileURLToPath(new URL(compiled ? './child.js' : './child.ts', import.meta.url));
   const execArgv = compiled ? [] : ['--import', import.meta.resolve('tsx')];
   const child = fork(entry, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.push(child);
