@@ -10,12 +10,13 @@
 // CommonJS file next to its entry (BUNDLES): loading ~300 ES modules, and running Node's export scanner over tfjs's
 // 2 MB of CommonJS when an ES module imports it, costs ~0.3 s per process; one bundle loads in ~0.1 s. Each module in
 // a bundle keeps its own location (import.meta.url is rewritten to the URL of its compiled file), so the paths it
-// derives from it (the native binding, the shard process's entry) are the same bundled or not. Packages that load
+// derives from it (the native binding, the shard process's entry) are the same bundled or not; each bundle runs through
+// V8's code cache (scripts/cached-bundle.cjs), which halves its load again once a first run has filled it. Packages that load
 // files of their own at run time or are loaded only for distributed runs (bullmq, ioredis, the AWS SDK, tfjs-node)
 // stay outside, required from where they are installed.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, relative, sep } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BUNDLE_SUFFIX, sourceStamp, STAMP_FILE, workspacePackages } from './compiled.mjs';
 
@@ -44,9 +45,13 @@ function specifier(from, to) {
   return path.startsWith('.') ? path : `./${path}`;
 }
 
-/** Bundles the compiled `entry` (see the header) with esbuild; returns the bundle's path. */
+/**
+ * Bundles the compiled `entry` (see the header) with esbuild into `<name>.bundle-code.cjs`, run by `<name>` +
+ * BUNDLE_SUFFIX through V8's code cache (scripts/cached-bundle.cjs); returns the latter's path.
+ */
 async function bundle(build, entry) {
-  const outfile = entry.replace(/\.js$/, BUNDLE_SUFFIX);
+  const loader = entry.replace(/\.js$/, BUNDLE_SUFFIX);
+  const outfile = entry.replace(/\.js$/, '.bundle-code.cjs');
   const outDir = dirname(outfile);
   const compiledFile = /[\\/](packages|services)[\\/][^\\/]+[\\/]dist[\\/].*\.js$/;
   const locations = {
@@ -77,7 +82,13 @@ async function bundle(build, entry) {
     plugins: [locations],
     banner: { js: 'const __trajlab_module_url = (path) => require("node:url").pathToFileURL(require("node:path").join(__dirname, path)).href;' },
   });
-  return outfile;
+  const runner = specifier(outDir, join(root, 'scripts', 'cached-bundle.cjs'));
+  writeFileSync(
+    loader,
+    `'use strict';\n// Written by scripts/build-js.mjs: runs the bundle through V8's code cache (scripts/cached-bundle.cjs).\n` +
+      `module.exports = require(${JSON.stringify(runner)}).runCached(require('node:path').join(__dirname, ${JSON.stringify(basename(outfile))}));\n`,
+  );
+  return loader;
 }
 
 const SPECIFIER = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(['"])(@trajlab\/[a-z0-9-]+)(\/[a-z0-9-]+)?\2/g;

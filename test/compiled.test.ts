@@ -1,8 +1,12 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { BUNDLE_SUFFIX, compiledIsFresh, importEntry, sourceStamp, STAMP_FILE } from '../scripts/compiled.mjs';
 import { arrowFiles, cliAsync, REPO, sha256, tempDir, writeSpec } from './helpers.js';
+
+const { cachePath } = createRequire(import.meta.url)('../scripts/cached-bundle.cjs') as { cachePath: (file: string) => string };
 
 /** A minimal workspace: one package with a source file, the compiler script, and a stamp of them. */
 function fixture(): { root: string; source: string } {
@@ -54,6 +58,33 @@ describe('compiled JavaScript (pnpm install compiles the TypeScript; the command
     expect((await importEntry(root, join(root, 'packages', 'a'))).from).toBe('bundle');
     rmSync(join(dist, `index${BUNDLE_SUFFIX}`));
     expect((await importEntry(root, join(root, 'packages', 'a'))).from).toBe('module');
+  });
+
+  it("a bundle runs from V8's code cache once a first run wrote it; a cache of another build or a damaged one is not used", () => {
+    const dir = tempDir('trajlab-cache-');
+    const bundle = join(dir, 'x.bundle-code.cjs');
+    writeFileSync(bundle, "exports.answer = require('node:path').basename(__dirname).length + 37;\nexports.f = function twice(v) { return 2 * v; };\n");
+    const runner = join(REPO, 'scripts', 'cached-bundle.cjs');
+    const run = (env: NodeJS.ProcessEnv = {}) => {
+      const script = `const c = require(${JSON.stringify(runner)}); const m = c.runCached(${JSON.stringify(bundle)}); console.log(JSON.stringify({ value: m.f(m.answer), how: c.lastRun() }));`;
+      const out = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
+      expect(out.status, out.stderr).toBe(0);
+      return JSON.parse(out.stdout) as { value: number; how: string };
+    };
+    const value = 2 * (basename(dir).length + 37);
+    expect(run()).toEqual({ value, how: 'written' });
+    const cache = cachePath(bundle);
+    expect(existsSync(cache)).toBe(true);
+    expect(run()).toEqual({ value, how: 'used' });
+    expect(run({ TRAJLAB_CODE_CACHE: 'off' })).toEqual({ value, how: 'off' });
+    // a damaged cache (cut short) is refused by V8 and written again
+    writeFileSync(cache, readFileSync(cache).subarray(0, 64));
+    expect(run()).toEqual({ value, how: 'written' });
+    expect(run()).toEqual({ value, how: 'used' });
+    // a rebuilt bundle (new size or time) never reads the old cache
+    writeFileSync(bundle, `${readFileSync(bundle, 'utf8')}// rebuilt\n`);
+    expect(cachePath(bundle)).not.toBe(cache);
+    expect(run()).toEqual({ value, how: 'written' });
   });
 
   it('pnpm install compiled every package, and the compiled command writes the same bytes as the sources through tsx', async () => {
