@@ -78,6 +78,8 @@ async function bundle(build, entry) {
     platform: 'node',
     format: 'cjs',
     target: 'node20',
+    // import() becomes require(): a script run from V8's code cache has no loader for import() on Node 20
+    supported: { 'dynamic-import': false },
     logLevel: 'error',
     plugins: [locations],
     banner: { js: 'const __trajlab_module_url = (path) => require("node:url").pathToFileURL(require("node:path").join(__dirname, path)).href;' },

@@ -2,8 +2,9 @@
 // later Node versions: the first run compiles the bundle and, once its top level has run, saves the bytecode next to
 // it; later runs start from that (a 5 MB bundle loads in ~70 ms instead of ~135 ms here). The cache is keyed by the bundle's
 // size and modification time and by the Node version (V8 itself refuses a cache made by another V8 or other flags);
-// rebuilding removes it with the rest of dist/. Without vm's default dynamic-import loader (Node < 20.13), or with
-// TRAJLAB_CODE_CACHE=off, the bundle is simply required. Plain CommonJS: it runs before any loader.
+// rebuilding removes it with the rest of dist/. The bundle must not use import() (build-js.mjs turns it into require()):
+// vm scripts have no module loader on Node 20. TRAJLAB_CODE_CACHE=off: the bundle is simply required. Plain CommonJS:
+// it runs before any loader.
 'use strict';
 const { readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
 const Module = require('node:module');
@@ -21,8 +22,7 @@ let lastRun = null;
 
 /** The exports of the CommonJS bundle `file`, run from its code cache when there is a valid one. */
 function runCached(file) {
-  const loader = vm.constants && vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER;
-  if (!loader || (process.env.TRAJLAB_CODE_CACHE || '').trim().toLowerCase() === 'off') {
+  if ((process.env.TRAJLAB_CODE_CACHE || '').trim().toLowerCase() === 'off') {
     lastRun = 'off';
     return require(file);
   }
@@ -33,7 +33,7 @@ function runCached(file) {
   } catch {
     cachedData = undefined;
   }
-  const script = new vm.Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, cachedData, importModuleDynamically: loader });
+  const script = new vm.Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, cachedData });
   const module = new Module(file, null);
   module.filename = file;
   script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dirname(file));
