@@ -14,36 +14,45 @@ let out = '';
 const send = (m: ChildMessage) => process.send?.(m);
 
 process.on('disconnect', () => process.exit(1));
-process.on('message', (raw: ParentMessage) => {
-  void (async () => {
-    try {
-      if (raw.type === 'init') {
-        await initBackend(backendFromEnv());
-        await prefetchSpecFile(raw.specPath);
-        const { study, data } = resolveStudyFile(raw.specPath);
-        const plan = planStudy(study);
-        ctx = await createContext(study, data, plan);
-        out = raw.out;
-        send({ type: 'ready' });
-      } else if (raw.type === 'shard') {
-        const config = ctx!.plan.configs.find((c) => c.configId === raw.configId)!;
-        const shard = config.shards.find((s) => s.name === raw.shard)!;
-        if (raw.sigmas) config.sigmas = raw.sigmas; // GITS: computed once by the parent
-        let last = 0;
-        const res = await executeShard(ctx!, openStore(out), config, shard, (done, total) => {
-          const now = Date.now();
-          if (now - last > 100 || done === total) {
-            last = now;
-            send({ type: 'progress', configId: raw.configId, shard: raw.shard, fraction: done / total });
-          }
-        });
-        send({ type: 'done', configId: raw.configId, shard: raw.shard, reused: res.reused });
-      } else if (raw.type === 'exit') {
-        ctx?.dispose();
-        process.exit(0);
-      }
-    } catch (err) {
-      send({ type: 'error', message: err instanceof Error ? err.message : String(err), name: err instanceof Error ? err.name : 'Error' });
+
+/** Runs one message's work; its failure is reported to the parent (naming the shard, if it was one). */
+async function handle(raw: Exclude<ParentMessage, { type: 'exit' }>): Promise<void> {
+  try {
+    if (raw.type === 'init') {
+      await initBackend(backendFromEnv());
+      await prefetchSpecFile(raw.specPath);
+      const { study, data } = resolveStudyFile(raw.specPath);
+      const plan = planStudy(study);
+      ctx = await createContext(study, data, plan);
+      out = raw.out;
+      send({ type: 'ready' });
+    } else {
+      const config = ctx!.plan.configs.find((c) => c.configId === raw.configId)!;
+      const shard = config.shards.find((s) => s.name === raw.shard)!;
+      if (raw.sigmas) config.sigmas = raw.sigmas; // GITS: computed once by the parent
+      let last = 0;
+      const res = await executeShard(ctx!, openStore(out), config, shard, (done, total) => {
+        const now = Date.now();
+        if (now - last > 100 || done === total) {
+          last = now;
+          send({ type: 'progress', configId: raw.configId, shard: raw.shard, fraction: done / total });
+        }
+      });
+      send({ type: 'done', configId: raw.configId, shard: raw.shard, reused: res.reused });
     }
-  })();
+  } catch (err) {
+    const which = raw.type === 'shard' ? { configId: raw.configId, shard: raw.shard } : {};
+    send({ type: 'error', message: err instanceof Error ? err.message : String(err), name: err instanceof Error ? err.name : 'Error', ...which });
+  }
+}
+
+// Messages are handled one after the other (the parent may send the next shard before this one is done, so that this
+// process never waits for it), except `exit`, which is obeyed at once.
+let queue = Promise.resolve();
+process.on('message', (raw: ParentMessage) => {
+  if (raw.type === 'exit') {
+    ctx?.dispose();
+    process.exit(0);
+  }
+  queue = queue.then(() => handle(raw));
 });

@@ -12,7 +12,8 @@ export type ChildMessage =
   | { type: 'ready' }
   | { type: 'progress'; configId: string; shard: string; fraction: number }
   | { type: 'done'; configId: string; shard: string; reused: boolean }
-  | { type: 'error'; message: string; name: string };
+  /** A failure; `configId` and `shard` name the shard it happened in (absent at start-up). */
+  | { type: 'error'; message: string; name: string; configId?: string; shard?: string };
 
 /** A shard that failed in a child process; its message keeps the original error (name included). */
 export class ShardProcessError extends Error {
@@ -57,6 +58,8 @@ function forkExecutor(specPath: string, out: string, children: ChildProcess[]): 
         run: (w, onProgress) =>
           new Promise<boolean>((done, fail) => {
             const onMessage = (msg: ChildMessage) => {
+              // the process may hold the next shard already: only this shard's messages are this call's
+              if (msg.type !== 'ready' && msg.configId !== undefined && (msg.configId !== w.config.configId || msg.shard !== w.shard.name)) return;
               if (msg.type === 'progress') onProgress(msg.fraction);
               else if (msg.type === 'done') finish(() => done(msg.reused));
               else if (msg.type === 'error') finish(() => fail(new ShardProcessError(msg.name, msg.message)));
@@ -112,6 +115,10 @@ export class ShardProcesses {
  * which join as soon as they are ready. Reference shards first, since the others read their final samples. A phase
  * ends when its queue is empty and no executor is busy, without waiting for processes still starting. The outputs are
  * the same bytes whoever runs a shard: every executor runs the same shard code.
+ *
+ * A forked process is given its next shard while it still runs one, as long as more shards wait than there are
+ * executors: this process only reads its messages between its own steps, so a process that asked for work when done
+ * would wait for it (~30 ms per shard); near the end each holds one at a time, so none is left with two to finish.
  */
 export async function runShards(
   local: ShardExecutor,
@@ -127,6 +134,8 @@ export async function runShards(
       let busy = 0;
       let localBusy = false;
       let error: unknown = null;
+      const held = new Map<ShardExecutor, number>();
+      const executorCount = 1 + processes.executors.length;
       // on a failure, wait for this process's own shard to stop before rejecting (its caller then disposes the
       // device state); forked processes are told to exit afterwards
       const settle = () => {
@@ -134,22 +143,29 @@ export async function runShards(
       };
       const pump = (exec: ShardExecutor) => {
         if (error !== null) return settle();
-        const w = queue.shift();
-        if (!w) {
-          if (busy === 0) resolve();
-          return;
+        const depth = exec !== local && queue.length > executorCount ? 2 : 1;
+        while ((held.get(exec) ?? 0) < depth) {
+          const w = queue.shift();
+          if (!w) break;
+          start(exec, w);
         }
+        if (busy === 0) resolve();
+      };
+      const start = (exec: ShardExecutor, w: ShardWork) => {
         busy++;
+        held.set(exec, (held.get(exec) ?? 0) + 1);
         if (exec === local) localBusy = true;
         exec.run(w, (f) => onProgress(w.config, w.shard, f)).then(
           (reused) => {
             busy--;
+            held.set(exec, held.get(exec)! - 1);
             if (exec === local) localBusy = false;
             onDone(w.config, w.shard, reused);
             pump(exec);
           },
           (err: unknown) => {
             busy--;
+            held.set(exec, held.get(exec)! - 1);
             if (exec === local) localBusy = false;
             error ??= err;
             settle();
