@@ -173,14 +173,16 @@ export function symmetricEigen(matrix: Float64Array, n: number, withVectors = tr
 }
 
 /**
- * Orthonormalises the `cols` columns of a row-major [rows, cols] matrix in place (modified Gram-Schmidt, twice for
- * stability). Throws if the columns are linearly dependent.
+ * Orthonormalises the `cols` columns of a row-major [rows, cols] matrix in place (modified Gram-Schmidt, `passes`
+ * times: twice makes the result orthonormal to rounding even for nearly dependent columns). Throws if the columns are
+ * linearly dependent.
+ * @param passes Gram-Schmidt passes. @defaultValue 2
  */
-export function orthonormalizeColumns(a: Float64Array, rows: number, cols: number): void {
+export function orthonormalizeColumns(a: Float64Array, rows: number, cols: number, passes = 2): void {
   // worked on a column-major copy (contiguous columns); the same operations in the same order as on `a` itself
   const c = new Float64Array(rows * cols);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) c[j * rows + i] = a[i * cols + j]!;
-  for (let pass = 0; pass < 2; pass++) {
+  for (let pass = 0; pass < passes; pass++) {
     for (let j = 0; j < cols; j++) {
       const cj = j * rows;
       for (let k = 0; k < j; k++) {

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { nativeMatMulActive } from '@trajlab/backend';
 import { normalStream, orthonormalizeColumns, symmetricEigen } from '@trajlab/core';
 
 /** Mean and principal axes of a point set (covariance by a float32 product on the device, eigendecomposition in float64). */
@@ -51,7 +52,9 @@ export function topAxesBySubspaceIteration(points: Float32Array, n: number, dim:
   for (let i = 0; i < m; i++) for (let k = 0; k < dim; k++) mean[k] = mean[k]! + sample[i * dim + k]! / m;
   const cov = tf.tidy(() => {
     const xc = tf.sub(tf.tensor2d(sample, [m, dim]), tf.tensor2d(new Float32Array(mean), [1, dim]));
-    return tf.div(tf.matMul(tf.transpose(xc), xc), m) as tf.Tensor2D;
+    // native products read xc transposed as it is; wasm's own transposed-operand path is slow, so it gets a copy
+    const gram = nativeMatMulActive() ? tf.matMul(xc, xc, true, false) : tf.matMul(tf.transpose(xc), xc);
+    return tf.div(gram, m) as tf.Tensor2D;
   });
   // deterministic random start (fixed Philox stream)
   let v = normalStream(0x5eed, 0xd0000010, dim * rank);
@@ -61,7 +64,9 @@ export function topAxesBySubspaceIteration(points: Float32Array, n: number, dim:
     const product = tf.tidy(() => tf.matMul(cov, tf.tensor2d(new Float32Array(v), [dim, rank])));
     v = new Float64Array(product.dataSync());
     product.dispose();
-    orthonormalizeColumns(v, dim, rank);
+    // one Gram-Schmidt pass keeps the columns apart between products; the second, at the end, makes them orthonormal
+    // to rounding (the bound needs an orthonormal basis, not exact principal axes)
+    orthonormalizeColumns(v, dim, rank, it === iterations - 1 ? 2 : 1);
   }
   cov.dispose();
   return { mean: new Float32Array(mean), basis: new Float32Array(v) };

@@ -90,14 +90,13 @@ export class TrainingSet {
     basis: tf.Tensor2D;
     /**
      * Per chunk, [rank + 2, size]: the columns (-2 p_j, 1, (1 - 1e-5) ||p_j||^2) with p_j = P^T (y_j - mean), so that one
-     * product with the query rows (P^T (x - mean), (1 - 1e-5) ||P^T (x - mean)||^2, 1) gives every lower bound at once.
+     * product with the query rows (P^T (x - mean), (1 - 1e-5) ||P^T (x - mean)||^2, 1) gives every lower bound at once
+     * (the tensor path; see boundTables).
      */
-    bounds: tf.Tensor2D[];
+    bounds: tf.Tensor2D[] | null;
     maxProjected: number;
     /** Largest ||(I - P P^T) (y_j - mean)||: the set's radius across the axes (native kernel's cheap test). */
     maxResidual: number;
-    /** ||y_j||^2 / 2 of every point on the host (the same float32 values as the chunks'), for the pruned rows. */
-    halfNormHost: Float32Array;
     /** The mean [dim], axes [dim, rank] and the bound tables side by side, [rank + 2, n], on the host (native kernel). */
     meanHost: Float32Array;
     basisHost: Float32Array;
@@ -116,6 +115,8 @@ export class TrainingSet {
    * it is written again.
    */
   private keptScratch = new Float32Array(0);
+  /** ||y_j||^2 / 2 of every point on the host (the same float32 values as the chunks'), for the pruned rows. */
+  private readonly halfNormHost: Float32Array;
 
   /** `points` is row-major [n, dim] float32; a host copy is kept for exact distance checks. */
   constructor(
@@ -128,11 +129,18 @@ export class TrainingSet {
     this.n = n;
     this.dim = dim;
     this.chunkSize = Math.max(1, Math.floor(opts.chunkSize ?? DEFAULT_CHUNK_SIZE));
+    // ||y_j||^2 / 2 on the host in float64, rounded once to float32: the logits' norm term (one pass over the points,
+    // instead of a squared copy of the set on the device)
+    this.halfNormHost = new Float32Array(n);
+    for (let j = 0, o = 0; j < n; j++, o += dim) {
+      let s = 0;
+      for (let k = 0; k < dim; k++) s += points[o + k]! * points[o + k]!;
+      this.halfNormHost[j] = 0.5 * s;
+    }
     for (let start = 0; start < n; start += this.chunkSize) {
       const size = Math.min(this.chunkSize, n - start);
-      const slice = points.subarray(start * dim, (start + size) * dim);
-      const y = tf.tensor2d(slice, [size, dim], 'float32');
-      const halfNorm = tf.tidy(() => tf.reshape(tf.mul(tf.sum(tf.square(y), 1), 0.5), [1, size]) as tf.Tensor2D);
+      const y = tf.tensor2d(points.subarray(start * dim, (start + size) * dim), [size, dim], 'float32');
+      const halfNorm = tf.tensor2d(this.halfNormHost.subarray(start, start + size), [1, size], 'float32');
       this.chunks.push({ start, size, y, yt: null, halfNorm });
     }
     if (opts.pruning) {
@@ -140,32 +148,56 @@ export class TrainingSet {
       const { mean, basis } = topAxesBySubspaceIteration(points, n, dim, rank);
       const meanT = tf.tensor2d(mean, [1, dim]);
       const basisT = tf.tensor2d(basis, [dim, rank]);
+      // p_j = P^T (y_j - mean) in float32 on the device, as the queries' projections are computed
+      const projected = new Float32Array(n * rank);
+      for (const c of this.chunks) {
+        const p = tf.tidy(() => tf.matMul(tf.sub(c.y, meanT), basisT));
+        projected.set(p.dataSync(), c.start * rank);
+        p.dispose();
+      }
+      // the table's columns (-2 p_j, 1, (1 - LB_MARGIN) ||p_j||^2), the set's radius within the axes (max ||p_j||) and
+      // across them (max ||(I - P P^T) (y_j - mean)||, from ||y_j - mean||^2 - ||p_j||^2 with a margin for rounding)
+      const tableHost = new Float32Array((rank + 2) * n);
       let maxNorm2 = 0;
       let maxResidual2 = 0;
-      const bounds = this.chunks.map((c) =>
-        tf.tidy(() => {
-          const centered = tf.sub(c.y, meanT);
-          const p = tf.transpose(tf.matMul(centered, basisT)); // [rank, size]
-          const pNorm = tf.reshape(tf.sum(tf.square(p), 0), [1, c.size]);
-          maxNorm2 = Math.max(maxNorm2, tf.max(pNorm).dataSync()[0]!);
-          // ||(I - P P^T) (y_j - mean)||^2 = ||y_j - mean||^2 - ||p_j||^2, with a margin for float32 rounding
-          const residual2 = tf.sub(tf.mul(tf.sum(tf.square(centered), 1), 1 + 1e-4), tf.mul(tf.reshape(pNorm, [c.size]), 1 - 1e-4));
-          maxResidual2 = Math.max(maxResidual2, tf.max(residual2).dataSync()[0]!);
-          return tf.concat([tf.mul(p, -2), tf.ones([1, c.size]), tf.mul(pNorm, 1 - LB_MARGIN)], 0) as tf.Tensor2D;
-        }),
-      );
-      // largest ||P^T (y_j - mean)||, for the batch-level test of denoisePruned, and largest distance from the axes
-      const maxProjected = Math.sqrt(maxNorm2);
-      const maxResidual = Math.sqrt(maxResidual2);
-      const halfNormHost = new Float32Array(n);
-      for (const c of this.chunks) halfNormHost.set(c.halfNorm.dataSync(), c.start);
-      const tableHost = new Float32Array((rank + 2) * n);
-      this.chunks.forEach((c, ci) => {
-        const table = bounds[ci]!.dataSync();
-        for (let row = 0; row < rank + 2; row++) tableHost.set(table.subarray(row * c.size, (row + 1) * c.size), row * n + c.start);
-      });
-      this.pca = { mean: meanT, basis: basisT, bounds, maxProjected, maxResidual, halfNormHost, meanHost: mean, basisHost: basis, tableHost, tolerance: opts.pruning.tolerance ?? 1e-7, rank };
+      for (let j = 0; j < n; j++) {
+        let pn = 0;
+        for (let k = 0; k < rank; k++) {
+          const v = projected[j * rank + k]!;
+          pn += v * v;
+          tableHost[k * n + j] = -2 * v;
+        }
+        let whole = 0;
+        for (let k = 0, o = j * dim; k < dim; k++) whole += (points[o + k]! - mean[k]!) ** 2;
+        tableHost[rank * n + j] = 1;
+        tableHost[(rank + 1) * n + j] = Math.fround(pn) * (1 - LB_MARGIN);
+        maxNorm2 = Math.max(maxNorm2, pn);
+        maxResidual2 = Math.max(maxResidual2, whole * (1 + 1e-4) - pn * (1 - 1e-4));
+      }
+      this.pca = {
+        mean: meanT,
+        basis: basisT,
+        bounds: null,
+        maxProjected: Math.sqrt(maxNorm2),
+        maxResidual: Math.sqrt(Math.max(0, maxResidual2)),
+        meanHost: mean,
+        basisHost: basis,
+        tableHost,
+        tolerance: opts.pruning.tolerance ?? 1e-7,
+        rank,
+      };
     }
+  }
+
+  /** The bound tables per chunk on the device ([rank + 2, size] slices of tableHost), for the tensor path; made on first use. */
+  private boundTables(): tf.Tensor2D[] {
+    const pca = this.pca!;
+    pca.bounds ??= this.chunks.map((c) => {
+      const slice = new Float32Array((pca.rank + 2) * c.size);
+      for (let row = 0; row < pca.rank + 2; row++) slice.set(pca.tableHost.subarray(row * this.n + c.start, row * this.n + c.start + c.size), row * c.size);
+      return tf.keep(tf.tensor2d(slice, [pca.rank + 2, c.size])); // kept: first made inside the caller's tidy
+    });
+    return pca.bounds;
   }
 
   /** The pruning settings in force, for study.json and the report. */
@@ -241,7 +273,8 @@ export class TrainingSet {
     // rounding margin (1e-5 of the two squared norms) so that each stays certified, all from one product per chunk.
     const lbChunks = tf.tidy(() => {
       const q = tf.concat([xp, tf.mul(xpNorm, 1 - LB_MARGIN), tf.ones([B, 1])], 1);
-      return this.chunks.map((_, ci) => tf.matMul(q, pca.bounds[ci]!) as tf.Tensor2D);
+      const tables = this.boundTables();
+      return this.chunks.map((_, ci) => tf.matMul(q, tables[ci]!) as tf.Tensor2D);
     });
     tf.dispose([xp, xpNorm]);
     const xHost = x.dataSync();
@@ -327,7 +360,7 @@ export class TrainingSet {
         for (let k = 0; k < K; k++) {
           const j = keep[Math.min(k, keep.length - 1)]!;
           ysHost.set(this.points.subarray(j * dim, (j + 1) * dim), (g * K + k) * dim);
-          hnHost[g * K + k] = pca.halfNormHost[j]!;
+          hnHost[g * K + k] = this.halfNormHost[j]!;
           mask[g * K + k] = k < keep.length ? 0 : Number.NEGATIVE_INFINITY;
         }
       });
@@ -358,7 +391,7 @@ export class TrainingSet {
     const out = new Float32Array(B * dim);
     const kept = new Int32Array(B);
     const cutoff = 2 * t * t * Math.log(this.n / pca.tolerance);
-    native.prunedDenoise(this.points, pca.halfNormHost, pca.meanHost, pca.basisHost, pca.tableHost, pca.maxProjected, pca.maxResidual, x.dataSync() as Float32Array, t, cutoff, Math.floor(this.n * NATIVE_ROW_FRACTION), out, kept);
+    native.prunedDenoise(this.points, this.halfNormHost, pca.meanHost, pca.basisHost, pca.tableHost, pca.maxProjected, pca.maxResidual, x.dataSync() as Float32Array, t, cutoff, Math.floor(this.n * NATIVE_ROW_FRACTION), out, kept);
     const denseRows: number[] = [];
     kept.forEach((k, r) => {
       if (k < 0) denseRows.push(r);
@@ -552,7 +585,7 @@ export class TrainingSet {
     this.dropCache();
     for (const c of this.chunks) tf.dispose([c.y, c.halfNorm, ...(c.yt ? [c.yt] : [])]);
     this.keptScratch = new Float32Array(0);
-    if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...this.pca.bounds]);
+    if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...(this.pca.bounds ?? [])]);
     this.chunks.length = 0;
   }
 }
