@@ -217,6 +217,14 @@ async function study(uri: string | null, source: string) {
     });
   }
   add({ name: '2 processes vs 1 (dense, study x4)', value: large[1]! / large[2]!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1 on 2048 trajectories', command: 'pnpm bench study' });
+  const largePruned = await medianRun(perfSpec(dir, uri, true, 1024), dir, 'large-pruned', 2);
+  add({
+    name: 'study x4, pruned, 2 processes',
+    value: 2048 / largePruned,
+    unit: 'trajectories/s',
+    detail: `${source}; 2048 trajectories (1024 per config), ${largePruned.toFixed(1)} s wall incl. start-up`,
+    command: 'pnpm bench study',
+  });
   if (uri) {
     const { wall: w, loop: c } = numpyPeer(uri, 256);
     const best = Math.max(...Object.entries(rates).filter(([k]) => !k.startsWith('wasm')).map(([, v]) => v));
@@ -224,7 +232,8 @@ async function study(uri: string | null, source: string) {
     add({ name: 'trajlab (best) / numpy peer, whole process', value: best / (512 / w), unit: 'x', detail: 'study throughput ratio, both timed from process start to results (trajlab also writes Arrow shards, the summary and the report)', command: 'pnpm bench study' });
     add({ name: 'trajlab (best) / numpy peer, its loop alone', value: best / (512 / c), unit: 'x', detail: "trajlab's whole process against the peer's sampling loop without its start-up and data loading", command: 'pnpm bench study' });
     const wl = numpyPeer(uri, 1024).wall;
-    add({ name: 'trajlab (2 processes) / numpy peer, study x4, whole process', value: wl / large[2]!, unit: 'x', detail: `2048 trajectories: numpy ${wl.toFixed(1)} s, trajlab --workers 2 ${large[2]!.toFixed(1)} s`, command: 'pnpm bench study' });
+    add({ name: 'trajlab (2 processes) / numpy peer, study x4, whole process', value: wl / large[2]!, unit: 'x', detail: `2048 trajectories, dense: numpy ${wl.toFixed(1)} s, trajlab --workers 2 ${large[2]!.toFixed(1)} s`, command: 'pnpm bench study' });
+    add({ name: 'trajlab (2 processes, pruned) / numpy peer, study x4, whole process', value: wl / largePruned, unit: 'x', detail: `2048 trajectories: numpy (dense) ${wl.toFixed(1)} s, trajlab --workers 2 with pruning ${largePruned.toFixed(1)} s`, command: 'pnpm bench study' });
   }
 }
 
