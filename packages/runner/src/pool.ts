@@ -122,7 +122,7 @@ export class ShardProcesses {
  */
 export async function runShards(
   local: ShardExecutor,
-  processes: ShardProcesses,
+  processes: Pick<ShardProcesses, 'executors'>,
   work: ShardWork[],
   onProgress: (config: PlannedConfig, shard: ShardPlan, fraction: number) => void,
   onDone: (config: PlannedConfig, shard: ShardPlan, reused: boolean) => void,
