@@ -67,7 +67,8 @@ export function compiledIsFresh(root, env = process.env) {
 
 /**
  * Imports a workspace package's entry (`<dir>/src/index.ts`) when fresh compiled: its bundle (dist/index.bundle.cjs)
- * if there is one, else dist/index.js; else the source through tsx (registered here). The repository root is `root`.
+ * if there is one, else dist/index.js; else the source through tsx (registered here, and added to the options of the
+ * Node processes this one forks). The repository root is `root`.
  */
 export async function importEntry(root, dir) {
   if (compiledIsFresh(root)) {
@@ -76,5 +77,7 @@ export async function importEntry(root, dir) {
     return import(pathToFileURL(join(dir, 'dist', 'index.js')).href);
   }
   (await import('tsx/esm/api')).register();
+  // processes this one forks with its own options (BullMQ's sandboxed processors) must load TypeScript too
+  process.execArgv.push('--import', import.meta.resolve('tsx'));
   return import(pathToFileURL(join(dir, 'src', 'index.ts')).href);
 }

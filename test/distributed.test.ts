@@ -191,3 +191,23 @@ describe('a misconfigured worker', () => {
     }
   });
 });
+
+describe('services run from the TypeScript sources (TRAJLAB_COMPILED=off, as in an edited checkout)', () => {
+  it('their sandboxed processes load the sources too, ahead of work, and a submitted study completes', async () => {
+    const [redis, s3] = await Promise.all([startRedis(), startS3()]);
+    const env = { ...s3.env, REDIS_URL: redis.url, TRAJLAB_COMPILED: 'off' };
+    const services = [startService('worker', env), startService('aggregator', env)];
+    try {
+      await Promise.all(services.map((s) => s.waitFor(/process(\(es\))? started/, 120_000)));
+      const dir = tempDir();
+      const path = writeSpec(dir, { name: 'dist-sources', samples: 4, shardSize: 2, dataset: { kind: 'gmm', dim: 2, components: 2, n: 40 }, solvers: [{ solver: 'euler', steps: 3 }] });
+      const res = await cli(['submit', path, '--out', `s3://${s3.bucket}/sources`, '--watch'], { env });
+      expect(res.status, res.stderr).toBe(0);
+      expect(res.stderr).toMatch(/dist-sources-[0-9a-f]+: complete/);
+      expect(services[0]!.log()).not.toMatch(/Unknown file extension/);
+    } finally {
+      await Promise.all(services.map((s) => s.stop('SIGKILL')));
+      await Promise.all([redis.stop(), s3.stop()]);
+    }
+  });
+});
