@@ -57,11 +57,40 @@ function statsColumns(prefixes: readonly string[], stats: RunningStats[][]): Rec
   return out;
 }
 
+/** Shard files fetched ahead of the one being aggregated (an object store answers several requests at once). */
+const READ_AHEAD = 4;
+
 /**
- * Streams every shard of every config once (one shard in memory at a time) into summary.arrow (one row per config)
- * and curves.arrow (one row per config and step). `read` fetches an object by key.
+ * A reader of `keys` in that order that keeps the next READ_AHEAD requests in flight, so that over HTTP the
+ * aggregation waits for one round trip at the start rather than one per file; at most READ_AHEAD + 1 files are held.
  */
-export async function aggregateShards(configs: AggregateConfig[], read: (key: string) => Promise<Uint8Array>, meta: FileMetadata): Promise<AggregateResult> {
+function readInOrder(keys: string[], read: (key: string) => Promise<Uint8Array>): (key: string) => Promise<Uint8Array> {
+  const pending = new Map<number, Promise<Uint8Array>>();
+  let position = 0;
+  return (key) => {
+    if (keys[position] !== key) throw new Error(`aggregation read ${key} out of order (expected ${keys[position]})`);
+    for (let i = position; i < Math.min(keys.length, position + 1 + READ_AHEAD); i++) {
+      if (pending.has(i)) continue;
+      const request = read(keys[i]!);
+      request.catch(() => {}); // reported when awaited; a request never awaited (an earlier failure) stays quiet
+      pending.set(i, request);
+    }
+    const request = pending.get(position)!;
+    pending.delete(position++);
+    return request;
+  };
+}
+
+/**
+ * Streams every shard of every config once (a few shards in memory at a time: the one read and READ_AHEAD in flight)
+ * into summary.arrow (one row per config) and curves.arrow (one row per config and step). `read` fetches an object by
+ * key.
+ */
+export async function aggregateShards(configs: AggregateConfig[], readObject: (key: string) => Promise<Uint8Array>, meta: FileMetadata): Promise<AggregateResult> {
+  const read = readInOrder(
+    configs.flatMap((c) => [...c.samplesKeys, ...c.stepsKeys]),
+    readObject,
+  );
   const summaryStats: RunningStats[][] = [];
   const summaryCounts: number[] = [];
   const curve = { configIdx: [] as number[], step: [] as number[], sigma: [] as number[], nfe: [] as number[], count: [] as number[], stats: [] as RunningStats[][] };
