@@ -245,20 +245,24 @@ async function distributed(uri: string | null, source: string) {
   const spec = perfSpec(dir, uri, false);
   const embedded: number[] = [];
   const dist: number[] = [];
-  for (let r = 0; r < 3; r++) {
-    const res = await run(['run', spec, '--out', join(dir, `emb-${r}`), '--workers', '2', '--quiet']);
-    if (res.code !== 0) throw new Error(res.stderr);
-    embedded.push(res.seconds);
+  /** Seconds of `submit --watch` of `spec` on a fresh Redis, S3 server, 2 workers and the aggregator. */
+  const distributedRun = async (specPath: string, tag: string) => {
     const [redis, s3] = await Promise.all([startRedis(), startS3()]);
     const env = { ...s3.env, REDIS_URL: redis.url };
     const services = [startService('worker', env), startService('worker', env), startService('aggregator', env)];
     // deployed workers wait for work with their sandboxed processes already started: so do these before the submit
     await Promise.all(services.map((x) => x.waitFor(/process(\(es\))? started/)));
-    const sub = await run(['submit', spec, '--out', `s3://${s3.bucket}/bench`, '--watch'], env);
+    const sub = await run(['submit', specPath, '--out', `s3://${s3.bucket}/${tag}`, '--watch'], env);
     if (sub.code !== 0) throw new Error(sub.stderr);
-    dist.push(sub.seconds);
     await Promise.all(services.map((x) => x.stop('SIGTERM')));
     await Promise.all([redis.stop(), s3.stop()]);
+    return sub.seconds;
+  };
+  for (let r = 0; r < 3; r++) {
+    const res = await run(['run', spec, '--out', join(dir, `emb-${r}`), '--workers', '2', '--quiet']);
+    if (res.code !== 0) throw new Error(res.stderr);
+    embedded.push(res.seconds);
+    dist.push(await distributedRun(spec, `bench-${r}`));
   }
   const e = median(embedded);
   const d = median(dist);
@@ -267,6 +271,18 @@ async function distributed(uri: string | null, source: string) {
     value: (100 * (d - e)) / e,
     unit: '% overhead',
     detail: `${source}; submit --watch ${d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 ${e.toFixed(1)} s, both incl. start-up`,
+    command: 'pnpm bench distributed',
+  });
+  // the same on the 2048-trajectory study: the fixed costs against 4x the compute
+  const largeSpec = perfSpec(dir, uri, false, 1024);
+  const largeEmbedded = await run(['run', largeSpec, '--out', join(dir, 'emb-large'), '--workers', '2', '--quiet']);
+  if (largeEmbedded.code !== 0) throw new Error(largeEmbedded.stderr);
+  const largeDist = await distributedRun(largeSpec, 'large');
+  add({
+    name: 'distributed vs embedded (2 workers each), study x4',
+    value: (100 * (largeDist - largeEmbedded.seconds)) / largeEmbedded.seconds,
+    unit: '% overhead',
+    detail: `${source}; 2048 trajectories: submit --watch ${largeDist.toFixed(1)} s vs run --workers 2 ${largeEmbedded.seconds.toFixed(1)} s, one run each`,
     command: 'pnpm bench distributed',
   });
 }
