@@ -34,18 +34,21 @@ static gemm_isa active_isa(void) {
     }                                                      \
   } while (0)
 
-/* A float32 view: pointer and length in elements; false (with a pending exception) if the value is not one. */
-static bool float32_view(napi_env env, napi_value value, const char *name, float **data, size_t *length) {
+/* A typed-array view of element type `type`: pointer and length in elements; false (with a pending exception naming
+   the argument) if the value is not one. */
+static bool typed_view(napi_env env, napi_value value, napi_typedarray_type type, const char *name, void **data, size_t *length) {
   bool is_typed = false;
-  napi_typedarray_type type;
-  void *raw = NULL;
+  napi_typedarray_type actual;
   if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed ||
-      napi_get_typedarray_info(env, value, &type, length, &raw, NULL, NULL) != napi_ok || type != napi_float32_array) {
+      napi_get_typedarray_info(env, value, &actual, length, data, NULL, NULL) != napi_ok || actual != type) {
     napi_throw_type_error(env, NULL, name);
     return false;
   }
-  *data = (float *)raw;
   return true;
+}
+
+static bool float32_view(napi_env env, napi_value value, const char *name, float **data, size_t *length) {
+  return typed_view(env, value, napi_float32_array, name, (void **)data, length);
 }
 
 /* sgemm(transA, transB, M, N, K, A, B, C): C[M, N] = op(A)[M, K] op(B)[K, N], all row-major. */
@@ -80,20 +83,6 @@ static napi_value sgemm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* An Int32Array view, as float32_view. */
-static bool int32_view(napi_env env, napi_value value, const char *name, int32_t **data, size_t *length) {
-  bool is_typed = false;
-  napi_typedarray_type type;
-  void *raw = NULL;
-  if (napi_is_typedarray(env, value, &is_typed) != napi_ok || !is_typed ||
-      napi_get_typedarray_info(env, value, &type, length, &raw, NULL, NULL) != napi_ok || type != napi_int32_array) {
-    napi_throw_type_error(env, NULL, name);
-    return false;
-  }
-  *data = (int32_t *)raw;
-  return true;
-}
-
 /*
  * prunedDenoise(points, halfNorm, mean, basis, table, maxProjected, maxResidual, x, t, cutoff, maxKept, out, kept): see
  * pruned_denoiser.h. n = halfNorm.length, dim = mean.length, rank = basis.length / dim, rows b = kept.length.
@@ -116,7 +105,7 @@ static napi_value pruned_denoise_binding(napi_env env, napi_callback_info info) 
   if (!float32_view(env, argv[4], "table must be a Float32Array", &table, &l_table)) return NULL;
   if (!float32_view(env, argv[7], "x must be a Float32Array", &x, &l_x)) return NULL;
   if (!float32_view(env, argv[11], "out must be a Float32Array", &out, &l_out)) return NULL;
-  if (!int32_view(env, argv[12], "kept must be an Int32Array", &kept, &l_kept)) return NULL;
+  if (!typed_view(env, argv[12], napi_int32_array, "kept must be an Int32Array", (void **)&kept, &l_kept)) return NULL;
   double max_projected = 0, max_residual = 0, t = 0, cutoff = 0;
   int32_t max_kept = 0;
   CHECK(env, napi_get_value_double(env, argv[5], &max_projected));
