@@ -51,15 +51,24 @@ static bool float32_view(napi_env env, napi_value value, const char *name, float
   return typed_view(env, value, napi_float32_array, name, (void **)data, length);
 }
 
+/* The call's arguments into argv; false (with a pending exception, `usage` if their number is not `count`). */
+static bool get_args(napi_env env, napi_callback_info info, size_t count, napi_value *argv, const char *usage) {
+  size_t argc = count;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, NULL, "trajlab_blas: napi_get_cb_info");
+    return false;
+  }
+  if (argc != count) {
+    napi_throw_type_error(env, NULL, usage);
+    return false;
+  }
+  return true;
+}
+
 /* sgemm(transA, transB, M, N, K, A, B, C): C[M, N] = op(A)[M, K] op(B)[K, N], all row-major. */
 static napi_value sgemm(napi_env env, napi_callback_info info) {
-  size_t argc = 8;
   napi_value argv[8];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 8) {
-    napi_throw_type_error(env, NULL, "sgemm(transA, transB, M, N, K, A, B, C) takes 8 arguments");
-    return NULL;
-  }
+  if (!get_args(env, info, 8, argv, "sgemm(transA, transB, M, N, K, A, B, C) takes 8 arguments")) return NULL;
   bool trans_a = false, trans_b = false;
   int32_t m = 0, n = 0, k = 0;
   CHECK(env, napi_get_value_bool(env, argv[0], &trans_a));
@@ -88,13 +97,8 @@ static napi_value sgemm(napi_env env, napi_callback_info info) {
  * pruned_denoiser.h. n = halfNorm.length, dim = mean.length, rank = basis.length / dim, rows b = kept.length.
  */
 static napi_value pruned_denoise_binding(napi_env env, napi_callback_info info) {
-  size_t argc = 13;
   napi_value argv[13];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 13) {
-    napi_throw_type_error(env, NULL, "prunedDenoise(points, halfNorm, mean, basis, table, maxProjected, maxResidual, x, t, cutoff, maxKept, out, kept) takes 13 arguments");
-    return NULL;
-  }
+  if (!get_args(env, info, 13, argv, "prunedDenoise(points, halfNorm, mean, basis, table, maxProjected, maxResidual, x, t, cutoff, maxKept, out, kept) takes 13 arguments")) return NULL;
   float *points, *half_norm, *mean, *basis, *table, *x, *out;
   int32_t *kept;
   size_t l_points, l_half, l_mean, l_basis, l_table, l_x, l_out, l_kept;
