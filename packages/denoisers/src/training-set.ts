@@ -94,6 +94,7 @@ export class TrainingSet {
      * (the tensor path; see boundTables).
      */
     bounds: tf.Tensor2D[] | null;
+    /** Largest ||P^T (y_j - mean)||: the set's radius within the axes (the tests that skip the bounds). */
     maxProjected: number;
     /** Largest ||(I - P P^T) (y_j - mean)||: the set's radius across the axes (native kernel's cheap test). */
     maxResidual: number;
