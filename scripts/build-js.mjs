@@ -99,7 +99,7 @@ let files = 0;
 try {
   // a failed or partial compile must never be taken for a fresh one: the stamp goes first and comes back last
   rmSync(join(root, STAMP_FILE), { force: true });
-  const { transform } = await import('esbuild');
+  const { build, transform } = await import('esbuild');
   for (const pkg of packages) {
     const src = join(pkg.dir, 'src');
     const dist = join(pkg.dir, 'dist');
@@ -112,16 +112,13 @@ try {
       const rewritten = code.replace(SPECIFIER, (whole, lead, quote, name, sub) => {
         const target = compiledTarget(name, sub ? `.${sub}` : '.');
         if (!target) throw new Error(`${relative(root, from)}: cannot compile the import of ${name}${sub ?? ''} (no ./src export)`);
-        let path = relative(dirname(to), target).split('\\').join('/');
-        if (!path.startsWith('.')) path = `./${path}`;
-        return `${lead}${quote}${path}${quote}`;
+        return `${lead}${quote}${specifier(dirname(to), target)}${quote}`;
       });
       mkdirSync(dirname(to), { recursive: true });
       writeFileSync(to, rewritten);
       files++;
     }
   }
-  const { build } = await import('esbuild');
   const bundles = [];
   for (const entry of BUNDLES) {
     if (existsSync(join(root, entry))) bundles.push(relative(root, await bundle(build, join(root, entry))));

@@ -102,8 +102,8 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
   }
   const plan = planStudy(resolved.study);
   for (const note of plan.notes) opts.log?.(`note: ${note}`);
-  // the other workers - 1 processes start now, so their start-up overlaps with this process's own
   if (opts.processes) return runStudy(opts, resolved, plan, opts.processes.executors.length ? opts.processes : null, started);
+  // the other workers - 1 processes start now, so their start-up overlaps with this process's own
   const processCount = Math.min(opts.workers ?? 1, plan.totals.jobs) - 1;
   const processes = processCount > 0 ? new ShardProcesses(processCount, specPath, opts.out) : null;
   try {

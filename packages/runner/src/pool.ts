@@ -131,42 +131,37 @@ export async function runShards(
   for (const phase of phases) {
     const queue = [...phase];
     await new Promise<void>((resolve, reject) => {
-      let busy = 0;
-      let localBusy = false;
       let error: unknown = null;
+      // shards handed to each executor and not finished yet
       const held = new Map<ShardExecutor, number>();
+      const holding = (exec: ShardExecutor) => held.get(exec) ?? 0;
+      const busy = () => [...held.values()].some((n) => n > 0);
       const executorCount = 1 + processes.executors.length;
       // on a failure, wait for this process's own shard to stop before rejecting (its caller then disposes the
       // device state); forked processes are told to exit afterwards
       const settle = () => {
-        if (error !== null && !localBusy) reject(error);
+        if (error !== null && holding(local) === 0) reject(error);
       };
       const pump = (exec: ShardExecutor) => {
         if (error !== null) return settle();
         const depth = exec !== local && queue.length > executorCount ? 2 : 1;
-        while ((held.get(exec) ?? 0) < depth) {
+        while (holding(exec) < depth) {
           const w = queue.shift();
           if (!w) break;
           start(exec, w);
         }
-        if (busy === 0) resolve();
+        if (!busy()) resolve();
       };
       const start = (exec: ShardExecutor, w: ShardWork) => {
-        busy++;
-        held.set(exec, (held.get(exec) ?? 0) + 1);
-        if (exec === local) localBusy = true;
+        held.set(exec, holding(exec) + 1);
         exec.run(w, (f) => onProgress(w.config, w.shard, f)).then(
           (reused) => {
-            busy--;
-            held.set(exec, held.get(exec)! - 1);
-            if (exec === local) localBusy = false;
+            held.set(exec, holding(exec) - 1);
             onDone(w.config, w.shard, reused);
             pump(exec);
           },
           (err: unknown) => {
-            busy--;
-            held.set(exec, held.get(exec)! - 1);
-            if (exec === local) localBusy = false;
+            held.set(exec, holding(exec) - 1);
             error ??= err;
             settle();
           },
