@@ -11,15 +11,22 @@ export interface PrincipalComponents {
   vectors: Float64Array;
 }
 
+/** The covariance (1/rows) Xc^T Xc of row-major [rows, dim] points about `mean`: a float32 product on the device. */
+function covariance(points: Float32Array, rows: number, dim: number, mean: Float64Array): tf.Tensor2D {
+  return tf.tidy(() => {
+    const xc = tf.sub(tf.tensor2d(points, [rows, dim]), tf.tensor2d(new Float32Array(mean), [1, dim]));
+    // native products read xc transposed as it is (the same bits); wasm's own transposed-operand product is an order
+    // of magnitude slower, so it gets a transposed copy
+    const gram = nativeMatMulActive() ? tf.matMul(xc, xc, true, false) : tf.matMul(tf.transpose(xc), xc);
+    return tf.div(gram, rows) as tf.Tensor2D;
+  });
+}
+
 export function principalComponents(points: Float32Array, n: number, dim: number): PrincipalComponents {
   const mean = new Float64Array(dim);
   for (let i = 0; i < n; i++) for (let k = 0; k < dim; k++) mean[k] = mean[k]! + points[i * dim + k]!;
   for (let k = 0; k < dim; k++) mean[k] = mean[k]! / n;
-  const cov = tf.tidy(() => {
-    const xc = tf.sub(tf.tensor2d(points, [n, dim]), tf.tensor2d(new Float32Array(mean), [1, dim]));
-    // explicit transpose: the transposed-operand product is an order of magnitude slower on wasm
-    return tf.div(tf.matMul(tf.transpose(xc), xc), n);
-  });
+  const cov = covariance(points, n, dim, mean);
   const c = Float64Array.from(cov.dataSync());
   cov.dispose();
   // symmetrise what float32 rounding left slightly asymmetric
@@ -50,12 +57,7 @@ export function topAxesBySubspaceIteration(points: Float32Array, n: number, dim:
   for (let i = 0; i < m; i++) sample.set(points.subarray(Math.floor((i * n) / m) * dim, (Math.floor((i * n) / m) + 1) * dim), i * dim);
   const mean = new Float64Array(dim);
   for (let i = 0; i < m; i++) for (let k = 0; k < dim; k++) mean[k] = mean[k]! + sample[i * dim + k]! / m;
-  const cov = tf.tidy(() => {
-    const xc = tf.sub(tf.tensor2d(sample, [m, dim]), tf.tensor2d(new Float32Array(mean), [1, dim]));
-    // native products read xc transposed as it is; wasm's own transposed-operand path is slow, so it gets a copy
-    const gram = nativeMatMulActive() ? tf.matMul(xc, xc, true, false) : tf.matMul(tf.transpose(xc), xc);
-    return tf.div(gram, m) as tf.Tensor2D;
-  });
+  const cov = covariance(sample, m, dim, mean);
   // deterministic random start (fixed Philox stream)
   let v = normalStream(0x5eed, 0xd0000010, dim * rank);
   orthonormalizeColumns(v, dim, rank);
