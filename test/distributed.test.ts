@@ -43,7 +43,7 @@ describe('distributed studies: BullMQ flow, 2 sandboxed workers, aggregator, S3 
     // BullMQ's sandboxed processes (other children, e.g. the TypeScript loader's esbuild on a cold cache, do not count)
     const sandboxes = (pid: number) => childrenOf(pid).filter((c) => {
       try {
-        return /bullmq.*main\.js/.test(readFileSync(`/proc/${c}/cmdline`, 'utf8'));
+        return /bullmq.*main\.js|shard-process\.[jt]s/.test(readFileSync(`/proc/${c}/cmdline`, 'utf8'));
       } catch {
         return false;
       }

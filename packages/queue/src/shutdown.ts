@@ -1,25 +1,30 @@
 import type { Worker } from 'bullmq';
 
 /**
- * SIGTERM / SIGINT: stop taking jobs, let the current one finish (BullMQ's close waits for it), then exit 0.
- * A second signal while draining is ignored; the orchestrator's grace period bounds the wait.
+ * SIGTERM / SIGINT: stop taking jobs, let the ones held finish (BullMQ's close waits for them), run `closed` (e.g. stop
+ * the worker's own processes), then exit 0. A second signal while draining is ignored; the orchestrator's grace period
+ * bounds the wait.
  */
-export function drainOnSignal(worker: Worker, log: (line: string) => void): void {
+export function drainOnSignal(worker: Worker, log: (line: string) => void, closed: () => void = () => {}): void {
   let closing = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
       if (closing) return;
       closing = true;
-      log(`${signal}: finishing the current job, then exiting`);
-      void worker.close().then(() => process.exit(0));
+      log(`${signal}: finishing the current job(s), then exiting`);
+      void worker.close().then(() => {
+        closed();
+        process.exit(0);
+      });
     });
   }
 }
 
 /**
- * For BullMQ sandboxed processors: exit when the worker that forked this process is gone. BullMQ's child reports an
- * uncaught error by sending it to its parent; with the parent gone that send fails and re-triggers the handler in a
- * busy loop. These handlers run first and exit instead; the job is taken over once its lock expires.
+ * For forked processes (BullMQ sandboxed processors, the worker's shard processes): exit when the process that forked
+ * this one is gone. A child that reports an uncaught error by sending it to its parent would, with the parent gone,
+ * fail that send and re-trigger the handler in a busy loop. These handlers run first and exit instead; the jobs are
+ * taken over once their locks expire.
  */
 export function exitWithParent(): void {
   if (!process.send) return;

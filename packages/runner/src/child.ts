@@ -31,12 +31,14 @@ async function handle(raw: Exclude<ParentMessage, { type: 'exit' }>): Promise<vo
       const shard = config.shards.find((s) => s.name === raw.shard)!;
       if (raw.sigmas) config.sigmas = raw.sigmas; // GITS: computed once by the parent
       let last = 0;
-      const res = await executeShard(ctx!, openStore(out), config, shard, (done, total) => {
-        const now = Date.now();
-        if (now - last > 100 || done === total) {
-          last = now;
-          send({ type: 'progress', configId: raw.configId, shard: raw.shard, fraction: done / total });
-        }
+      const res = await executeShard(ctx!, openStore(out), config, shard, {
+        onPoint: (done, total) => {
+          const now = Date.now();
+          if (now - last > 100 || done === total) {
+            last = now;
+            send({ type: 'progress', configId: raw.configId, shard: raw.shard, fraction: done / total });
+          }
+        },
       });
       send({ type: 'done', configId: raw.configId, shard: raw.shard, reused: res.reused });
     }

@@ -154,7 +154,7 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
       ctx ??= await createContext(study, data, plan);
       const localCtx = ctx;
       const work = order.flatMap(([, config]) => config.shards.map((shard) => ({ config, shard })));
-      const local = { run: async (w: ShardWork, onProgress: (f: number) => void) => (await executeShard(localCtx, store, w.config, w.shard, (i, n) => onProgress(i / n))).reused };
+      const local = { run: async (w: ShardWork, onProgress: (f: number) => void) => (await executeShard(localCtx, store, w.config, w.shard, { onPoint: (i, n) => onProgress(i / n) })).reused };
       await runShards(
         local,
         processes,
@@ -171,7 +171,7 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
       for (const [ci, config] of order) {
         for (const shard of config.shards) {
           ctx ??= await createContext(study, data, plan);
-          const res = await executeShard(ctx, store, config, shard, (i, n) => progressOf(ci, config, shard, i / n));
+          const res = await executeShard(ctx, store, config, shard, { onPoint: (i, n) => progressOf(ci, config, shard, i / n) });
           if (res.reused) reused++;
           else computed++;
           done += shard.count;

@@ -71,36 +71,47 @@ export interface ShardExecution {
   computedReference: boolean;
 }
 
+/** Options of executeShard. */
+export interface ExecuteShardOptions {
+  /** Called at every time point of the sampling with (points done, points in all). @defaultValue none */
+  onPoint?: (done: number, total: number) => void;
+  /**
+   * Runs the compute-bound part (the reference shard when it is missing, then this shard's sampling) and resolves with
+   * its result. A process that holds several shards at once passes a lock here, so that one computes while another is
+   * checked or uploaded. @defaultValue runs it at once
+   */
+  exclusive?: <T>(compute: () => Promise<T>) => Promise<T>;
+}
+
 /**
  * Executes one shard idempotently: reuses complete files (matching manifest), otherwise makes sure the reference
  * config's shard for the same samples exists (computing it if needed: deterministic, so concurrent writers write the
  * same bytes), runs the shard and writes it. Shared by the embedded run and the workers.
  */
-export async function executeShard(
-  ctx: StudyContext,
-  store: ObjectStore,
-  config: PlannedConfig,
-  shard: ShardPlan,
-  onPoint?: (done: number, total: number) => void,
-): Promise<ShardExecution> {
+export async function executeShard(ctx: StudyContext, store: ObjectStore, config: PlannedConfig, shard: ShardPlan, opts: ExecuteShardOptions = {}): Promise<ShardExecution> {
   const studyId = ctx.study.studyId;
   const existing = await existingShard(store, studyId, config, shard);
   if (existing) return { manifest: existing, reused: true, computedReference: false };
-  const reference = ctx.plan.configs.find((c) => c.role === 'reference');
-  let referenceFinals: Float32Array | undefined;
-  let computedReference = false;
-  if (reference && reference !== config) {
-    const refShard = reference.shards.find((s) => s.first === shard.first && s.count === shard.count);
-    if (!refShard) throw new Error(`no reference shard covers samples ${shard.first}..${shard.first + shard.count - 1}`);
-    if (!(await existingShard(store, studyId, reference, refShard))) {
-      await writeShard(store, studyId, reference, refShard, await runShard(ctx, reference, refShard));
-      computedReference = true;
+  const exclusive = opts.exclusive ?? ((compute) => compute());
+  const computed = await exclusive(async () => {
+    const reference = ctx.plan.configs.find((c) => c.role === 'reference');
+    let referenceFinals: Float32Array | undefined;
+    let computedReference = false;
+    if (reference && reference !== config) {
+      const refShard = reference.shards.find((s) => s.first === shard.first && s.count === shard.count);
+      if (!refShard) throw new Error(`no reference shard covers samples ${shard.first}..${shard.first + shard.count - 1}`);
+      if (!(await existingShard(store, studyId, reference, refShard))) {
+        await writeShard(store, studyId, reference, refShard, await runShard(ctx, reference, refShard));
+        computedReference = true;
+      }
+      referenceFinals = await readFinals(store, studyKeys.shard(studyId, reference.configId, refShard.name, 'samples'));
     }
-    referenceFinals = await readFinals(store, studyKeys.shard(studyId, reference.configId, refShard.name, 'samples'));
-  }
-  const stats = ctx.trainingSet?.pruning ? { ...ctx.trainingSet.pruningStats } : null;
-  const out = await runShard(ctx, config, shard, { referenceFinals, onPoint });
-  const after = ctx.trainingSet?.pruningStats;
-  const pruning = stats && after ? { rows: after.rows - stats.rows, pointsKept: after.pointsKept - stats.pointsKept, pointsTotal: after.pointsTotal - stats.pointsTotal } : undefined;
-  return { manifest: await writeShard(store, studyId, config, shard, out, pruning), reused: false, computedReference };
+    const stats = ctx.trainingSet?.pruning ? { ...ctx.trainingSet.pruningStats } : null;
+    const out = await runShard(ctx, config, shard, { referenceFinals, onPoint: opts.onPoint });
+    const after = ctx.trainingSet?.pruningStats;
+    const pruning = stats && after ? { rows: after.rows - stats.rows, pointsKept: after.pointsKept - stats.pointsKept, pointsTotal: after.pointsTotal - stats.pointsTotal } : undefined;
+    return { out, pruning, computedReference };
+  });
+  // the upload runs outside the lock: the next shard computes meanwhile
+  return { manifest: await writeShard(store, studyId, config, shard, computed.out, computed.pruning), reused: false, computedReference: computed.computedReference };
 }

@@ -1,0 +1,23 @@
+import type { ShardManifest } from '@trajlab/runner';
+
+/** Progress of a shard job, as `trajlab watch` reads it from the job. */
+export interface ShardProgress {
+  configId: string;
+  shard: string;
+  /** Time points done and in all (over the shard's samples). */
+  points: number;
+  of: number;
+  samples: number;
+}
+
+/** What the worker sends its shard process: a job to run (the process holds up to two at a time). */
+export type ToShardProcess = { type: 'job'; id: string; data: unknown };
+
+/** What a shard process sends its worker. */
+export type FromShardProcess =
+  /** Loaded (tensor backend, AWS SDK), waiting for jobs. */
+  | { type: 'ready' }
+  | { type: 'progress'; id: string; progress: ShardProgress }
+  | { type: 'done'; id: string; manifest: ShardManifest }
+  /** `name` is the error's (an UnrecoverableError fails the job without retries). */
+  | { type: 'failed'; id: string; name: string; message: string };

@@ -1,0 +1,164 @@
+/**
+ * A worker's shard process: runs the shard jobs its worker hands it over IPC, so the CPU/GPU-bound sampling never
+ * blocks the worker's lock renewal. It holds up to two jobs: one computes while the other has its existing files
+ * checked before, or its files uploaded after, its own computation (one at a time, see OneAtATime). Dataset, denoisers
+ * and training set stay cached per study (the last two studies).
+ */
+import { backendFromEnv, initBackend } from '@trajlab/backend';
+import { exitWithParent, parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
+import { createContext, executeShard, type ShardManifest, type StudyContext } from '@trajlab/runner';
+import { ModelFileError } from '@trajlab/models';
+import { openStore, preloadS3Sdk } from '@trajlab/storage';
+import { planStudy, prefetchRemoteData, resolveStudyText } from '@trajlab/study';
+import { Redis } from 'ioredis';
+import type { FromShardProcess, ShardProgress, ToShardProcess } from './messages.js';
+import { OneAtATime } from './one-at-a-time.js';
+
+/** An error that retrying cannot fix (bad payload, bad spec or data, cancellation): the job fails at once. */
+function unrecoverable(message: string): Error {
+  const e = new Error(message);
+  e.name = 'UnrecoverableError';
+  return e;
+}
+
+const send = (m: FromShardProcess) => process.send?.(m);
+// A shard process must not outlive its worker (see exitWithParent).
+exitWithParent();
+// This process starts before any job: the tensor backend and the AWS SDK, which every study needs (studies write to S3
+// when distributed), load while it waits. A backend that cannot load fails the first job.
+const backendReady = (async () => initBackend(backendFromEnv()))();
+backendReady.catch(() => {});
+preloadS3Sdk();
+const compute = new OneAtATime();
+let redis: Redis | null = null;
+
+/** A study's device state, shared by the jobs of that study; `users` counts the jobs holding it. */
+interface CachedContext {
+  ready: Promise<StudyContext>;
+  users: number;
+}
+const contexts = new Map<string, CachedContext>();
+/** Studies whose state is kept when no job holds it. */
+const KEEP_STUDIES = 2;
+
+/** Resolves, plans and builds a study's state (a compute-bound step: it waits for the shard computing). */
+async function buildContext(p: ShardPayload, jobId: string): Promise<StudyContext> {
+  try {
+    await prefetchRemoteData(JSON.stringify(p.spec));
+  } catch (err) {
+    throw unrecoverable(`job ${jobId}: ${(err as Error).message}`);
+  }
+  let resolved;
+  try {
+    resolved = resolveStudyText(JSON.stringify(p.spec), `job ${jobId} spec`, p.baseDir);
+  } catch (err) {
+    throw unrecoverable(`job ${jobId}: ${(err as Error).message}`);
+  }
+  if (resolved.study.studyId !== p.studyId) {
+    throw unrecoverable(`job ${jobId}: the spec resolves to study ${resolved.study.studyId}, not ${p.studyId} (did a dataset file change since submit?)`);
+  }
+  const plan = planStudy(resolved.study);
+  for (const c of plan.configs) {
+    const s = p.sigmas[c.configId];
+    if (s) c.sigmas = s;
+  }
+  return compute.run(async () => {
+    try {
+      return await createContext(resolved.study, resolved.data, plan);
+    } catch (err) {
+      // a model that cannot be loaded or run will not load on a retry either
+      if (err instanceof ModelFileError) throw unrecoverable(`job ${jobId}: ${err.message}`);
+      throw err;
+    }
+  });
+}
+
+/** Holds the study's state for one job (built by the first job of the study); release it with releaseContext. */
+function holdContext(p: ShardPayload, jobId: string): Promise<StudyContext> {
+  let cached = contexts.get(p.studyId);
+  if (!cached) {
+    cached = { ready: buildContext(p, jobId), users: 0 };
+    const entry = cached;
+    // a state that failed to build is built again by the next job of the study
+    entry.ready.catch(() => contexts.get(p.studyId) === entry && contexts.delete(p.studyId));
+  }
+  contexts.delete(p.studyId); // most recently used last
+  contexts.set(p.studyId, cached);
+  cached.users++;
+  return cached.ready;
+}
+
+/** Ends a job's hold on its study's state; frees the least recently used states no job holds beyond KEEP_STUDIES. */
+function releaseContext(studyId: string): void {
+  const cached = contexts.get(studyId);
+  if (cached) cached.users--;
+  let surplus = contexts.size - KEEP_STUDIES;
+  for (const [id, c] of contexts) {
+    if (surplus <= 0) break;
+    if (c.users > 0) continue;
+    contexts.delete(id);
+    c.ready.then((ctx) => ctx.dispose(), () => {});
+    surplus--;
+  }
+}
+
+/** Runs one shard job; resolves with its manifest. */
+async function runJob(jobId: string, data: unknown, report: (p: ShardProgress) => void): Promise<ShardManifest> {
+  let payload: ShardPayload;
+  try {
+    payload = parsePayload(shardPayloadSchema, data, jobId);
+  } catch (err) {
+    throw unrecoverable((err as Error).message);
+  }
+  await backendReady;
+  redis ??= new Redis(redisSettings().connection);
+  if (await redis.exists(redisKeys.cancel(payload.studyId))) throw unrecoverable(`study ${payload.studyId} was cancelled`);
+  const studyId = payload.studyId;
+  try {
+    const ctx = await holdContext(payload, jobId);
+    const config = ctx.plan.configs.find((c) => c.configId === payload.configId);
+    const shard = config?.shards.find((s) => s.name === payload.shard.name && s.first === payload.shard.first && s.count === payload.shard.count);
+    if (!config || !shard) throw unrecoverable(`job ${jobId}: config ${payload.configId} shard ${payload.shard.name} is not part of study ${studyId}`);
+    if (config.sigmas.length !== config.steps + 1) throw unrecoverable(`job ${jobId}: no sigmas for ${config.configId} in the payload (gits schedules are computed at submit)`);
+
+    // Poll the cancel flag while sampling (the shard yields to the event loop once per time point).
+    let cancelled = false;
+    const poll = setInterval(() => {
+      redis!
+        .exists(redisKeys.cancel(studyId))
+        .then((n) => (cancelled ||= n > 0))
+        .catch(() => {});
+    }, 500);
+    let lastReport = 0;
+    try {
+      const res = await executeShard(ctx, openStore(payload.out), config, shard, {
+        exclusive: (task) => compute.run(task),
+        onPoint: (done, total) => {
+          // Checked at every time point, in the compute path itself: once the worker is gone, stop at once.
+          if (!process.connected) process.exit(1);
+          if (cancelled) throw unrecoverable(`study ${studyId} was cancelled`);
+          const now = Date.now();
+          if (now - lastReport > 250 || done === total) {
+            lastReport = now;
+            report({ configId: config.configId, shard: shard.name, points: done, of: total, samples: shard.count });
+          }
+        },
+      });
+      return res.manifest;
+    } finally {
+      clearInterval(poll);
+    }
+  } finally {
+    releaseContext(studyId);
+  }
+}
+
+process.on('message', (m: ToShardProcess) => {
+  if (m.type !== 'job') return;
+  runJob(m.id, m.data, (progress) => send({ type: 'progress', id: m.id, progress })).then(
+    (manifest) => send({ type: 'done', id: m.id, manifest }),
+    (err: unknown) => send({ type: 'failed', id: m.id, name: err instanceof Error ? err.name : 'Error', message: err instanceof Error ? err.message : String(err) }),
+  );
+});
+const ready = () => send({ type: 'ready' });
+backendReady.then(ready, ready);

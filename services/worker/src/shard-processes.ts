@@ -1,0 +1,100 @@
+import type { ShardManifest } from '@trajlab/runner';
+import type { Job } from 'bullmq';
+import { fork, type ChildProcess } from 'node:child_process';
+import type { FromShardProcess, ToShardProcess } from './messages.js';
+
+/** A job handed to a shard process and not yet answered. */
+interface Held {
+  job: Job;
+  resolve(manifest: ShardManifest): void;
+  reject(err: Error): void;
+}
+
+/** One forked shard process and the jobs it holds. */
+interface Slot {
+  child: ChildProcess;
+  held: Map<string, Held>;
+  ready: Promise<void>;
+}
+
+/** The error a shard process reported, with its name (BullMQ fails an UnrecoverableError's job without retries). */
+function reported(name: string, message: string): Error {
+  const err = new Error(message);
+  err.name = name;
+  return err;
+}
+
+/**
+ * The worker's shard processes (`entry` forked `count` times, replaced when one dies). Each holds up to `perProcess`
+ * jobs; a job goes to the process holding the fewest.
+ */
+export class ShardProcesses {
+  private readonly slots: Slot[] = [];
+  private closing = false;
+
+  constructor(
+    private readonly entry: string,
+    count: number,
+    private readonly log: (line: string) => void,
+  ) {
+    for (let i = 0; i < count; i++) this.slots.push(this.spawn());
+  }
+
+  /** Resolves with the number of processes once each has loaded (or died trying). */
+  async started(): Promise<number> {
+    await Promise.all(this.slots.map((s) => s.ready));
+    return this.slots.length;
+  }
+
+  /** Runs a shard job in the process holding the fewest; resolves with its manifest. */
+  run(job: Job): Promise<ShardManifest> {
+    const slot = this.slots.reduce((a, b) => (b.held.size < a.held.size ? b : a));
+    const id = String(job.id);
+    return new Promise<ShardManifest>((resolve, reject) => {
+      slot.held.set(id, { job, resolve, reject });
+      slot.child.send({ type: 'job', id, data: job.data } satisfies ToShardProcess, (err) => {
+        if (!err) return;
+        slot.held.delete(id);
+        reject(new Error(`job ${id}: could not be handed to shard process ${slot.child.pid} (${err.message})`));
+      });
+    });
+  }
+
+  /** Stops the processes (their held jobs are expected to be finished). */
+  close(): void {
+    this.closing = true;
+    for (const s of this.slots) s.child.kill();
+  }
+
+  private spawn(): Slot {
+    // execArgv is this process's (with the TypeScript loader where the sources run, see scripts/compiled.mjs)
+    const child = fork(this.entry, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const held = new Map<string, Held>();
+    let markReady: () => void = () => {};
+    const slot: Slot = { child, held, ready: new Promise<void>((r) => (markReady = r)) };
+    child.on('message', (m: FromShardProcess) => {
+      if (m.type === 'ready') return markReady();
+      const h = held.get(m.id);
+      if (!h) return;
+      if (m.type === 'progress') {
+        h.job.updateProgress({ ...m.progress }).catch(() => {});
+        return;
+      }
+      held.delete(m.id);
+      if (m.type === 'done') h.resolve(m.manifest);
+      else h.reject(reported(m.name, m.message));
+    });
+    child.on('error', (err) => this.log(`shard process ${child.pid}: ${err.message}`));
+    child.on('exit', (code, signal) => {
+      markReady();
+      // its jobs fail (and are retried, up to their attempts); a new process takes its place
+      for (const [id, h] of held) h.reject(new Error(`shard process ${child.pid} exited (${signal ?? code}) while running job ${id}`));
+      held.clear();
+      if (this.closing) return;
+      this.log(`shard process ${child.pid} exited (${signal ?? code}); starting another`);
+      const k = this.slots.indexOf(slot);
+      if (k >= 0) this.slots[k] = this.spawn();
+    });
+    return slot;
+  }
+}

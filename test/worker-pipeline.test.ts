@@ -1,0 +1,69 @@
+import { QUEUES } from '@trajlab/queue';
+import { Queue } from 'bullmq';
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliAsync as cli, expectArrowFilesEqualLocalRun, tempDir, writeSpec } from './helpers.js';
+import { startS3, type TestS3 } from './s3-server.js';
+import { alive, childrenOf, startRedis, startService, type RedisHandle } from './services.js';
+
+/** The worker's shard processes (other children, e.g. the TypeScript loader's esbuild, do not count). */
+function shardProcesses(workerPid: number): number[] {
+  return childrenOf(workerPid).filter((c) => {
+    try {
+      return /shard-process\.[jt]s/.test(readFileSync(`/proc/${c}/cmdline`, 'utf8'));
+    } catch {
+      return false;
+    }
+  });
+}
+
+describe("a worker's shard process", () => {
+  let redis: RedisHandle;
+  let s3: TestS3;
+  beforeAll(async () => {
+    [redis, s3] = await Promise.all([startRedis(), startS3()]);
+  });
+  afterAll(async () => Promise.all([redis?.stop(), s3?.stop()]));
+
+  it('holds two shards at a time; killed mid-shard, it is replaced, its shards are retried, and the outputs equal trajlab run', async () => {
+    const env = { ...s3.env, REDIS_URL: redis.url };
+    const dir = tempDir();
+    const path = writeSpec(dir, { name: 'pipeline', samples: 12, shardSize: 4, dataset: { kind: 'gmm', dim: 64, components: 8, n: 4000 }, solvers: [{ solver: 'heun', steps: 1200 }] });
+    const out = `s3://${s3.bucket}/pipeline`;
+    const aggregator = startService('aggregator', env);
+    const worker = startService('worker', env);
+    const queue = new Queue(QUEUES.shards, { connection: { host: '127.0.0.1', port: redis.port } });
+    try {
+      await Promise.all([aggregator.waitFor(/ready/), worker.waitFor(/process\(es\) started/)]);
+      const [victim] = shardProcesses(worker.proc.pid!);
+      expect(victim).toBeDefined();
+      const sub = await cli(['submit', path, '--out', out], { env });
+      expect(sub.status, sub.stderr).toBe(0);
+      const studyId = sub.stdout.trim();
+      // three shards queued, one worker with one shard process: it takes two (one computes, the other waits for it)
+      let most = 0;
+      for (let i = 0; i < 200 && most < 2; i++) {
+        most = Math.max(most, await queue.getActiveCount());
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(most).toBe(2);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await queue.getActiveCount()).toBe(2); // and no more
+      expect(worker.log()).not.toMatch(/done pipeline-/); // still inside the first shard (one takes seconds)
+      process.kill(victim!, 'SIGKILL');
+      await worker.waitFor(new RegExp(`shard process ${victim} exited \\(SIGKILL\\); starting another`));
+      expect(worker.proc.exitCode).toBe(null);
+      // both shards it held failed (and are retried), naming the process
+      expect(worker.log().match(new RegExp(`failed pipeline-\\S+: shard process ${victim} exited`, 'g'))).toHaveLength(2);
+      const watch = await cli(['watch', studyId, '--interval', '0.5'], { env });
+      expect(watch.status, watch.stdout + watch.stderr).toBe(0);
+      expect(alive(victim!)).toBe(false);
+      expect(shardProcesses(worker.proc.pid!)).toHaveLength(1);
+      const keys = await expectArrowFilesEqualLocalRun(path, dir, studyId, out, env);
+      expect(keys.length).toBeGreaterThan(4);
+    } finally {
+      await queue.close();
+      await Promise.all([worker.stop('SIGTERM'), aggregator.stop('SIGTERM')]);
+    }
+  });
+});
