@@ -242,47 +242,75 @@ async function distributed(uri: string | null, source: string) {
   const { startRedis, startService } = await import('../test/services.js');
   const { startS3 } = await import('../test/s3-server.js');
   const dir = mkdtempSync(join(tmpdir(), 'trajlab-dist-'));
-  const spec = perfSpec(dir, uri, false);
-  const embedded: number[] = [];
-  const dist: number[] = [];
-  /** Seconds of `submit --watch` of `spec` on a fresh Redis, S3 server, 2 workers and the aggregator. */
-  const distributedRun = async (specPath: string, tag: string) => {
+  /**
+   * Seconds of `submit --watch` of `spec` on a fresh Redis, 2 workers and the aggregator, writing to a fresh S3 server
+   * (over HTTP) or, with `store` 'filesystem', to a directory they share.
+   */
+  const distributedRun = async (specPath: string, tag: string, store: 's3' | 'filesystem' = 's3') => {
     const [redis, s3] = await Promise.all([startRedis(), startS3()]);
     const env = { ...s3.env, REDIS_URL: redis.url };
     const services = [startService('worker', env), startService('worker', env), startService('aggregator', env)];
-    // deployed workers wait for work with their sandboxed processes already started: so do these before the submit
+    // deployed workers wait for work with their child processes already started: so do these before the submit
     await Promise.all(services.map((x) => x.waitFor(/process(\(es\))? started/)));
-    const sub = await run(['submit', specPath, '--out', `s3://${s3.bucket}/${tag}`, '--watch'], env);
+    const out = store === 's3' ? `s3://${s3.bucket}/${tag}` : join(dir, `dist-${tag}`);
+    // the S3 server runs in this process, which does nothing else meanwhile: its CPU time is this process's
+    const cpu0 = process.cpuUsage();
+    const sub = await run(['submit', specPath, '--out', out, '--watch'], env);
+    const cpu = process.cpuUsage(cpu0);
     if (sub.code !== 0) throw new Error(sub.stderr);
     await Promise.all(services.map((x) => x.stop('SIGTERM')));
     await Promise.all([redis.stop(), s3.stop()]);
-    return sub.seconds;
+    return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6 };
   };
-  for (let r = 0; r < 3; r++) {
-    const res = await run(['run', spec, '--out', join(dir, `emb-${r}`), '--workers', '2', '--quiet']);
-    if (res.code !== 0) throw new Error(res.stderr);
-    embedded.push(res.seconds);
-    dist.push(await distributedRun(spec, `bench-${r}`));
-  }
-  const e = median(embedded);
-  const d = median(dist);
+  /** Median seconds of three embedded `run --workers 2` and of three distributed runs of `spec`, interleaved. */
+  const compare = async (spec: string, tag: string, store: 's3' | 'filesystem') => {
+    const embedded: number[] = [];
+    const dist: number[] = [];
+    const s3Cpu: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      const res = await run(['run', spec, '--out', join(dir, `emb-${tag}-${r}`), '--workers', '2', '--quiet']);
+      if (res.code !== 0) throw new Error(res.stderr);
+      embedded.push(res.seconds);
+      const d = await distributedRun(spec, `${tag}-${r}`, store);
+      dist.push(d.seconds);
+      s3Cpu.push(d.s3Cpu);
+    }
+    return { e: median(embedded), d: median(dist), s3Cpu: median(s3Cpu) };
+  };
+  const short = await compare(perfSpec(dir, uri, false), 'short', 's3');
   add({
     name: 'distributed vs embedded (2 workers each)',
-    value: (100 * (d - e)) / e,
+    value: (100 * (short.d - short.e)) / short.e,
     unit: '% overhead',
-    detail: `${source}; submit --watch ${d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 ${e.toFixed(1)} s, both incl. start-up`,
+    detail: `${source}; submit --watch ${short.d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 ${short.e.toFixed(1)} s, both incl. start-up; the S3 server used ${short.s3Cpu.toFixed(2)} s of CPU`,
     command: 'pnpm bench distributed',
   });
   // the same on the 2048-trajectory study: the fixed costs against 4x the compute
   const largeSpec = perfSpec(dir, uri, false, 1024);
-  const largeEmbedded = await run(['run', largeSpec, '--out', join(dir, 'emb-large'), '--workers', '2', '--quiet']);
-  if (largeEmbedded.code !== 0) throw new Error(largeEmbedded.stderr);
-  const largeDist = await distributedRun(largeSpec, 'large');
+  const large = await compare(largeSpec, 'large', 's3');
   add({
     name: 'distributed vs embedded (2 workers each), study x4',
-    value: (100 * (largeDist - largeEmbedded.seconds)) / largeEmbedded.seconds,
+    value: (100 * (large.d - large.e)) / large.e,
     unit: '% overhead',
-    detail: `${source}; 2048 trajectories: submit --watch ${largeDist.toFixed(1)} s vs run --workers 2 ${largeEmbedded.seconds.toFixed(1)} s, one run each`,
+    detail: `${source}; 2048 trajectories: submit --watch ${large.d.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s; the S3 server used ${large.s3Cpu.toFixed(2)} s of CPU`,
+    command: 'pnpm bench distributed',
+  });
+  // without the S3 server (outputs on a filesystem the services share, as on a cluster's network filesystem): what the
+  // queue, the workers and the aggregator cost by themselves
+  const shortFs = await compare(perfSpec(dir, uri, false), 'short-fs', 'filesystem');
+  add({
+    name: 'distributed vs embedded (2 workers each), shared filesystem',
+    value: (100 * (shortFs.d - shortFs.e)) / shortFs.e,
+    unit: '% overhead',
+    detail: `${source}; 512 trajectories, outputs in a shared directory instead of S3: submit --watch ${shortFs.d.toFixed(1)} s vs run --workers 2 ${shortFs.e.toFixed(1)} s`,
+    command: 'pnpm bench distributed',
+  });
+  const largeFs = await compare(largeSpec, 'large-fs', 'filesystem');
+  add({
+    name: 'distributed vs embedded (2 workers each), study x4, shared filesystem',
+    value: (100 * (largeFs.d - largeFs.e)) / largeFs.e,
+    unit: '% overhead',
+    detail: `${source}; 2048 trajectories, outputs in a shared directory instead of S3: submit --watch ${largeFs.d.toFixed(1)} s vs run --workers 2 ${largeFs.e.toFixed(1)} s`,
     command: 'pnpm bench distributed',
   });
 }
