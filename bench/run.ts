@@ -109,6 +109,47 @@ async function kernel(data: Dataset) {
     ts.dispose();
   }
   if (providers.length > 1) installNativeMatMul();
+  // The same evaluation in one process, then in two at once (the two cores of `trajlab run --workers 2`): what a
+  // process keeps of its speed when the other core runs the same kernel bounds what a second process can add.
+  const alone = await kernelProbe();
+  const paired = await Promise.all([kernelProbe(), kernelProbe()]);
+  const rate = (ms: number) => (4 * 32 * data.dim * data.n) / (ms / 1000) / 1e9;
+  add({
+    name: 'optimal denoiser, batch 32, two processes at once',
+    value: rate(median(paired)),
+    unit: 'GFLOP/s per process',
+    detail: `${paired.map((ms) => ms.toFixed(1)).join(' and ')} ms per evaluation against ${alone.toFixed(1)} ms in one process alone: ${((100 * alone) / Math.max(...paired)).toFixed(0)}% of its speed each, so two processes compute at most ${((2 * alone) / Math.max(...paired)).toFixed(2)}x one`,
+    command: 'pnpm bench kernel',
+  });
+}
+
+/** Probe duration: evaluations run this long, and the middle half is timed (so that probes started together overlap). */
+const PROBE_SECONDS = 4;
+
+/** Median milliseconds of a dense evaluation of 32 queries, in a process of its own (`bench/run.ts kernel-probe`). */
+function kernelProbe(): Promise<number> {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'kernel-probe'], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d));
+    child.on('close', (code) => (code === 0 ? res(Number(out.trim())) : rej(new Error(`kernel probe exited with ${code}`))));
+  });
+}
+
+/** The probe itself: evaluations for PROBE_SECONDS, the median of those in the middle half, printed in ms. */
+async function runKernelProbe(data: Dataset) {
+  const ts = new TrainingSet(data.points, data.n, data.dim);
+  const x = tf.randomNormal([32, data.dim], 0, 1, 'float32', 1) as tf.Tensor2D;
+  const times: number[] = [];
+  const t0 = performance.now();
+  for (let now = t0; now - t0 < PROBE_SECONDS * 1000; now = performance.now()) {
+    const out = ts.denoise(x, 1.0);
+    out.dataSync();
+    out.dispose();
+    const end = performance.now();
+    if (now - t0 > (PROBE_SECONDS * 1000) / 4 && end - t0 < (PROBE_SECONDS * 3000) / 4) times.push(end - now);
+  }
+  process.stdout.write(`${median(times)}\n`);
 }
 
 function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
@@ -420,6 +461,11 @@ const SECTIONS = ['kernel', 'pruning', 'study', 'aggregator', 'distributed', 'tr
 if (process.argv[2] === 'aggregate-files') {
   const [dir, count, rows, P] = process.argv.slice(3);
   await aggregateFiles(dir!, Number(count), Number(rows), Number(P));
+  process.exit(0);
+}
+if (process.argv[2] === 'kernel-probe') {
+  await initBackend('auto');
+  await runKernelProbe(dataset());
   process.exit(0);
 }
 const requested = process.argv.slice(2);
