@@ -49,6 +49,9 @@ describe("a worker's shard process", () => {
       expect(most).toBe(2);
       await new Promise((r) => setTimeout(r, 300));
       expect(await queue.getActiveCount()).toBe(2); // and no more
+      // status tells the shard sampling from the one waiting for it
+      const st = await cli(['status', studyId], { env });
+      expect(st.stdout).toMatch(/ 0\/3 shards, 1 running, 1 held\n/);
       expect(worker.log()).not.toMatch(/done pipeline-/); // still inside the first shard (one takes seconds)
       process.kill(victim!, 'SIGKILL');
       await worker.waitFor(new RegExp(`shard process ${victim} exited \\(SIGKILL\\); starting another`));

@@ -112,7 +112,11 @@ export interface StudyStatus {
   studyId: string;
   state: 'queued' | 'running' | 'complete' | 'failed' | 'cancelled';
   out: string;
-  configs: { configId: string; shards: number; done: number; active: number; failed: number; samplesDone: number; samples: number }[];
+  /**
+   * Per config: `active` shards are held by a worker, `running` ones of them have started sampling (a worker's shard
+   * process holds a second shard while it computes one).
+   */
+  configs: { configId: string; shards: number; done: number; active: number; running: number; failed: number; samplesDone: number; samples: number }[];
   samplesDone: number;
   samples: number;
   failures: { job: string; reason: string }[];
@@ -127,7 +131,7 @@ export async function studyStatus(c: Cluster, studyId: string): Promise<StudySta
   let anyStarted = false;
   const configs: StudyStatus['configs'] = [];
   for (const [configId, shards] of reg.plan) {
-    const row = { configId, shards: shards.length, done: 0, active: 0, failed: 0, samplesDone: 0, samples: 0 };
+    const row = { configId, shards: shards.length, done: 0, active: 0, running: 0, failed: 0, samplesDone: 0, samples: 0 };
     const jobs = await Promise.all(shards.map(([name]) => Job.fromId(c.shards, jobIds.shard(studyId, configId, name))));
     for (const [k, job] of jobs.entries()) {
       const samples = shards[k]![1];
@@ -142,7 +146,10 @@ export async function studyStatus(c: Cluster, studyId: string): Promise<StudySta
         row.active++;
         anyStarted = true;
         const p = job.progress as { points?: number; of?: number } | number;
-        if (typeof p === 'object' && p.of) row.samplesDone += (samples * (p.points ?? 0)) / p.of;
+        if (typeof p === 'object' && p.of) {
+          row.running++;
+          row.samplesDone += (samples * (p.points ?? 0)) / p.of;
+        }
       } else if (state === 'failed') {
         row.failed++;
         failures.push({ job: job.id!, reason: job.failedReason });
@@ -169,7 +176,7 @@ function bar(frac: number, width = 20): string {
 export function renderStatus(s: StudyStatus, rate: number | null): string {
   const w = Math.max(...s.configs.map((c) => c.configId.length), 6);
   const lines = s.configs.map(
-    (c) => `  ${c.configId.padEnd(w)} ${bar(c.samplesDone / Math.max(1, c.samples))} ${c.done}/${c.shards} shards${c.active ? `, ${c.active} running` : ''}${c.failed ? `, ${c.failed} FAILED` : ''}`,
+    (c) => `  ${c.configId.padEnd(w)} ${bar(c.samplesDone / Math.max(1, c.samples))} ${c.done}/${c.shards} shards${c.running ? `, ${c.running} running` : ''}${c.active > c.running ? `, ${c.active - c.running} held` : ''}${c.failed ? `, ${c.failed} FAILED` : ''}`,
   );
   const frac = s.samplesDone / Math.max(1, s.samples);
   const eta = rate && rate > 0 ? formatDuration(((s.samples - s.samplesDone) / rate) * 1000) : '?';
