@@ -1,6 +1,7 @@
 import { QUEUES } from '@trajlab/queue';
 import { Queue } from 'bullmq';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync as cli, expectArrowFilesEqualLocalRun, tempDir, writeSpec } from './helpers.js';
 import { startS3, type TestS3 } from './s3-server.js';
@@ -64,6 +65,33 @@ describe("a worker's shard process", () => {
       expect(shardProcesses(worker.proc.pid!)).toHaveLength(1);
       const keys = await expectArrowFilesEqualLocalRun(path, dir, studyId, out, env);
       expect(keys.length).toBeGreaterThan(4);
+    } finally {
+      await queue.close();
+      await Promise.all([worker.stop('SIGTERM'), aggregator.stop('SIGTERM')]);
+    }
+  });
+
+  it('TRAJLAB_JOBS_PER_PROCESS=1 holds one shard at a time; a bad value is refused, naming the variable', async () => {
+    const bad = startService('worker', { REDIS_URL: redis.url, TRAJLAB_JOBS_PER_PROCESS: '0' });
+    expect(await new Promise((r) => bad.proc.once('exit', r))).toBe(2);
+    expect(bad.log()).toMatch(/TRAJLAB_JOBS_PER_PROCESS must be an integer from 1 to 16; got '0'/);
+
+    const env = { REDIS_URL: redis.url, TRAJLAB_JOBS_PER_PROCESS: '1' };
+    const dir = tempDir();
+    const path = writeSpec(dir, { name: 'one-at-a-time', samples: 12, shardSize: 4, dataset: { kind: 'gmm', dim: 64, components: 8, n: 4000 }, solvers: [{ solver: 'heun', steps: 300 }] });
+    const worker = startService('worker', env);
+    const aggregator = startService('aggregator', env);
+    const queue = new Queue(QUEUES.shards, { connection: { host: '127.0.0.1', port: redis.port } });
+    try {
+      await Promise.all([aggregator.waitFor(/ready/), worker.waitFor(/process\(es\) started/)]);
+      const sub = await cli(['submit', path, '--out', join(dir, 'out')], { env });
+      expect(sub.status, sub.stderr).toBe(0);
+      let most = 0;
+      while ((worker.log().match(/done one-at-a-time-/g) ?? []).length < 3) {
+        most = Math.max(most, await queue.getActiveCount());
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(most).toBe(1);
     } finally {
       await queue.close();
       await Promise.all([worker.stop('SIGTERM'), aggregator.stop('SIGTERM')]);

@@ -1,7 +1,8 @@
 /**
  * trajlab worker: takes shard jobs from Redis (REDIS_URL) and runs them in forked shard processes.
- * TRAJLAB_WORKER_CONCURRENCY (default 1): shard processes; each holds up to two jobs, computing one while the other's
- * files are checked or uploaded. Scale by running more worker processes.
+ * TRAJLAB_WORKER_CONCURRENCY (default 1): shard processes. Scale by running more worker processes.
+ * TRAJLAB_JOBS_PER_PROCESS (default 2): shard jobs a shard process holds at once; it computes one at a time, and checks
+ * or uploads the others' files meanwhile (1: no overlap, the store is waited for between shards).
  * TRAJLAB_LOCK_MS (default 60000): job lock duration, also the interval of the stalled-job check.
  * SIGTERM/SIGINT: stop taking jobs, finish the ones held, exit.
  */
@@ -10,15 +11,17 @@ import { Worker } from 'bullmq';
 import { fileURLToPath } from 'node:url';
 import { ShardProcesses } from './shard-processes.js';
 
-/** Jobs a shard process holds at once: one computing, one checked before or uploaded after its computation. */
-const JOBS_PER_PROCESS = 2;
-
-const settings = redisSettings();
-const processes = Number(process.env.TRAJLAB_WORKER_CONCURRENCY ?? 1);
-if (!Number.isInteger(processes) || processes < 1) {
-  process.stderr.write(`trajlab worker: TRAJLAB_WORKER_CONCURRENCY must be a positive integer; got '${process.env.TRAJLAB_WORKER_CONCURRENCY}'\n`);
+/** A positive integer environment variable (at most `max`), or exit 2 naming it. */
+function positiveInteger(name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (Number.isInteger(value) && value >= 1 && value <= max) return value;
+  process.stderr.write(`trajlab worker: ${name} must be an integer from 1 to ${max}; got '${process.env[name]}'\n`);
   process.exit(2);
 }
+
+const settings = redisSettings();
+const processes = positiveInteger('TRAJLAB_WORKER_CONCURRENCY', 1, 256);
+const jobsPerProcess = positiveInteger('TRAJLAB_JOBS_PER_PROCESS', 2, 16);
 const lockMs = Number(process.env.TRAJLAB_LOCK_MS ?? 60_000);
 if (!Number.isInteger(lockMs) || lockMs < 1000) {
   process.stderr.write(`trajlab worker: TRAJLAB_LOCK_MS must be an integer >= 1000; got '${process.env.TRAJLAB_LOCK_MS}'\n`);
@@ -31,13 +34,13 @@ const entry = fileURLToPath(new URL(import.meta.url.endsWith('.js') ? './shard-p
 const shardProcesses = new ShardProcesses(entry, processes, log);
 const worker = new Worker(QUEUES.shards, (job) => shardProcesses.run(job), {
   connection: settings.connection,
-  concurrency: processes * JOBS_PER_PROCESS,
+  concurrency: processes * jobsPerProcess,
   // A job whose worker died (its lock was not renewed) is taken over by another worker within about two lock periods.
   lockDuration: lockMs,
   stalledInterval: lockMs,
   maxStalledCount: 2,
 });
-worker.on('ready', () => log(`ready: queue ${QUEUES.shards} on ${settings.display}, ${processes} shard process(es) x ${JOBS_PER_PROCESS} jobs`));
+worker.on('ready', () => log(`ready: queue ${QUEUES.shards} on ${settings.display}, ${processes} shard process(es) x ${jobsPerProcess} jobs`));
 worker.on('active', (job) => log(`start ${job.id}`));
 worker.on('completed', (job) => log(`done ${job.id}`));
 worker.on('failed', (job, err) => log(`failed ${job?.id}: ${err.message}`));

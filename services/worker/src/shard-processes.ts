@@ -24,9 +24,12 @@ function reported(name: string, message: string): Error {
   return err;
 }
 
+/** Pause before starting a shard process again after one died before it was ready (a broken install, say). */
+const RESTART_DELAY_MS = 2000;
+
 /**
- * The worker's shard processes (`entry` forked `count` times, replaced when one dies). Each holds up to `perProcess`
- * jobs; a job goes to the process holding the fewest.
+ * The worker's shard processes (`entry` forked `count` times, replaced when one dies). A job goes to the process
+ * holding the fewest, so the worker's concurrency (jobs held at once) spreads evenly over them.
  */
 export class ShardProcesses {
   private readonly slots: Slot[] = [];
@@ -70,10 +73,14 @@ export class ShardProcesses {
     // execArgv is this process's (with the TypeScript loader where the sources run, see scripts/compiled.mjs)
     const child = fork(this.entry, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const held = new Map<string, Held>();
+    let wasReady = false;
     let markReady: () => void = () => {};
     const slot: Slot = { child, held, ready: new Promise<void>((r) => (markReady = r)) };
     child.on('message', (m: FromShardProcess) => {
-      if (m.type === 'ready') return markReady();
+      if (m.type === 'ready') {
+        wasReady = true;
+        return markReady();
+      }
       const h = held.get(m.id);
       if (!h) return;
       if (m.type === 'progress') {
@@ -91,9 +98,14 @@ export class ShardProcesses {
       for (const [id, h] of held) h.reject(new Error(`shard process ${child.pid} exited (${signal ?? code}) while running job ${id}`));
       held.clear();
       if (this.closing) return;
-      this.log(`shard process ${child.pid} exited (${signal ?? code}); starting another`);
-      const k = this.slots.indexOf(slot);
-      if (k >= 0) this.slots[k] = this.spawn();
+      // one that died at start-up is started again after a pause, not in a tight loop (jobs handed to it meanwhile
+      // fail, naming it, and are retried)
+      const delay = wasReady ? 0 : RESTART_DELAY_MS;
+      this.log(`shard process ${child.pid} exited (${signal ?? code})${wasReady ? '' : ' before it was ready'}; starting another${delay ? ` in ${delay / 1000} s` : ''}`);
+      setTimeout(() => {
+        const k = this.slots.indexOf(slot);
+        if (!this.closing && k >= 0) this.slots[k] = this.spawn();
+      }, delay);
     });
     return slot;
   }
