@@ -285,12 +285,12 @@ async function distributed(uri: string | null, source: string) {
   const dir = mkdtempSync(join(tmpdir(), 'trajlab-dist-'));
   /**
    * Seconds of `submit --watch` of `spec` on a fresh Redis, 2 workers and the aggregator, writing to a fresh S3 server
-   * (over HTTP) or, with `store` 'filesystem', to a directory they share.
+   * (over HTTP) or, with `store` 'filesystem', to a directory they share; `workerEnv` is added to the workers'.
    */
-  const distributedRun = async (specPath: string, tag: string, store: 's3' | 'filesystem' = 's3') => {
+  const distributedRun = async (specPath: string, tag: string, store: 's3' | 'filesystem', workerEnv: Record<string, string> = {}) => {
     const [redis, s3] = await Promise.all([startRedis(), startS3()]);
     const env = { ...s3.env, REDIS_URL: redis.url };
-    const services = [startService('worker', env), startService('worker', env), startService('aggregator', env)];
+    const services = [startService('worker', { ...env, ...workerEnv }), startService('worker', { ...env, ...workerEnv }), startService('aggregator', env)];
     // deployed workers wait for work with their child processes already started: so do these before the submit
     await Promise.all(services.map((x) => x.waitFor(/process(\(es\))? started/)));
     const out = store === 's3' ? `s3://${s3.bucket}/${tag}` : join(dir, `dist-${tag}`);
@@ -303,10 +303,14 @@ async function distributed(uri: string | null, source: string) {
     await Promise.all([redis.stop(), s3.stop()]);
     return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6 };
   };
-  /** Median seconds of three embedded `run --workers 2` and of three distributed runs of `spec`, interleaved. */
-  const compare = async (spec: string, tag: string, store: 's3' | 'filesystem') => {
+  /**
+   * Median seconds of three embedded `run --workers 2` and of three distributed runs of `spec` (and, with `withoutOverlap`,
+   * three with TRAJLAB_JOBS_PER_PROCESS=1), interleaved so that the machine's drift hits them alike.
+   */
+  const compare = async (spec: string, tag: string, store: 's3' | 'filesystem', withoutOverlap = false) => {
     const embedded: number[] = [];
     const dist: number[] = [];
+    const serial: number[] = [];
     const s3Cpu: number[] = [];
     for (let r = 0; r < 3; r++) {
       const res = await run(['run', spec, '--out', join(dir, `emb-${tag}-${r}`), '--workers', '2', '--quiet']);
@@ -315,8 +319,9 @@ async function distributed(uri: string | null, source: string) {
       const d = await distributedRun(spec, `${tag}-${r}`, store);
       dist.push(d.seconds);
       s3Cpu.push(d.s3Cpu);
+      if (withoutOverlap) serial.push((await distributedRun(spec, `${tag}-serial-${r}`, store, { TRAJLAB_JOBS_PER_PROCESS: '1' })).seconds);
     }
-    return { e: median(embedded), d: median(dist), s3Cpu: median(s3Cpu) };
+    return { e: median(embedded), d: median(dist), serial: withoutOverlap ? median(serial) : NaN, s3Cpu: median(s3Cpu) };
   };
   const short = await compare(perfSpec(dir, uri, false), 'short', 's3');
   add({
@@ -328,12 +333,20 @@ async function distributed(uri: string | null, source: string) {
   });
   // the same on the 2048-trajectory study: the fixed costs against 4x the compute
   const largeSpec = perfSpec(dir, uri, false, 1024);
-  const large = await compare(largeSpec, 'large', 's3');
+  const large = await compare(largeSpec, 'large', 's3', true);
   add({
     name: 'distributed vs embedded (2 workers each), study x4',
     value: (100 * (large.d - large.e)) / large.e,
     unit: '% overhead',
     detail: `${source}; 2048 trajectories: submit --watch ${large.d.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s; the S3 server used ${large.s3Cpu.toFixed(2)} s of CPU`,
+    command: 'pnpm bench distributed',
+  });
+  // the same workers holding one shard at a time: each waits for the store between shards
+  add({
+    name: 'distributed vs embedded (2 workers each), study x4, TRAJLAB_JOBS_PER_PROCESS=1',
+    value: (100 * (large.serial - large.e)) / large.e,
+    unit: '% overhead',
+    detail: `${source}; 2048 trajectories, no overlap of the store with the compute: submit --watch ${large.serial.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`,
     command: 'pnpm bench distributed',
   });
   // without the S3 server (outputs on a filesystem the services share, as on a cluster's network filesystem): what the
