@@ -278,18 +278,23 @@ async function study(uri: string | null, source: string) {
   }
 }
 
+/** Extra round trip of the simulated remote object store in `pnpm bench distributed`, in ms. */
+const REMOTE_LATENCY_MS = 30;
+
 /** 4. Pipeline overhead: the distributed run (Redis, S3 server, 2 workers, aggregator) against the embedded run. */
 async function distributed(uri: string | null, source: string) {
   const { startRedis, startService } = await import('../test/services.js');
-  const { startS3 } = await import('../test/s3-server.js');
+  const { startLatencyProxy, startS3 } = await import('../test/s3-server.js');
   const dir = mkdtempSync(join(tmpdir(), 'trajlab-dist-'));
   /**
    * Seconds of `submit --watch` of `spec` on a fresh Redis, 2 workers and the aggregator, writing to a fresh S3 server
-   * (over HTTP) or, with `store` 'filesystem', to a directory they share; `workerEnv` is added to the workers'.
+   * (over HTTP; with `latencyMs`, behind a proxy that delays every answer by that much, as a store across a network
+   * would) or, with `store` 'filesystem', to a directory they share; `workerEnv` is added to the workers'.
    */
-  const distributedRun = async (specPath: string, tag: string, store: 's3' | 'filesystem', workerEnv: Record<string, string> = {}) => {
+  const distributedRun = async (specPath: string, tag: string, store: 's3' | 'filesystem', workerEnv: Record<string, string> = {}, latencyMs = 0) => {
     const [redis, s3] = await Promise.all([startRedis(), startS3()]);
-    const env = { ...s3.env, REDIS_URL: redis.url };
+    const proxy = latencyMs > 0 ? await startLatencyProxy(s3.endpoint, latencyMs) : null;
+    const env = { ...s3.env, ...(proxy ? { AWS_ENDPOINT_URL_S3: proxy.endpoint } : {}), REDIS_URL: redis.url };
     const services = [startService('worker', { ...env, ...workerEnv }), startService('worker', { ...env, ...workerEnv }), startService('aggregator', env)];
     // deployed workers wait for work with their child processes already started: so do these before the submit
     await Promise.all(services.map((x) => x.waitFor(/process(\(es\))? started/)));
@@ -300,14 +305,14 @@ async function distributed(uri: string | null, source: string) {
     const cpu = process.cpuUsage(cpu0);
     if (sub.code !== 0) throw new Error(sub.stderr);
     await Promise.all(services.map((x) => x.stop('SIGTERM')));
-    await Promise.all([redis.stop(), s3.stop()]);
+    await Promise.all([redis.stop(), s3.stop(), proxy?.stop()]);
     return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6 };
   };
   /**
    * Median seconds of three embedded `run --workers 2` and of three distributed runs of `spec` (and, with `withoutOverlap`,
    * three with TRAJLAB_JOBS_PER_PROCESS=1), interleaved so that the machine's drift hits them alike.
    */
-  const compare = async (spec: string, tag: string, store: 's3' | 'filesystem', withoutOverlap = false) => {
+  const compare = async (spec: string, tag: string, store: 's3' | 'filesystem', withoutOverlap = false, latencyMs = 0) => {
     const embedded: number[] = [];
     const dist: number[] = [];
     const serial: number[] = [];
@@ -316,10 +321,10 @@ async function distributed(uri: string | null, source: string) {
       const res = await run(['run', spec, '--out', join(dir, `emb-${tag}-${r}`), '--workers', '2', '--quiet']);
       if (res.code !== 0) throw new Error(res.stderr);
       embedded.push(res.seconds);
-      const d = await distributedRun(spec, `${tag}-${r}`, store);
+      const d = await distributedRun(spec, `${tag}-${r}`, store, {}, latencyMs);
       dist.push(d.seconds);
       s3Cpu.push(d.s3Cpu);
-      if (withoutOverlap) serial.push((await distributedRun(spec, `${tag}-serial-${r}`, store, { TRAJLAB_JOBS_PER_PROCESS: '1' })).seconds);
+      if (withoutOverlap) serial.push((await distributedRun(spec, `${tag}-serial-${r}`, store, { TRAJLAB_JOBS_PER_PROCESS: '1' }, latencyMs)).seconds);
     }
     return { e: median(embedded), d: median(dist), serial: withoutOverlap ? median(serial) : NaN, s3Cpu: median(s3Cpu) };
   };
@@ -347,6 +352,23 @@ async function distributed(uri: string | null, source: string) {
     value: (100 * (large.serial - large.e)) / large.e,
     unit: '% overhead',
     detail: `${source}; 2048 trajectories, no overlap of the store with the compute: submit --watch ${large.serial.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`,
+    command: 'pnpm bench distributed',
+  });
+  // a store across a network: every S3 answer 30 ms late (the round trip of a remote object store); holding a second
+  // shard hides it behind the compute
+  const remote = await compare(largeSpec, 'remote', 's3', true, REMOTE_LATENCY_MS);
+  add({
+    name: `distributed vs embedded (2 workers each), study x4, S3 ${REMOTE_LATENCY_MS} ms away`,
+    value: (100 * (remote.d - remote.e)) / remote.e,
+    unit: '% overhead',
+    detail: `${source}; 2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late: submit --watch ${remote.d.toFixed(1)} s vs run --workers 2 ${remote.e.toFixed(1)} s (local files)`,
+    command: 'pnpm bench distributed',
+  });
+  add({
+    name: `distributed vs embedded (2 workers each), study x4, S3 ${REMOTE_LATENCY_MS} ms away, TRAJLAB_JOBS_PER_PROCESS=1`,
+    value: (100 * (remote.serial - remote.e)) / remote.e,
+    unit: '% overhead',
+    detail: `${source}; 2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late, no overlap of the store with the compute: submit --watch ${remote.serial.toFixed(1)} s (with the default 2 jobs per process: ${remote.d.toFixed(1)} s)`,
     command: 'pnpm bench distributed',
   });
   // without the S3 server (outputs on a filesystem the services share, as on a cluster's network filesystem): what the

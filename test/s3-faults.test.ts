@@ -1,10 +1,10 @@
 import { runStudyEmbedded, type ShardManifest } from '@trajlab/runner';
 import { openStore, S3Store } from '@trajlab/storage';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir, writeSpec } from './helpers.js';
-import { startS3, S3_TEST_CREDENTIALS, type TestS3 } from './s3-server.js';
+import { forwardWhole, startS3, S3_TEST_CREDENTIALS, type TestS3 } from './s3-server.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -14,43 +14,42 @@ const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
  * learns the outcome). Requests are buffered whole before forwarding, as a load balancer would.
  */
 function faultyProxy(target: string): Promise<{ url: string; server: Server; counts: Record<string, number> }> {
-  const t = new URL(target);
   const counts = { requests: 0, unavailable: 0, slow: 0, dropped: 0 };
   let n = 0;
   const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      counts.requests++;
-      const k = n++ % 7;
-      if (k === 1 || k === 2) {
+    const k = n++ % 7;
+    if (k === 1 || k === 2) {
+      // the request is read whole, then refused without being forwarded
+      req.resume();
+      req.on('end', () => {
+        counts.requests++;
         counts.unavailable++;
         res.writeHead(503, { 'content-type': 'application/xml' });
         res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>injected</Message></Error>');
-        return;
-      }
-      const forward = request({ host: t.hostname, port: t.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
-        const body: Buffer[] = [];
-        up.on('data', (c: Buffer) => body.push(c));
-        up.on('end', () => {
-          if (k === 4) {
-            counts.dropped++;
-            req.socket.destroy(); // processed upstream, but the client sees a dropped connection
-            return;
-          }
-          const send = () => {
-            res.writeHead(up.statusCode ?? 500, up.headers);
-            res.end(Buffer.concat(body));
-          };
-          if (k === 5) {
-            counts.slow++;
-            setTimeout(send, 300);
-          } else send();
-        });
       });
-      forward.on('error', () => res.destroy());
-      forward.end(Buffer.concat(chunks));
-    });
+      return;
+    }
+    forwardWhole(
+      new URL(target),
+      req,
+      (status, headers, body) => {
+        counts.requests++;
+        if (k === 4) {
+          counts.dropped++;
+          req.socket.destroy(); // processed upstream, but the client sees a dropped connection
+          return;
+        }
+        const send = () => {
+          res.writeHead(status, headers);
+          res.end(body);
+        };
+        if (k === 5) {
+          counts.slow++;
+          setTimeout(send, 300);
+        } else send();
+      },
+      () => res.destroy(),
+    );
   });
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server, counts })));
 }

@@ -1,5 +1,6 @@
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, request, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 // s3rver: an S3-compatible server over real HTTP, started by the tests.
@@ -34,4 +35,46 @@ export async function startS3(bucket = 'trajlab-test'): Promise<TestS3> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Reads a whole request, forwards it to `target` and hands over the whole response (as a load balancer would). */
+export function forwardWhole(target: URL, req: IncomingMessage, onResponse: (status: number, headers: IncomingHttpHeaders, body: Buffer) => void, onError: () => void): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const forward = request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      const body: Buffer[] = [];
+      up.on('data', (c: Buffer) => body.push(c));
+      up.on('end', () => onResponse(up.statusCode ?? 500, up.headers, Buffer.concat(body)));
+    });
+    forward.on('error', onError);
+    forward.end(Buffer.concat(chunks));
+  });
+}
+
+/**
+ * An HTTP proxy that answers every request `ms` milliseconds after the S3 server behind it did, as a store across a
+ * network would. Returns its endpoint and a stop function.
+ */
+export function startLatencyProxy(target: string, ms: number): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const server = createServer((req, res) =>
+    forwardWhole(
+      new URL(target),
+      req,
+      (status, headers, body) =>
+        setTimeout(() => {
+          res.writeHead(status, headers);
+          res.end(body);
+        }, ms),
+      () => res.destroy(),
+    ),
+  );
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+        stop: () => new Promise<void>((r) => server.close(() => r())),
+      }),
+    ),
+  );
 }
