@@ -38,9 +38,10 @@ describe('distributed studies: BullMQ flow, 2 sandboxed workers, aggregator, S3 
     keepStates: 2,
   };
 
-  it('workers and the aggregator start their sandboxed process before any job, and reuse it for every job', async () => {
+  it('workers and the aggregator start their child process before any job, and reuse it for every job', async () => {
     await Promise.all(services.map((s) => s.waitFor(/process(\(es\))? started/)));
-    // BullMQ's sandboxed processes (other children, e.g. the TypeScript loader's esbuild on a cold cache, do not count)
+    // their child processes: the shard process (worker), BullMQ's sandboxed one (aggregator); other children, e.g. the
+    // TypeScript loader's esbuild on a cold cache, do not count
     const sandboxes = (pid: number) => childrenOf(pid).filter((c) => {
       try {
         return /bullmq.*main\.js|shard-process\.[jt]s/.test(readFileSync(`/proc/${c}/cmdline`, 'utf8'));
@@ -193,7 +194,7 @@ describe('a misconfigured worker', () => {
 });
 
 describe('services run from the TypeScript sources (TRAJLAB_COMPILED=off, as in an edited checkout)', () => {
-  it('their sandboxed processes load the sources too, ahead of work, and a submitted study completes', async () => {
+  it('their child processes load the sources too, ahead of work, and a submitted study completes', async () => {
     const [redis, s3] = await Promise.all([startRedis(), startS3()]);
     const env = { ...s3.env, REDIS_URL: redis.url, TRAJLAB_COMPILED: 'off' };
     const services = [startService('worker', env), startService('aggregator', env)];

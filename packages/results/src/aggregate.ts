@@ -57,22 +57,36 @@ function statsColumns(prefixes: readonly string[], stats: RunningStats[][]): Rec
   return out;
 }
 
-/** Shard files fetched ahead of the one being aggregated (an object store answers several requests at once). */
-const READ_AHEAD = 4;
+/** Shard files always fetched ahead of the one being aggregated (an object store answers several requests at once). */
+const READ_AHEAD_MIN = 4;
+/** Shard files at most fetched ahead. */
+const READ_AHEAD_MAX = 32;
+/** Bytes the files fetched ahead beyond READ_AHEAD_MIN may take, at the largest size seen among files of their kind. */
+const READ_AHEAD_BYTES = 64 * 2 ** 20;
 
 /**
- * A reader of `keys` in that order that keeps the next READ_AHEAD requests in flight, so that over HTTP the
- * aggregation waits for one round trip at the start rather than one per file; at most READ_AHEAD + 1 files are held.
+ * A reader of `keys` in that order that keeps the next files' requests in flight (READ_AHEAD_*), so that over HTTP the
+ * aggregation waits for one round trip at the start rather than one per file; small files (a shard's samples, short
+ * trajectories) are fetched up to 32 ahead, large ones 4 ahead, so the files held stay within ~64 MiB plus a few.
  */
 function readInOrder(keys: string[], read: (key: string) => Promise<Uint8Array>): (key: string) => Promise<Uint8Array> {
   const pending = new Map<number, Promise<Uint8Array>>();
+  /** Largest size seen per kind of file (the key's second-to-last dot-separated part: samples, steps). */
+  const largest = new Map<string, number>();
+  const kindOf = (key: string) => key.split('.').at(-2) ?? '';
   let position = 0;
   return (key) => {
     if (keys[position] !== key) throw new Error(`aggregation read ${key} out of order (expected ${keys[position]})`);
-    for (let i = position; i < Math.min(keys.length, position + 1 + READ_AHEAD); i++) {
+    let budget = READ_AHEAD_BYTES;
+    for (let i = position; i < Math.min(keys.length, position + 1 + READ_AHEAD_MAX); i++) {
+      // a kind not seen yet counts as large: only READ_AHEAD_MIN of them before the first arrives
+      const estimate = largest.get(kindOf(keys[i]!)) ?? READ_AHEAD_BYTES / READ_AHEAD_MIN;
+      if (i > position + READ_AHEAD_MIN && estimate > budget) break;
+      budget -= estimate;
       if (pending.has(i)) continue;
+      const kind = kindOf(keys[i]!);
       const request = read(keys[i]!);
-      request.catch(() => {}); // reported when awaited; a request never awaited (an earlier failure) stays quiet
+      request.then((bytes) => largest.set(kind, Math.max(largest.get(kind) ?? 0, bytes.length)), () => {}); // a failure is reported when awaited
       pending.set(i, request);
     }
     const request = pending.get(position)!;
@@ -82,7 +96,7 @@ function readInOrder(keys: string[], read: (key: string) => Promise<Uint8Array>)
 }
 
 /**
- * Streams every shard of every config once (a few shards in memory at a time: the one read and READ_AHEAD in flight)
+ * Streams every shard of every config once (a few shards in memory at a time: the one read and those in flight)
  * into summary.arrow (one row per config) and curves.arrow (one row per config and step). `read` fetches an object by
  * key.
  */

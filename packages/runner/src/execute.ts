@@ -17,7 +17,7 @@ export interface ShardManifest {
 }
 
 /** The shard's manifest when it exists and every file it lists exists with the listed hash; else null. */
-export async function existingShard(store: ObjectStore, studyId: string, config: PlannedConfig, shard: ShardPlan): Promise<ShardManifest | null> {
+export async function existingShard(store: ObjectStore, studyId: string, config: Pick<PlannedConfig, 'configId'>, shard: Pick<ShardPlan, 'name' | 'first' | 'count'>): Promise<ShardManifest | null> {
   const key = studyKeys.manifest(studyId, config.configId, shard.name);
   if (!(await store.exists(key))) return null;
   try {
@@ -33,23 +33,24 @@ export async function existingShard(store: ObjectStore, studyId: string, config:
   }
 }
 
-/** Writes a shard's files, then its manifest (last, so a manifest always describes complete files). */
+/**
+ * Writes a shard's files and its manifest, all at once (over HTTP, one round trip instead of two): a manifest is
+ * trusted only with every file it lists present under its sha256 (existingShard), so one written before its files, by
+ * a process that died in between, only makes the next run compute the shard again.
+ */
 export async function writeShard(store: ObjectStore, studyId: string, config: PlannedConfig, shard: ShardPlan, out: ShardOutput, pruning?: ShardManifest['pruning']): Promise<ShardManifest> {
   const tables = [
     ['steps', out.steps, out.rows.steps],
     ['samples', out.samples, out.rows.samples],
     ['states', out.states, out.rows.states],
   ] as const;
-  // the data files at once (over HTTP, one round trip instead of three), the manifest that vouches for them after
-  const files: ShardManifest['files'] = await Promise.all(
-    tables.flatMap(([table, bytes, rows]) => {
-      if (!bytes) return [];
-      const key = studyKeys.shard(studyId, config.configId, shard.name, table);
-      return [store.put(key, bytes).then(() => ({ key, rows, sha256: sha256Hex(bytes), bytes: bytes.length }))];
-    }),
-  );
+  const data = tables.flatMap(([table, bytes, rows]) => (bytes ? [{ key: studyKeys.shard(studyId, config.configId, shard.name, table), bytes, rows }] : []));
+  const files: ShardManifest['files'] = data.map(({ key, bytes, rows }) => ({ key, rows, sha256: sha256Hex(bytes), bytes: bytes.length }));
   const manifest: ShardManifest = { studyId, configId: config.configId, shard: shard.name, first: shard.first, count: shard.count, files, pruning };
-  await store.put(studyKeys.manifest(studyId, config.configId, shard.name), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`));
+  await Promise.all([
+    ...data.map(({ key, bytes }) => store.put(key, bytes)),
+    store.put(studyKeys.manifest(studyId, config.configId, shard.name), new TextEncoder().encode(`${JSON.stringify(manifest, null, 2)}\n`)),
+  ]);
   return manifest;
 }
 
@@ -81,6 +82,11 @@ export interface ExecuteShardOptions {
    * checked or uploaded. @defaultValue runs it at once
    */
   exclusive?: <T>(compute: () => Promise<T>) => Promise<T>;
+  /**
+   * The caller found no complete files for this shard just before (a worker checks in its main process, whose event
+   * loop no computation holds up): the check is not made again. @defaultValue false
+   */
+  checked?: boolean;
 }
 
 /**
@@ -90,7 +96,7 @@ export interface ExecuteShardOptions {
  */
 export async function executeShard(ctx: StudyContext, store: ObjectStore, config: PlannedConfig, shard: ShardPlan, opts: ExecuteShardOptions = {}): Promise<ShardExecution> {
   const studyId = ctx.study.studyId;
-  const existing = await existingShard(store, studyId, config, shard);
+  const existing = opts.checked ? null : await existingShard(store, studyId, config, shard);
   if (existing) return { manifest: existing, reused: true, computedReference: false };
   const exclusive = opts.exclusive ?? ((compute) => compute());
   const computed = await exclusive(async () => {

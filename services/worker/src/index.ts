@@ -6,8 +6,10 @@
  * TRAJLAB_LOCK_MS (default 60000): job lock duration, also the interval of the stalled-job check.
  * SIGTERM/SIGINT: stop taking jobs, finish the ones held, exit.
  */
-import { drainOnSignal, QUEUES, redisSettings } from '@trajlab/queue';
-import { Worker } from 'bullmq';
+import { drainOnSignal, parsePayload, QUEUES, redisSettings, shardPayloadSchema } from '@trajlab/queue';
+import { existingShard, type ShardManifest } from '@trajlab/runner';
+import { openStore, preloadS3Sdk } from '@trajlab/storage';
+import { Worker, type Job } from 'bullmq';
 import { fileURLToPath } from 'node:url';
 import { ShardProcesses } from './shard-processes.js';
 
@@ -32,7 +34,27 @@ const log = (s: string) => process.stderr.write(`[worker ${process.pid}] ${s}\n`
 const entry = fileURLToPath(new URL(import.meta.url.endsWith('.js') ? './shard-process.js' : './shard-process.ts', import.meta.url));
 // the shard processes load their code now, while the queue may still be empty
 const shardProcesses = new ShardProcesses(entry, processes, log);
-const worker = new Worker(QUEUES.shards, (job) => shardProcesses.run(job), {
+preloadS3Sdk();
+
+/**
+ * A shard job: its complete files, if the store has them already (a retry, a duplicate delivery, a study submitted
+ * again), else the shard process computes it. The check runs here, where no computation holds up the event loop, so
+ * its round trips overlap the shard computing before it.
+ */
+async function processShard(job: Job): Promise<ShardManifest> {
+  let checked = false;
+  try {
+    const p = parsePayload(shardPayloadSchema, job.data, String(job.id));
+    const existing = await existingShard(openStore(p.out), p.studyId, p, p.shard);
+    if (existing) return existing;
+    checked = true;
+  } catch {
+    // a bad payload or an unreachable store: the shard process reports it (or checks again itself)
+  }
+  return shardProcesses.run(job, checked);
+}
+
+const worker = new Worker(QUEUES.shards, processShard, {
   connection: settings.connection,
   concurrency: processes * jobsPerProcess,
   // A job whose worker died (its lock was not renewed) is taken over by another worker within about two lock periods.

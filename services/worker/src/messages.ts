@@ -10,8 +10,11 @@ export interface ShardProgress {
   samples: number;
 }
 
-/** What the worker sends its shard process: a job to run (the process holds up to two at a time). */
-export type ToShardProcess = { type: 'job'; id: string; data: unknown };
+/**
+ * What the worker sends its shard process: a job to run (the process holds up to TRAJLAB_JOBS_PER_PROCESS at a time);
+ * `checked`: the worker found no complete files of the shard in the store just before.
+ */
+export type ToShardProcess = { type: 'job'; id: string; data: unknown; checked: boolean };
 
 /** What a shard process sends its worker. */
 export type FromShardProcess =

@@ -1,8 +1,8 @@
 /**
  * A worker's shard process: runs the shard jobs its worker hands it over IPC, so the CPU/GPU-bound sampling never
- * blocks the worker's lock renewal. It holds up to two jobs: one computes while the other has its existing files
- * checked before, or its files uploaded after, its own computation (one at a time, see OneAtATime). Dataset, denoisers
- * and training set stay cached per study (the last two studies).
+ * blocks the worker's lock renewal. It holds up to TRAJLAB_JOBS_PER_PROCESS jobs (2): one computes while another
+ * waits for it or has its files uploaded (computations run one at a time, see OneAtATime). Dataset, denoisers and
+ * training set stay cached per study (the last two studies).
  */
 import { backendFromEnv, initBackend } from '@trajlab/backend';
 import { exitWithParent, parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
@@ -102,8 +102,8 @@ function releaseContext(studyId: string): void {
   }
 }
 
-/** Runs one shard job; resolves with its manifest. */
-async function runJob(jobId: string, data: unknown, report: (p: ShardProgress) => void): Promise<ShardManifest> {
+/** Runs one shard job; resolves with its manifest. `checked`: see ToShardProcess. */
+async function runJob(jobId: string, data: unknown, checked: boolean, report: (p: ShardProgress) => void): Promise<ShardManifest> {
   let payload: ShardPayload;
   try {
     payload = parsePayload(shardPayloadSchema, data, jobId);
@@ -133,6 +133,7 @@ async function runJob(jobId: string, data: unknown, report: (p: ShardProgress) =
     try {
       const res = await executeShard(ctx, openStore(payload.out), config, shard, {
         exclusive: (task) => compute.run(task),
+        checked,
         onPoint: (done, total) => {
           // Checked at every time point, in the compute path itself: once the worker is gone, stop at once.
           if (!process.connected) process.exit(1);
@@ -155,7 +156,7 @@ async function runJob(jobId: string, data: unknown, report: (p: ShardProgress) =
 
 process.on('message', (m: ToShardProcess) => {
   if (m.type !== 'job') return;
-  runJob(m.id, m.data, (progress) => send({ type: 'progress', id: m.id, progress })).then(
+  runJob(m.id, m.data, m.checked, (progress) => send({ type: 'progress', id: m.id, progress })).then(
     (manifest) => send({ type: 'done', id: m.id, manifest }),
     (err: unknown) => send({ type: 'failed', id: m.id, name: err instanceof Error ? err.name : 'Error', message: err instanceof Error ? err.message : String(err) }),
   );

@@ -49,13 +49,16 @@ export class ShardProcesses {
     return this.slots.length;
   }
 
-  /** Runs a shard job in the process holding the fewest; resolves with its manifest. */
-  run(job: Job): Promise<ShardManifest> {
+  /**
+   * Runs a shard job in the process holding the fewest; resolves with its manifest. `checked`: no complete files of
+   * the shard were found in the store just before.
+   */
+  run(job: Job, checked: boolean): Promise<ShardManifest> {
     const slot = this.slots.reduce((a, b) => (b.held.size < a.held.size ? b : a));
     const id = String(job.id);
     return new Promise<ShardManifest>((resolve, reject) => {
       slot.held.set(id, { job, resolve, reject });
-      slot.child.send({ type: 'job', id, data: job.data } satisfies ToShardProcess, (err) => {
+      slot.child.send({ type: 'job', id, data: job.data, checked } satisfies ToShardProcess, (err) => {
         if (!err) return;
         slot.held.delete(id);
         reject(new Error(`job ${id}: could not be handed to shard process ${slot.child.pid} (${err.message})`));
