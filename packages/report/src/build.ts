@@ -40,6 +40,23 @@ async function readTable(store: ObjectStore, key: string): Promise<Table> {
   return readIpcFile(await store.get(key), key);
 }
 
+/** Requests the report keeps in flight when it reads every shard's table (an object store answers them at once). */
+const READS_IN_FLIGHT = 16;
+
+/** `read` of every item, at most READS_IN_FLIGHT at a time; the results in the items' order. */
+async function readAll<T, R>(items: T[], read: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  const reader = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await read(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(READS_IN_FLIGHT, items.length) }, reader));
+  return out;
+}
+
 /** The method of a config (its id without the step count): configs of one method differ only in their budget. */
 export function methodOf(configId: string): string {
   return configId.replace(/-s\d+(?=(-|$))/, '');
@@ -58,9 +75,10 @@ function pngTag(bytes: Uint8Array, alt: string): string {
  * study.json, summary.arrow, curves.arrow, and the shards' samples and states tables.
  */
 export async function buildReport(store: ObjectStore, studyId: string): Promise<string> {
-  const doc = JSON.parse(new TextDecoder().decode(await store.get(studyKeys.studyJson(studyId)))) as StudyDoc;
-  const summary = tableRows(await readTable(store, studyKeys.summary(studyId)));
-  const curves = tableRows(await readTable(store, studyKeys.curves(studyId)));
+  const [docBytes, summaryTable, curvesTable] = await Promise.all([store.get(studyKeys.studyJson(studyId)), readTable(store, studyKeys.summary(studyId)), readTable(store, studyKeys.curves(studyId))]);
+  const doc = JSON.parse(new TextDecoder().decode(docBytes)) as StudyDoc;
+  const summary = tableRows(summaryTable);
+  const curves = tableRows(curvesTable);
   const configs = doc.plan.configs;
   const dim = doc.data.dataset.dim;
   const curveOf = (id: string) => curves.filter((r) => r.config_id === id);
@@ -107,11 +125,11 @@ export async function buildReport(store: ObjectStore, studyId: string): Promise<
   const statesByConfig = new Map<string, Row[]>();
   if (keep > 0) {
     for (const c of configs) {
-      const rows: Row[] = [];
-      for (const shard of c.shards) {
+      const perShard = await readAll(c.shards, async (shard) => {
         const key = studyKeys.shard(studyId, c.configId, shard, 'states');
-        if (await store.exists(key)) rows.push(...tableRows(await readTable(store, key)));
-      }
+        return (await store.exists(key)) ? tableRows(await readTable(store, key)) : [];
+      });
+      const rows = perShard.flat();
       statesByConfig.set(c.configId, rows);
       const bySample = new Map<number, Row[]>();
       for (const r of rows) bySample.set(r.sample as number, [...(bySample.get(r.sample as number) ?? []), r]);
@@ -189,9 +207,8 @@ export async function buildReport(store: ObjectStore, studyId: string): Promise<
   // 6. memorisation: nearest-neighbour ratio
   const samplesByConfig = new Map<string, Row[]>();
   for (const c of configs) {
-    const rows: Row[] = [];
-    for (const shard of c.shards) rows.push(...tableRows(await readTable(store, studyKeys.shard(studyId, c.configId, shard, 'samples'))));
-    samplesByConfig.set(c.configId, rows);
+    const perShard = await readAll(c.shards, async (shard) => tableRows(await readTable(store, studyKeys.shard(studyId, c.configId, shard, 'samples'))));
+    samplesByConfig.set(c.configId, perShard.flat());
   }
   const nnGroups = configs.map((c) => ({ name: c.configId, values: samplesByConfig.get(c.configId)!.map((r) => num(r.nn_ratio)).filter(Number.isFinite) })).filter((g) => g.values.length);
   if (nnGroups.length) {

@@ -84,8 +84,7 @@ export async function aggregateStudy(store: ObjectStore, studyId: string): Promi
     stepsKeys: c.shards.map((s) => studyKeys.shard(studyId, c.configId, s, 'steps')),
   }));
   const res = await aggregateShards(configs, (key) => store.get(key), { version: TRAJLAB_VERSION, studyId, spec: doc.canonicalSpec });
-  await store.put(studyKeys.summary(studyId), res.summary);
-  await store.put(studyKeys.curves(studyId), res.curves);
+  await Promise.all([store.put(studyKeys.summary(studyId), res.summary), store.put(studyKeys.curves(studyId), res.curves)]);
   return { summary: store.locate(studyKeys.summary(studyId)), curves: store.locate(studyKeys.curves(studyId)) };
 }
 
