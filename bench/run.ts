@@ -328,67 +328,33 @@ async function distributed(uri: string | null, source: string) {
     }
     return { e: median(embedded), d: median(dist), serial: withoutOverlap ? median(serial) : NaN, s3Cpu: median(s3Cpu) };
   };
+  /** Adds the overhead of `d` seconds (distributed) over `e` (embedded) as a figure. */
+  const addOverhead = (name: string, d: number, e: number, detail: string) =>
+    add({ name: `distributed vs embedded (2 workers each)${name}`, value: (100 * (d - e)) / e, unit: '% overhead', detail: `${source}; ${detail}`, command: 'pnpm bench distributed' });
   const short = await compare(perfSpec(dir, uri, false), 'short', 's3');
-  add({
-    name: 'distributed vs embedded (2 workers each)',
-    value: (100 * (short.d - short.e)) / short.e,
-    unit: '% overhead',
-    detail: `${source}; submit --watch ${short.d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 ${short.e.toFixed(1)} s, both incl. start-up; the S3 server used ${short.s3Cpu.toFixed(2)} s of CPU`,
-    command: 'pnpm bench distributed',
-  });
+  addOverhead('', short.d, short.e, `submit --watch ${short.d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 ${short.e.toFixed(1)} s, both incl. start-up; the S3 server used ${short.s3Cpu.toFixed(2)} s of CPU`);
   // the same on the 2048-trajectory study: the fixed costs against 4x the compute
   const largeSpec = perfSpec(dir, uri, false, 1024);
   const large = await compare(largeSpec, 'large', 's3', true);
-  add({
-    name: 'distributed vs embedded (2 workers each), study x4',
-    value: (100 * (large.d - large.e)) / large.e,
-    unit: '% overhead',
-    detail: `${source}; 2048 trajectories: submit --watch ${large.d.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s; the S3 server used ${large.s3Cpu.toFixed(2)} s of CPU`,
-    command: 'pnpm bench distributed',
-  });
+  addOverhead(', study x4', large.d, large.e, `2048 trajectories: submit --watch ${large.d.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s; the S3 server used ${large.s3Cpu.toFixed(2)} s of CPU`);
   // the same workers holding one shard at a time: each waits for the store between shards
-  add({
-    name: 'distributed vs embedded (2 workers each), study x4, TRAJLAB_JOBS_PER_PROCESS=1',
-    value: (100 * (large.serial - large.e)) / large.e,
-    unit: '% overhead',
-    detail: `${source}; 2048 trajectories, no overlap of the store with the compute: submit --watch ${large.serial.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`,
-    command: 'pnpm bench distributed',
-  });
+  addOverhead(', study x4, TRAJLAB_JOBS_PER_PROCESS=1', large.serial, large.e, `2048 trajectories, no overlap of the store with the compute: submit --watch ${large.serial.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`);
   // a store across a network: every S3 answer 30 ms late (the round trip of a remote object store); holding a second
   // shard hides it behind the compute
   const remote = await compare(largeSpec, 'remote', 's3', true, REMOTE_LATENCY_MS);
-  add({
-    name: `distributed vs embedded (2 workers each), study x4, S3 ${REMOTE_LATENCY_MS} ms away`,
-    value: (100 * (remote.d - remote.e)) / remote.e,
-    unit: '% overhead',
-    detail: `${source}; 2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late: submit --watch ${remote.d.toFixed(1)} s vs run --workers 2 ${remote.e.toFixed(1)} s (local files)`,
-    command: 'pnpm bench distributed',
-  });
-  add({
-    name: `distributed vs embedded (2 workers each), study x4, S3 ${REMOTE_LATENCY_MS} ms away, TRAJLAB_JOBS_PER_PROCESS=1`,
-    value: (100 * (remote.serial - remote.e)) / remote.e,
-    unit: '% overhead',
-    detail: `${source}; 2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late, no overlap of the store with the compute: submit --watch ${remote.serial.toFixed(1)} s (with the default 2 jobs per process: ${remote.d.toFixed(1)} s)`,
-    command: 'pnpm bench distributed',
-  });
+  addOverhead(`, study x4, S3 ${REMOTE_LATENCY_MS} ms away`, remote.d, remote.e, `2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late: submit --watch ${remote.d.toFixed(1)} s vs run --workers 2 ${remote.e.toFixed(1)} s (local files)`);
+  addOverhead(
+    `, study x4, S3 ${REMOTE_LATENCY_MS} ms away, TRAJLAB_JOBS_PER_PROCESS=1`,
+    remote.serial,
+    remote.e,
+    `2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late, no overlap of the store with the compute: submit --watch ${remote.serial.toFixed(1)} s (with the default 2 jobs per process: ${remote.d.toFixed(1)} s)`,
+  );
   // without the S3 server (outputs on a filesystem the services share, as on a cluster's network filesystem): what the
   // queue, the workers and the aggregator cost by themselves
   const shortFs = await compare(perfSpec(dir, uri, false), 'short-fs', 'filesystem');
-  add({
-    name: 'distributed vs embedded (2 workers each), shared filesystem',
-    value: (100 * (shortFs.d - shortFs.e)) / shortFs.e,
-    unit: '% overhead',
-    detail: `${source}; 512 trajectories, outputs in a shared directory instead of S3: submit --watch ${shortFs.d.toFixed(1)} s vs run --workers 2 ${shortFs.e.toFixed(1)} s`,
-    command: 'pnpm bench distributed',
-  });
+  addOverhead(', shared filesystem', shortFs.d, shortFs.e, `512 trajectories, outputs in a shared directory instead of S3: submit --watch ${shortFs.d.toFixed(1)} s vs run --workers 2 ${shortFs.e.toFixed(1)} s`);
   const largeFs = await compare(largeSpec, 'large-fs', 'filesystem');
-  add({
-    name: 'distributed vs embedded (2 workers each), study x4, shared filesystem',
-    value: (100 * (largeFs.d - largeFs.e)) / largeFs.e,
-    unit: '% overhead',
-    detail: `${source}; 2048 trajectories, outputs in a shared directory instead of S3: submit --watch ${largeFs.d.toFixed(1)} s vs run --workers 2 ${largeFs.e.toFixed(1)} s`,
-    command: 'pnpm bench distributed',
-  });
+  addOverhead(', study x4, shared filesystem', largeFs.d, largeFs.e, `2048 trajectories, outputs in a shared directory instead of S3: submit --watch ${largeFs.d.toFixed(1)} s vs run --workers 2 ${largeFs.e.toFixed(1)} s`);
 }
 
 /** 5. Aggregator throughput and peak RSS on 1e7 synthetic step rows (101 shards x ~100k rows), in a process of its own. */
