@@ -310,9 +310,10 @@ async function distributed(uri: string | null, source: string) {
   };
   /**
    * Median seconds of three embedded `run --workers 2` and of three distributed runs of `spec` (and, with `withoutOverlap`,
-   * three with TRAJLAB_JOBS_PER_PROCESS=1), interleaved so that the machine's drift hits them alike.
+   * three with TRAJLAB_JOBS_PER_PROCESS=1), interleaved so that the machine's drift hits them alike. `latencyMs`: see
+   * distributedRun.
    */
-  const compare = async (spec: string, tag: string, store: 's3' | 'filesystem', withoutOverlap = false, latencyMs = 0) => {
+  const compare = async (spec: string, tag: string, { store, withoutOverlap = false, latencyMs = 0 }: { store: 's3' | 'filesystem'; withoutOverlap?: boolean; latencyMs?: number }) => {
     const embedded: number[] = [];
     const dist: number[] = [];
     const serial: number[] = [];
@@ -331,17 +332,17 @@ async function distributed(uri: string | null, source: string) {
   /** Adds the overhead of `d` seconds (distributed) over `e` (embedded) as a figure. */
   const addOverhead = (name: string, d: number, e: number, detail: string) =>
     add({ name: `distributed vs embedded (2 workers each)${name}`, value: (100 * (d - e)) / e, unit: '% overhead', detail: `${source}; ${detail}`, command: 'pnpm bench distributed' });
-  const short = await compare(perfSpec(dir, uri, false), 'short', 's3');
+  const short = await compare(perfSpec(dir, uri, false), 'short', { store: 's3' });
   addOverhead('', short.d, short.e, `submit --watch ${short.d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 ${short.e.toFixed(1)} s, both incl. start-up; the S3 server used ${short.s3Cpu.toFixed(2)} s of CPU`);
   // the same on the 2048-trajectory study: the fixed costs against 4x the compute
   const largeSpec = perfSpec(dir, uri, false, 1024);
-  const large = await compare(largeSpec, 'large', 's3', true);
+  const large = await compare(largeSpec, 'large', { store: 's3', withoutOverlap: true });
   addOverhead(', study x4', large.d, large.e, `2048 trajectories: submit --watch ${large.d.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s; the S3 server used ${large.s3Cpu.toFixed(2)} s of CPU`);
   // the same workers holding one shard at a time: each waits for the store between shards
   addOverhead(', study x4, TRAJLAB_JOBS_PER_PROCESS=1', large.serial, large.e, `2048 trajectories, no overlap of the store with the compute: submit --watch ${large.serial.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`);
   // a store across a network: every S3 answer 30 ms late (the round trip of a remote object store); holding a second
   // shard hides it behind the compute
-  const remote = await compare(largeSpec, 'remote', 's3', true, REMOTE_LATENCY_MS);
+  const remote = await compare(largeSpec, 'remote', { store: 's3', withoutOverlap: true, latencyMs: REMOTE_LATENCY_MS });
   addOverhead(`, study x4, S3 ${REMOTE_LATENCY_MS} ms away`, remote.d, remote.e, `2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late: submit --watch ${remote.d.toFixed(1)} s vs run --workers 2 ${remote.e.toFixed(1)} s (local files)`);
   addOverhead(
     `, study x4, S3 ${REMOTE_LATENCY_MS} ms away, TRAJLAB_JOBS_PER_PROCESS=1`,
@@ -351,9 +352,9 @@ async function distributed(uri: string | null, source: string) {
   );
   // without the S3 server (outputs on a filesystem the services share, as on a cluster's network filesystem): what the
   // queue, the workers and the aggregator cost by themselves
-  const shortFs = await compare(perfSpec(dir, uri, false), 'short-fs', 'filesystem');
+  const shortFs = await compare(perfSpec(dir, uri, false), 'short-fs', { store: 'filesystem' });
   addOverhead(', shared filesystem', shortFs.d, shortFs.e, `512 trajectories, outputs in a shared directory instead of S3: submit --watch ${shortFs.d.toFixed(1)} s vs run --workers 2 ${shortFs.e.toFixed(1)} s`);
-  const largeFs = await compare(largeSpec, 'large-fs', 'filesystem');
+  const largeFs = await compare(largeSpec, 'large-fs', { store: 'filesystem' });
   addOverhead(', study x4, shared filesystem', largeFs.d, largeFs.e, `2048 trajectories, outputs in a shared directory instead of S3: submit --watch ${largeFs.d.toFixed(1)} s vs run --workers 2 ${largeFs.e.toFixed(1)} s`);
 }
 

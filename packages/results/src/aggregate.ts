@@ -80,11 +80,11 @@ function readInOrder(keys: string[], read: (key: string) => Promise<Uint8Array>)
     let budget = READ_AHEAD_BYTES;
     for (let i = position; i < Math.min(keys.length, position + 1 + READ_AHEAD_MAX); i++) {
       // a kind not seen yet counts as large: only READ_AHEAD_MIN of them before the first arrives
-      const estimate = largest.get(kindOf(keys[i]!)) ?? READ_AHEAD_BYTES / READ_AHEAD_MIN;
+      const kind = kindOf(keys[i]!);
+      const estimate = largest.get(kind) ?? READ_AHEAD_BYTES / READ_AHEAD_MIN;
       if (i > position + READ_AHEAD_MIN && estimate > budget) break;
       budget -= estimate;
       if (pending.has(i)) continue;
-      const kind = kindOf(keys[i]!);
       const request = read(keys[i]!);
       request.then((bytes) => largest.set(kind, Math.max(largest.get(kind) ?? 0, bytes.length)), () => {}); // a failure is reported when awaited
       pending.set(i, request);

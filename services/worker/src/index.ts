@@ -13,22 +13,19 @@ import { Worker, type Job } from 'bullmq';
 import { fileURLToPath } from 'node:url';
 import { ShardProcesses } from './shard-processes.js';
 
-/** A positive integer environment variable (at most `max`), or exit 2 naming it. */
-function positiveInteger(name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
+/** An integer environment variable from `min` to `max` (none: `fallback`), or exit 2 naming it. */
+function integerEnv(name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const value = Number(process.env[name] ?? fallback);
-  if (Number.isInteger(value) && value >= 1 && value <= max) return value;
-  process.stderr.write(`trajlab worker: ${name} must be an integer from 1 to ${max}; got '${process.env[name]}'\n`);
+  if (Number.isInteger(value) && value >= min && value <= max) return value;
+  const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `from ${min} to ${max}`;
+  process.stderr.write(`trajlab worker: ${name} must be an integer ${range}; got '${process.env[name]}'\n`);
   process.exit(2);
 }
 
 const settings = redisSettings();
-const processes = positiveInteger('TRAJLAB_WORKER_CONCURRENCY', 1, 256);
-const jobsPerProcess = positiveInteger('TRAJLAB_JOBS_PER_PROCESS', 2, 16);
-const lockMs = Number(process.env.TRAJLAB_LOCK_MS ?? 60_000);
-if (!Number.isInteger(lockMs) || lockMs < 1000) {
-  process.stderr.write(`trajlab worker: TRAJLAB_LOCK_MS must be an integer >= 1000; got '${process.env.TRAJLAB_LOCK_MS}'\n`);
-  process.exit(2);
-}
+const processes = integerEnv('TRAJLAB_WORKER_CONCURRENCY', 1, 1, 256);
+const jobsPerProcess = integerEnv('TRAJLAB_JOBS_PER_PROCESS', 2, 1, 16);
+const lockMs = integerEnv('TRAJLAB_LOCK_MS', 60_000, 1000);
 const log = (s: string) => process.stderr.write(`[worker ${process.pid}] ${s}\n`);
 // compiled (dist/*.js): the shard process is compiled too, and needs no TypeScript loader
 const entry = fileURLToPath(new URL(import.meta.url.endsWith('.js') ? './shard-process.js' : './shard-process.ts', import.meta.url));

@@ -1,5 +1,15 @@
 import type { ShardManifest } from '@trajlab/runner';
 
+/**
+ * An error with the given name (errors cross the IPC channel as name and message; BullMQ fails an UnrecoverableError's
+ * job without retries).
+ */
+export function namedError(name: string, message: string): Error {
+  const err = new Error(message);
+  err.name = name;
+  return err;
+}
+
 /** Progress of a shard job, as `trajlab watch` reads it from the job. */
 export interface ShardProgress {
   configId: string;

@@ -11,15 +11,11 @@ import { ModelFileError } from '@trajlab/models';
 import { openStore, preloadS3Sdk } from '@trajlab/storage';
 import { planStudy, prefetchRemoteData, resolveStudyText } from '@trajlab/study';
 import { Redis } from 'ioredis';
-import type { FromShardProcess, ShardProgress, ToShardProcess } from './messages.js';
+import { namedError, type FromShardProcess, type ShardProgress, type ToShardProcess } from './messages.js';
 import { OneAtATime } from './one-at-a-time.js';
 
 /** An error that retrying cannot fix (bad payload, bad spec or data, cancellation): the job fails at once. */
-function unrecoverable(message: string): Error {
-  const e = new Error(message);
-  e.name = 'UnrecoverableError';
-  return e;
-}
+const unrecoverable = (message: string) => namedError('UnrecoverableError', message);
 
 const send = (m: FromShardProcess) => process.send?.(m);
 // A shard process must not outlive its worker (see exitWithParent).

@@ -1,7 +1,7 @@
 import type { ShardManifest } from '@trajlab/runner';
 import type { Job } from 'bullmq';
 import { fork, type ChildProcess } from 'node:child_process';
-import type { FromShardProcess, ToShardProcess } from './messages.js';
+import { namedError, type FromShardProcess, type ToShardProcess } from './messages.js';
 
 /** A job handed to a shard process and not yet answered. */
 interface Held {
@@ -15,13 +15,6 @@ interface Slot {
   child: ChildProcess;
   held: Map<string, Held>;
   ready: Promise<void>;
-}
-
-/** The error a shard process reported, with its name (BullMQ fails an UnrecoverableError's job without retries). */
-function reported(name: string, message: string): Error {
-  const err = new Error(message);
-  err.name = name;
-  return err;
 }
 
 /** Pause before starting a shard process again after one died before it was ready (a broken install, say). */
@@ -92,7 +85,7 @@ export class ShardProcesses {
       }
       held.delete(m.id);
       if (m.type === 'done') h.resolve(m.manifest);
-      else h.reject(reported(m.name, m.message));
+      else h.reject(namedError(m.name, m.message));
     });
     child.on('error', (err) => this.log(`shard process ${child.pid}: ${err.message}`));
     child.on('exit', (code, signal) => {
