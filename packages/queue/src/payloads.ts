@@ -21,6 +21,13 @@ export const shardPayloadSchema = z.strictObject({
   shard: z.strictObject({ index: z.number().int().min(0), first: z.number().int().min(0), count: z.number().int().positive(), name }),
   /** Sigmas of configs whose schedule is computed at submit time (gits), by config id. */
   sigmas: z.record(z.string(), z.array(z.number().positive()).min(2)).default({}),
+  /**
+   * No output of the study existed when it was submitted (no study.json): on its first delivery the shard's files are
+   * not looked for in the store, saving a request per shard (they cannot be there: a shard is written by its own job,
+   * or, for the reference config, by a shard that needs it first, so reference shards are always looked for). Retries
+   * and `trajlab retry` look for them as always. @defaultValue false
+   */
+  fresh: z.boolean().default(false),
 });
 export type ShardPayload = z.infer<typeof shardPayloadSchema>;
 

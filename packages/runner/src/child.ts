@@ -3,7 +3,7 @@
  * shards its parent sends over IPC with the same executeShard as everything else.
  */
 import { backendFromEnv, initBackend } from '@trajlab/backend';
-import { openStore } from '@trajlab/storage';
+import { sharedStore } from '@trajlab/storage';
 import { planStudy, prefetchSpecFile, resolveStudyFile } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
 import { executeShard } from './execute.js';
@@ -31,7 +31,7 @@ async function handle(raw: Exclude<ParentMessage, { type: 'exit' }>): Promise<vo
       const shard = config.shards.find((s) => s.name === raw.shard)!;
       if (raw.sigmas) config.sigmas = raw.sigmas; // GITS: computed once by the parent
       let last = 0;
-      const res = await executeShard(ctx!, openStore(out), config, shard, {
+      const res = await executeShard(ctx!, sharedStore(out), config, shard, {
         onPoint: (done, total) => {
           const now = Date.now();
           if (now - last > 100 || done === total) {

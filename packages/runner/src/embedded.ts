@@ -1,7 +1,7 @@
 import { activeBackend } from '@trajlab/backend';
 import { TRAJLAB_VERSION } from '@trajlab/core';
 import { aggregateShards, type AggregateConfig } from '@trajlab/results';
-import { openStore, type ObjectStore } from '@trajlab/storage';
+import { openStore, RememberingStore, type ObjectStore } from '@trajlab/storage';
 import { planStudy, prefetchSpecFile, resolveStudyFile, studyKeys, type LoadedData, type PlannedConfig, type ResolvedStudy, type ShardPlan, type StudyPlan } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
 import { writeReport } from '@trajlab/report';
@@ -86,6 +86,15 @@ export async function aggregateStudy(store: ObjectStore, studyId: string): Promi
   const res = await aggregateShards(configs, (key) => store.get(key), { version: TRAJLAB_VERSION, studyId, spec: doc.canonicalSpec });
   await Promise.all([store.put(studyKeys.summary(studyId), res.summary), store.put(studyKeys.curves(studyId), res.curves)]);
   return { summary: store.locate(studyKeys.summary(studyId)), curves: store.locate(studyKeys.curves(studyId)) };
+}
+
+/**
+ * The store a finished study's aggregation and then its report go through: it keeps in memory what the report reads
+ * again (every shard's samples, study.json, the summary and curves just written; not the steps files, which the report
+ * does not read), so over S3 the report sends no second request for them.
+ */
+export function aggregationStore(store: ObjectStore): ObjectStore {
+  return new RememberingStore(store, { keep: (key) => !key.endsWith('.steps.arrow') });
 }
 
 /**
@@ -182,13 +191,14 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
     ctx?.dispose();
   }
   if (reused > 0) log(`reused ${reused} shard(s) already written by an earlier run of this study`);
-  const paths = await aggregateStudy(store, study.studyId);
+  const finished = aggregationStore(store);
+  const paths = await aggregateStudy(finished, study.studyId);
   const elapsedMs = Date.now() - started;
-  await store.put(
+  await finished.put(
     studyKeys.studyJson(study.studyId),
     studyJson(study, plan, backend, { status: 'complete', startedAt: new Date(started).toISOString(), elapsedMs, shardsComputed: computed, shardsReused: reused, gits }),
   );
   // The report reads only the output files (study.json included), so it is written last.
-  const report = await writeReport(store, study.studyId);
+  const report = await writeReport(finished, study.studyId);
   return { studyId: study.studyId, plan, studyDir: store.locate(study.studyId), ...paths, report, shardsComputed: computed, shardsReused: reused, elapsedMs };
 }

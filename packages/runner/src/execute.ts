@@ -63,6 +63,29 @@ export async function readFinals(store: ObjectStore, key: string): Promise<Float
   return Float32Array.from((child.values as Float32Array).subarray(child.offset, child.offset + t.numRows * (col.type as { listSize: number }).listSize));
 }
 
+/**
+ * This process's shard writes under way, by shard: a shard that needs its reference config's shard waits for a write of
+ * it that is still uploading (a process holding several shards uploads one while it computes the next) instead of
+ * finding no files and computing it again.
+ */
+export class ShardWrites {
+  private readonly pending = new Map<string, Promise<unknown>>();
+
+  /** Records the write of `key` (a manifest key) until it settles. */
+  track(key: string, write: Promise<unknown>): void {
+    this.pending.set(key, write);
+    const forget = () => {
+      if (this.pending.get(key) === write) this.pending.delete(key);
+    };
+    write.then(forget, forget);
+  }
+
+  /** Resolves once no write of `key` is under way (whether it succeeded or not). */
+  async settled(key: string): Promise<void> {
+    await this.pending.get(key)?.catch(() => {});
+  }
+}
+
 /** How a shard execution went. */
 export interface ShardExecution {
   manifest: ShardManifest;
@@ -87,6 +110,8 @@ export interface ExecuteShardOptions {
    * loop no computation holds up): the check is not made again. @defaultValue false
    */
   checked?: boolean;
+  /** This process's shard writes under way (see ShardWrites). @defaultValue none: a reference shard still uploading is computed again */
+  writes?: ShardWrites;
 }
 
 /**
@@ -106,6 +131,7 @@ export async function executeShard(ctx: StudyContext, store: ObjectStore, config
     if (reference && reference !== config) {
       const refShard = reference.shards.find((s) => s.first === shard.first && s.count === shard.count);
       if (!refShard) throw new Error(`no reference shard covers samples ${shard.first}..${shard.first + shard.count - 1}`);
+      await opts.writes?.settled(studyKeys.manifest(studyId, reference.configId, refShard.name));
       if (!(await existingShard(store, studyId, reference, refShard))) {
         await writeShard(store, studyId, reference, refShard, await runShard(ctx, reference, refShard));
         computedReference = true;
@@ -119,5 +145,7 @@ export async function executeShard(ctx: StudyContext, store: ObjectStore, config
     return { out, pruning, computedReference };
   });
   // the upload runs outside the lock: the next shard computes meanwhile
-  return { manifest: await writeShard(store, studyId, config, shard, computed.out, computed.pruning), reused: false, computedReference: computed.computedReference };
+  const write = writeShard(store, studyId, config, shard, computed.out, computed.pruning);
+  opts.writes?.track(studyKeys.manifest(studyId, config.configId, shard.name), write);
+  return { manifest: await write, reused: false, computedReference: computed.computedReference };
 }

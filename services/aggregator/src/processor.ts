@@ -1,8 +1,8 @@
 /** The sandboxed aggregate processor: merges a finished study's shards into summary.arrow and curves.arrow, then the report. */
 import { aggregatePayloadSchema, exitWithParent, parsePayload } from '@trajlab/queue';
 import { writeReport } from '@trajlab/report';
-import { aggregateStudy } from '@trajlab/runner';
-import { openStore, preloadS3Sdk } from '@trajlab/storage';
+import { aggregateStudy, aggregationStore } from '@trajlab/runner';
+import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 import type { SandboxedJob } from 'bullmq';
 
@@ -13,10 +13,13 @@ preloadS3Sdk();
 
 export default async function processAggregate(job: SandboxedJob): Promise<{ summary: string; curves: string; report: string }> {
   const p = parsePayload(aggregatePayloadSchema, job.data, String(job.id));
-  const store = openStore(p.out);
+  const raw = sharedStore(p.out);
+  // the report reads the shards' samples again: from memory
+  const store = aggregationStore(raw);
   const paths = await aggregateStudy(store, p.studyId);
   const key = studyKeys.studyJson(p.studyId);
-  const doc = JSON.parse(new TextDecoder().decode(await store.get(key))) as Record<string, unknown>;
+  // study.json as it is now, not as the aggregation read it
+  const doc = JSON.parse(new TextDecoder().decode(await raw.get(key))) as Record<string, unknown>;
   await store.put(key, new TextEncoder().encode(`${JSON.stringify({ ...doc, status: 'complete', completedAt: new Date().toISOString() }, null, 2)}\n`));
   return { ...paths, report: await writeReport(store, p.studyId) };
 }

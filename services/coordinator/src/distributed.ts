@@ -89,6 +89,8 @@ export async function submitStudy(specPath: string, out: string, log: (s: string
       await initBackend(backendFromEnv());
       await Promise.all(models.map((m) => loadNetwork(m.dir, m.file, m.contentHash)));
     }
+    // no study.json yet: no run of this study has written anything (study.json is always written first)
+    const fresh = !(await store.exists(studyKeys.studyJson(study.studyId)));
     await store.put(studyKeys.studyJson(study.studyId), studyJson(study, plan, null, { status: 'submitted', submittedAt: new Date().toISOString(), gits }));
     const reg: Registered = { out, submittedAt: new Date().toISOString(), plan: plan.configs.map((cfg) => [cfg.configId, cfg.shards.map((s) => [s.name, s.count])]) };
     await c.redis.hset(redisKeys.study(study.studyId), { out: reg.out, submittedAt: reg.submittedAt, plan: JSON.stringify(reg.plan) });
@@ -96,7 +98,7 @@ export async function submitStudy(specPath: string, out: string, log: (s: string
     await c.redis.del(redisKeys.cancel(study.studyId));
     const producer = new FlowProducer({ connection: c.redis });
     try {
-      await producer.add(studyFlow(plan, { studyId: study.studyId, out, spec: study.spec as Record<string, unknown>, baseDir: study.baseDir, sigmas }));
+      await producer.add(studyFlow(plan, { studyId: study.studyId, out, spec: study.spec as Record<string, unknown>, baseDir: study.baseDir, sigmas, fresh }));
     } finally {
       await producer.close();
     }
@@ -352,7 +354,7 @@ export async function retryStudy(studyId: string, log: (s: string) => void): Pro
     const plan = planStudy(study);
     const producer = new FlowProducer({ connection: c.redis });
     try {
-      await producer.add(studyFlow(plan, { studyId, out: reg.out, spec: template.spec as Record<string, unknown>, baseDir: template.baseDir as string, sigmas: (template.sigmas ?? {}) as Record<string, number[]> }));
+      await producer.add(studyFlow(plan, { studyId, out: reg.out, spec: template.spec as Record<string, unknown>, baseDir: template.baseDir as string, sigmas: (template.sigmas ?? {}) as Record<string, number[]>, fresh: false }));
     } finally {
       await producer.close();
     }

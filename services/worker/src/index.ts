@@ -8,7 +8,7 @@
  */
 import { drainOnSignal, parsePayload, QUEUES, redisSettings, shardPayloadSchema } from '@trajlab/queue';
 import { existingShard, type ShardManifest } from '@trajlab/runner';
-import { openStore, preloadS3Sdk } from '@trajlab/storage';
+import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { Worker, type Job } from 'bullmq';
 import { fileURLToPath } from 'node:url';
 import { ShardProcesses } from './shard-processes.js';
@@ -36,14 +36,17 @@ preloadS3Sdk();
 /**
  * A shard job: its complete files, if the store has them already (a retry, a duplicate delivery, a study submitted
  * again), else the shard process computes it. The check runs here, where no computation holds up the event loop, so
- * its round trips overlap the shard computing before it.
+ * its round trips overlap the shard computing before it; it is skipped on the first delivery of a freshly submitted
+ * study's shard (see the payload's `fresh`).
  */
 async function processShard(job: Job): Promise<ShardManifest> {
   let checked = false;
   try {
     const p = parsePayload(shardPayloadSchema, job.data, String(job.id));
-    const existing = await existingShard(openStore(p.out), p.studyId, p, p.shard);
-    if (existing) return existing;
+    if (!(p.fresh && job.attemptsMade === 0)) {
+      const existing = await existingShard(sharedStore(p.out), p.studyId, p, p.shard);
+      if (existing) return existing;
+    }
     checked = true;
   } catch {
     // a bad payload or an unreachable store: the shard process reports it (or checks again itself)

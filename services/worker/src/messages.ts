@@ -22,7 +22,8 @@ export interface ShardProgress {
 
 /**
  * What the worker sends its shard process: a job to run (the process holds up to TRAJLAB_JOBS_PER_PROCESS at a time);
- * `checked`: the worker found no complete files of the shard in the store just before.
+ * `checked`: the worker found no complete files of the shard in the store just before, or the shard belongs to a study
+ * submitted fresh (see the payload's `fresh`) and this is its first delivery.
  */
 export type ToShardProcess = { type: 'job'; id: string; data: unknown; checked: boolean };
 

@@ -6,9 +6,9 @@
  */
 import { backendFromEnv, initBackend } from '@trajlab/backend';
 import { exitWithParent, parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
-import { createContext, executeShard, type ShardManifest, type StudyContext } from '@trajlab/runner';
+import { createContext, executeShard, ShardWrites, type ShardManifest, type StudyContext } from '@trajlab/runner';
 import { ModelFileError } from '@trajlab/models';
-import { openStore, preloadS3Sdk } from '@trajlab/storage';
+import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { planStudy, prefetchRemoteData, resolveStudyText } from '@trajlab/study';
 import { Redis } from 'ioredis';
 import { namedError, type FromShardProcess, type ShardProgress, type ToShardProcess } from './messages.js';
@@ -26,6 +26,8 @@ const backendReady = (async () => initBackend(backendFromEnv()))();
 backendReady.catch(() => {});
 preloadS3Sdk();
 const compute = new OneAtATime();
+/** The shard writes of this process under way (a shard waits for its reference's upload rather than computing it again). */
+const writes = new ShardWrites();
 let redis: Redis | null = null;
 
 /** A study's device state, shared by the jobs of that study; `users` counts the jobs holding it. */
@@ -127,9 +129,12 @@ async function runJob(jobId: string, data: unknown, checked: boolean, report: (p
     }, 500);
     let lastReport = 0;
     try {
-      const res = await executeShard(ctx, openStore(payload.out), config, shard, {
+      const res = await executeShard(ctx, sharedStore(payload.out), config, shard, {
         exclusive: (task) => compute.run(task),
-        checked,
+        // the worker skips the check on a fresh study's first delivery, but a reference shard may have been written by
+        // another shard's job meanwhile (it computes the reference when missing): looked for here
+        checked: checked && !(payload.fresh && config.role === 'reference'),
+        writes,
         onPoint: (done, total) => {
           // Checked at every time point, in the compute path itself: once the worker is gone, stop at once.
           if (!process.connected) process.exit(1);

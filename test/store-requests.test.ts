@@ -1,0 +1,107 @@
+import { openStore } from '@trajlab/storage';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join, relative } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cliAsync as cli, expectArrowFilesEqualLocalRun, tempDir, writeSpec } from './helpers.js';
+import { forwardWhole, startS3, type TestS3 } from './s3-server.js';
+import { startRedis, startService, type RedisHandle, type ServiceHandle } from './services.js';
+
+/**
+ * What the distributed pipeline asks of S3, counted at an HTTP proxy in front of the real S3 server: a fresh study's
+ * shards are not looked for before they are computed, and the aggregator reads each shard object once (the report
+ * finds the samples the aggregation read, and the summary and curves it wrote, in memory).
+ */
+describe('requests to S3 of a distributed study', () => {
+  let redis: RedisHandle;
+  let s3: TestS3;
+  let proxy: Server;
+  let env: Record<string, string>;
+  const services: ServiceHandle[] = [];
+  /** Requests as 'METHOD path' (query string left out), in order. */
+  const requests: string[] = [];
+  const count = (method: string, pattern: RegExp) => requests.filter((r) => r.startsWith(`${method} `) && pattern.test(r));
+
+  beforeAll(async () => {
+    [redis, s3] = await Promise.all([startRedis(), startS3()]);
+    proxy = createServer((req, res) => {
+      requests.push(`${req.method} ${decodeURIComponent((req.url ?? '').split('?')[0]!)}`);
+      forwardWhole(
+        new URL(s3.endpoint),
+        req,
+        (status, headers, body) => {
+          res.writeHead(status, headers);
+          res.end(body);
+        },
+        () => res.destroy(),
+      );
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    env = { ...s3.env, AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, REDIS_URL: redis.url };
+    services.push(startService('worker', env), startService('aggregator', env));
+    await Promise.all(services.map((s) => s.waitFor(/ready/)));
+  });
+  afterAll(async () => {
+    await Promise.all(services.map((s) => s.stop('SIGKILL')));
+    await new Promise((r) => proxy?.close(r));
+    await Promise.all([redis?.stop(), s3?.stop()]);
+  });
+
+  const spec = (name: string) => ({
+    name,
+    samples: 12,
+    shardSize: 4,
+    dataset: { kind: 'gmm', dim: 3, components: 3, n: 60 },
+    solvers: [
+      { solver: 'euler', steps: 4 },
+      { solver: 'heun', steps: 3 },
+    ],
+    reference: { solver: 'heun', steps: 6 },
+    keepStates: 0,
+  });
+  const shardFile = /\/shards\/.*\.(samples|steps)\.arrow$/;
+
+  it('a fresh study: no shard is looked for before it is computed, each shard file is read once, outputs equal a local run', async () => {
+    const dir = tempDir();
+    const specPath = writeSpec(dir, spec('fresh-reqs'));
+    const out = `s3://${s3.bucket}/fresh`;
+    requests.length = 0;
+    const res = await cli(['submit', specPath, '--out', out, '--watch'], { env: { ...process.env, ...env } });
+    expect(res.status, res.stderr).toBe(0);
+    const studyId = /fresh-reqs-[0-9a-f]{10}/.exec(res.stdout)![0];
+    // the shards' own manifests are never asked for, but the reference config's (heun, 6 steps): a shard computes its
+    // reference when missing, so another job may have written it
+    expect(count('HEAD', /manifest\.json$/).filter((r) => !r.includes('-s6/'))).toEqual([]);
+    // 3 configs x 3 shards x (samples, steps), each written once: no shard computed twice
+    expect(count('PUT', shardFile)).toHaveLength(18);
+    expect(new Set(count('PUT', shardFile)).size).toBe(18);
+    // the aggregation (from its read of study.json on) reads each of them once
+    const aggregation = requests.slice(requests.findIndex((r) => r.startsWith('GET ') && r.endsWith('/study.json')));
+    const aggregationGets = aggregation.filter((r) => r.startsWith('GET ') && shardFile.test(r));
+    expect(aggregationGets).toHaveLength(18);
+    expect(new Set(aggregationGets).size).toBe(18);
+    // summary and curves: written by the aggregation and read by the report from memory
+    expect(count('GET', /\/summary\//)).toEqual([]);
+    expect(aggregation.filter((r) => r.startsWith('HEAD '))).toEqual([]);
+    expect(await expectArrowFilesEqualLocalRun(specPath, dir, studyId, out, env)).toContain(`${studyId}/summary/summary.arrow`);
+  });
+
+  it('a study whose outputs are already there: every shard is found complete and none is written again', async () => {
+    const dir = tempDir();
+    const specPath = writeSpec(dir, spec('again-reqs'));
+    const local = await cli(['run', specPath, '--out', join(dir, 'local'), '--quiet']);
+    expect(local.status, local.stderr).toBe(0);
+    const studyId = readdirSync(join(dir, 'local'))[0]!;
+    // the local run's outputs copied to S3, as if an earlier run had written them there
+    const out = `s3://${s3.bucket}/again`;
+    const store = openStore(out, { ...process.env, ...env });
+    const walk = (d: string): string[] => readdirSync(d).flatMap((f) => (statSync(join(d, f)).isDirectory() ? walk(join(d, f)) : [join(d, f)]));
+    for (const f of walk(join(dir, 'local', studyId))) await store.put(relative(join(dir, 'local'), f), readFileSync(f));
+    requests.length = 0;
+    const res = await cli(['submit', specPath, '--out', out, '--watch'], { env: { ...process.env, ...env } });
+    expect(res.status, res.stderr).toBe(0);
+    expect(count('HEAD', /manifest\.json$/).length).toBeGreaterThanOrEqual(9);
+    expect(count('PUT', shardFile)).toEqual([]);
+    expect(await expectArrowFilesEqualLocalRun(specPath, dir, studyId, out, env)).toHaveLength(3 * 3 * 2 + 2);
+  });
+});
