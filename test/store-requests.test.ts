@@ -39,7 +39,7 @@ describe('requests to S3 of a distributed study', () => {
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
     env = { ...s3.env, AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, REDIS_URL: redis.url };
     services.push(startService('worker', env), startService('aggregator', env));
-    await Promise.all(services.map((s) => s.waitFor(/ready/)));
+    await Promise.all(services.map((s) => s.waitFor(/process(\(es\))? started/)));
   });
   afterAll(async () => {
     await Promise.all(services.map((s) => s.stop('SIGKILL')));
@@ -75,14 +75,12 @@ describe('requests to S3 of a distributed study', () => {
     // 3 configs x 3 shards x (samples, steps), each written once: no shard computed twice
     expect(count('PUT', shardFile)).toHaveLength(18);
     expect(new Set(count('PUT', shardFile)).size).toBe(18);
-    // the aggregation (from its read of study.json on) reads each of them once
-    const aggregation = requests.slice(requests.findIndex((r) => r.startsWith('GET ') && r.endsWith('/study.json')));
-    const aggregationGets = aggregation.filter((r) => r.startsWith('GET ') && shardFile.test(r));
-    expect(aggregationGets).toHaveLength(18);
-    expect(new Set(aggregationGets).size).toBe(18);
+    // the aggregation reads each of them once (the reference config's are also read by the shards comparing against it)
+    const aggregationGets = count('GET', shardFile).filter((r) => !r.includes('-s6/'));
+    expect(aggregationGets).toHaveLength(12);
+    expect(new Set(aggregationGets).size).toBe(12);
     // summary and curves: written by the aggregation and read by the report from memory
     expect(count('GET', /\/summary\//)).toEqual([]);
-    expect(aggregation.filter((r) => r.startsWith('HEAD '))).toEqual([]);
     expect(await expectArrowFilesEqualLocalRun(specPath, dir, studyId, out, env)).toContain(`${studyId}/summary/summary.arrow`);
   });
 
@@ -103,5 +101,27 @@ describe('requests to S3 of a distributed study', () => {
     expect(count('HEAD', /manifest\.json$/).length).toBeGreaterThanOrEqual(9);
     expect(count('PUT', shardFile)).toEqual([]);
     expect(await expectArrowFilesEqualLocalRun(specPath, dir, studyId, out, env)).toHaveLength(3 * 3 * 2 + 2);
+  });
+
+  it('shards that finish before the study ends are folded into its aggregation meanwhile, with the same outputs', async () => {
+    const dir = tempDir();
+    // six shards of 300 Heun steps, one worker: the first ones finish well before the last
+    const specPath = writeSpec(dir, { ...spec('early-reqs'), samples: 24, solvers: [{ solver: 'heun', steps: 300 }], reference: undefined });
+    const out = `s3://${s3.bucket}/early`;
+    requests.length = 0;
+    const res = await cli(['submit', specPath, '--out', out, '--watch'], { env: { ...process.env, ...env } });
+    expect(res.status, res.stderr).toBe(0);
+    const studyId = /early-reqs-[0-9a-f]{10}/.exec(res.stdout)![0];
+    const folded = new RegExp(`aggregated ${studyId}\\.aggregate \\((\\d+) shard file\\(s\\) folded while the study ran\\)`).exec(services[1]!.log());
+    expect(folded, services[1]!.log()).not.toBeNull();
+    expect(Number(folded![1])).toBeGreaterThanOrEqual(2);
+    // the first shard's files were read before the last shard's were written
+    const lastPut = requests.findLastIndex((r) => r.startsWith('PUT ') && shardFile.test(r));
+    expect(requests.findIndex((r) => r.startsWith('GET ') && shardFile.test(r))).toBeLessThan(lastPut);
+    // still each shard file read once, and the outputs are those of a local run
+    const gets = count('GET', shardFile);
+    expect(gets).toHaveLength(12);
+    expect(new Set(gets).size).toBe(12);
+    expect(await expectArrowFilesEqualLocalRun(specPath, dir, studyId, out, env)).toHaveLength(12 + 2);
   });
 });

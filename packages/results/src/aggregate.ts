@@ -95,86 +95,137 @@ function readInOrder(keys: string[], read: (key: string) => Promise<Uint8Array>)
   };
 }
 
+/** Per-step accumulators of one config's curves. */
+interface StepStats {
+  sigma: number;
+  nfe: number;
+  count: number;
+  stats: RunningStats[];
+}
+
+/**
+ * The aggregation's state: every config's statistics so far, fed one shard file at a time in each config's shard order
+ * (samples and steps files each in their own order; configs are independent). Feeding the same files in the same order
+ * gives the same bits whether they arrive all at once at the end or while the study still runs (the aggregator folds
+ * shards as they finish, see services/aggregator).
+ */
+export class StudyFold {
+  private readonly summaryStats: RunningStats[][];
+  private readonly summaryCounts: number[];
+  private readonly byStep: Map<number, StepStats>[];
+  private readonly folded: { samples: number; steps: number }[];
+
+  constructor(readonly configs: AggregateConfig[]) {
+    this.summaryStats = configs.map(() => SUMMARY_METRICS.map(() => new RunningStats()));
+    this.summaryCounts = configs.map(() => 0);
+    this.byStep = configs.map(() => new Map());
+    this.folded = configs.map(() => ({ samples: 0, steps: 0 }));
+  }
+
+  /** How many of config `ci`'s files of this kind are folded: the index of the next one to feed. */
+  next(ci: number, kind: 'samples' | 'steps'): number {
+    return this.folded[ci]![kind];
+  }
+
+  /** Folds config `ci`'s next samples file (the one at `next(ci, 'samples')`; `key` names it in errors). */
+  samples(ci: number, bytes: Uint8Array, key: string): void {
+    const t = readIpcFile(bytes, key);
+    const stats = this.summaryStats[ci]!;
+    const cols = SUMMARY_METRICS.map((m) => withNulls(t, m, key));
+    for (let r = 0; r < t.numRows; r++) cols.forEach((col, k) => stats[k]!.add(col[r]!));
+    this.summaryCounts[ci]! += t.numRows;
+    this.folded[ci]!.samples++;
+  }
+
+  /** Folds config `ci`'s next steps file (the one at `next(ci, 'steps')`). */
+  steps(ci: number, bytes: Uint8Array, key: string): void {
+    const t = readIpcFile(bytes, key);
+    const byStep = this.byStep[ci]!;
+    const step = numericColumn(t, 'step', key);
+    const sigma = numericColumn(t, 'sigma', key);
+    const nfe = numericColumn(t, 'nfe', key);
+    const cols = CURVE_METRICS.map((m) => withNulls(t, m, key));
+    for (let r = 0; r < t.numRows; r++) {
+      const s = step[r] as number;
+      let entry = byStep.get(s);
+      if (!entry) {
+        entry = { sigma: sigma[r] as number, nfe: nfe[r] as number, count: 0, stats: CURVE_METRICS.map(() => new RunningStats()) };
+        byStep.set(s, entry);
+      }
+      entry.count++;
+      cols.forEach((col, k) => entry.stats[k]!.add(col[r]!));
+    }
+    this.folded[ci]!.steps++;
+  }
+
+  /** Shard files folded so far (samples and steps). */
+  foldedFiles(): number {
+    return this.folded.reduce((n, f) => n + f.samples + f.steps, 0);
+  }
+
+  /** The keys not folded yet, config by config, samples then steps: what aggregateShards still reads. */
+  remainingKeys(): string[] {
+    return this.configs.flatMap((c, ci) => [...c.samplesKeys.slice(this.next(ci, 'samples')), ...c.stepsKeys.slice(this.next(ci, 'steps'))]);
+  }
+
+  /** summary.arrow and curves.arrow of everything folded (call once every file is). */
+  finish(meta: FileMetadata): AggregateResult {
+    const configs = this.configs;
+    const curve = { configIdx: [] as number[], step: [] as number[], sigma: [] as number[], nfe: [] as number[], count: [] as number[], stats: [] as RunningStats[][] };
+    for (const [ci, byStep] of this.byStep.entries()) {
+      for (const s of [...byStep.keys()].sort((a, b) => a - b)) {
+        const e = byStep.get(s)!;
+        curve.configIdx.push(ci);
+        curve.step.push(s);
+        curve.sigma.push(e.sigma);
+        curve.nfe.push(e.nfe);
+        curve.count.push(e.count);
+        curve.stats.push(e.stats);
+      }
+    }
+    const summaryStats = this.summaryStats;
+    const summaryCounts = this.summaryCounts;
+    const summarySchema = makeSchema(SUMMARY_COLUMNS, 1, meta);
+    const summary = buildTable(SUMMARY_COLUMNS, summarySchema, configs.length, 1, {
+      config_id: { values: configs.map((c) => c.configId) },
+      solver: { values: configs.map((c) => c.solver) },
+      schedule: { values: configs.map((c) => c.schedule) },
+      steps: { values: Int32Array.from(configs, (c) => c.steps) },
+      role: { values: configs.map((c) => c.role) },
+      nfe: { values: Int32Array.from(configs, (c) => c.nfe) },
+      samples: { values: Int32Array.from(summaryCounts) },
+      ...statsColumns(SUMMARY_METRICS, summaryStats),
+    });
+
+    const rows = curve.step.length;
+    const cfgOf = (i: number) => configs[curve.configIdx[i]!]!;
+    const curvesSchema = makeSchema(CURVES_COLUMNS, 1, meta);
+    const curves = buildTable(CURVES_COLUMNS, curvesSchema, rows, 1, {
+      config_id: { values: Array.from({ length: rows }, (_, i) => cfgOf(i).configId) },
+      solver: { values: Array.from({ length: rows }, (_, i) => cfgOf(i).solver) },
+      schedule: { values: Array.from({ length: rows }, (_, i) => cfgOf(i).schedule) },
+      steps: { values: Int32Array.from({ length: rows }, (_, i) => cfgOf(i).steps) },
+      step: { values: Int32Array.from(curve.step) },
+      sigma: { values: Float64Array.from(curve.sigma) },
+      nfe: { values: Int32Array.from(curve.nfe) },
+      count: { values: Int32Array.from(curve.count) },
+      ...statsColumns(CURVE_METRICS, curve.stats),
+    });
+    return { summary: toIpcFile(summary), curves: toIpcFile(curves), summaryRows: configs.length, curvesRows: rows };
+  }
+}
+
 /**
  * Streams every shard of every config once (a few shards in memory at a time: the one read and those in flight)
  * into summary.arrow (one row per config) and curves.arrow (one row per config and step). `read` fetches an object by
- * key.
+ * key. With `fold`, the files it has folded already are not read again: the others are folded into it.
  */
-export async function aggregateShards(configs: AggregateConfig[], readObject: (key: string) => Promise<Uint8Array>, meta: FileMetadata): Promise<AggregateResult> {
-  const read = readInOrder(
-    configs.flatMap((c) => [...c.samplesKeys, ...c.stepsKeys]),
-    readObject,
-  );
-  const summaryStats: RunningStats[][] = [];
-  const summaryCounts: number[] = [];
-  const curve = { configIdx: [] as number[], step: [] as number[], sigma: [] as number[], nfe: [] as number[], count: [] as number[], stats: [] as RunningStats[][] };
-
+export async function aggregateShards(configs: AggregateConfig[], readObject: (key: string) => Promise<Uint8Array>, meta: FileMetadata, fold = new StudyFold(configs)): Promise<AggregateResult> {
+  if (fold.configs !== configs) throw new Error('aggregateShards: the fold belongs to other configs');
+  const read = readInOrder(fold.remainingKeys(), readObject);
   for (const [ci, cfg] of configs.entries()) {
-    const sStats = SUMMARY_METRICS.map(() => new RunningStats());
-    let samples = 0;
-    for (const key of cfg.samplesKeys) {
-      const t = readIpcFile(await read(key), key);
-      const cols = SUMMARY_METRICS.map((m) => withNulls(t, m, key));
-      for (let r = 0; r < t.numRows; r++) cols.forEach((col, k) => sStats[k]!.add(col[r]!));
-      samples += t.numRows;
-    }
-    summaryStats.push(sStats);
-    summaryCounts.push(samples);
-
-    const byStep = new Map<number, { sigma: number; nfe: number; count: number; stats: RunningStats[] }>();
-    for (const key of cfg.stepsKeys) {
-      const t = readIpcFile(await read(key), key);
-      const step = numericColumn(t, 'step', key);
-      const sigma = numericColumn(t, 'sigma', key);
-      const nfe = numericColumn(t, 'nfe', key);
-      const cols = CURVE_METRICS.map((m) => withNulls(t, m, key));
-      for (let r = 0; r < t.numRows; r++) {
-        const s = step[r] as number;
-        let entry = byStep.get(s);
-        if (!entry) {
-          entry = { sigma: sigma[r] as number, nfe: nfe[r] as number, count: 0, stats: CURVE_METRICS.map(() => new RunningStats()) };
-          byStep.set(s, entry);
-        }
-        entry.count++;
-        cols.forEach((col, k) => entry.stats[k]!.add(col[r]!));
-      }
-    }
-    for (const s of [...byStep.keys()].sort((a, b) => a - b)) {
-      const e = byStep.get(s)!;
-      curve.configIdx.push(ci);
-      curve.step.push(s);
-      curve.sigma.push(e.sigma);
-      curve.nfe.push(e.nfe);
-      curve.count.push(e.count);
-      curve.stats.push(e.stats);
-    }
+    for (const key of cfg.samplesKeys.slice(fold.next(ci, 'samples'))) fold.samples(ci, await read(key), key);
+    for (const key of cfg.stepsKeys.slice(fold.next(ci, 'steps'))) fold.steps(ci, await read(key), key);
   }
-
-  const summarySchema = makeSchema(SUMMARY_COLUMNS, 1, meta);
-  const summary = buildTable(SUMMARY_COLUMNS, summarySchema, configs.length, 1, {
-    config_id: { values: configs.map((c) => c.configId) },
-    solver: { values: configs.map((c) => c.solver) },
-    schedule: { values: configs.map((c) => c.schedule) },
-    steps: { values: Int32Array.from(configs, (c) => c.steps) },
-    role: { values: configs.map((c) => c.role) },
-    nfe: { values: Int32Array.from(configs, (c) => c.nfe) },
-    samples: { values: Int32Array.from(summaryCounts) },
-    ...statsColumns(SUMMARY_METRICS, summaryStats),
-  });
-
-  const rows = curve.step.length;
-  const cfgOf = (i: number) => configs[curve.configIdx[i]!]!;
-  const curvesSchema = makeSchema(CURVES_COLUMNS, 1, meta);
-  const curves = buildTable(CURVES_COLUMNS, curvesSchema, rows, 1, {
-    config_id: { values: Array.from({ length: rows }, (_, i) => cfgOf(i).configId) },
-    solver: { values: Array.from({ length: rows }, (_, i) => cfgOf(i).solver) },
-    schedule: { values: Array.from({ length: rows }, (_, i) => cfgOf(i).schedule) },
-    steps: { values: Int32Array.from({ length: rows }, (_, i) => cfgOf(i).steps) },
-    step: { values: Int32Array.from(curve.step) },
-    sigma: { values: Float64Array.from(curve.sigma) },
-    nfe: { values: Int32Array.from(curve.nfe) },
-    count: { values: Int32Array.from(curve.count) },
-    ...statsColumns(CURVE_METRICS, curve.stats),
-  });
-  return { summary: toIpcFile(summary), curves: toIpcFile(curves), summaryRows: configs.length, curvesRows: rows };
+  return fold.finish(meta);
 }

@@ -1,6 +1,6 @@
 import { activeBackend } from '@trajlab/backend';
 import { TRAJLAB_VERSION } from '@trajlab/core';
-import { aggregateShards, type AggregateConfig } from '@trajlab/results';
+import { aggregateShards, StudyFold, type AggregateConfig } from '@trajlab/results';
 import { openStore, RememberingStore, type ObjectStore } from '@trajlab/storage';
 import { planStudy, prefetchSpecFile, resolveStudyFile, studyKeys, type LoadedData, type PlannedConfig, type ResolvedStudy, type ShardPlan, type StudyPlan } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
@@ -67,11 +67,8 @@ interface StudyJsonPlan {
   plan: { configs: { configId: string; role: 'study' | 'reference'; solver: string; schedule: string; steps: number; nfe: number; shards: string[] }[] };
 }
 
-/**
- * Merges the shards of a finished study into summary.arrow and curves.arrow, from study.json alone (so the embedded
- * run, `trajlab aggregate` and the aggregator service share one path). Shards are read in sample order.
- */
-export async function aggregateStudy(store: ObjectStore, studyId: string): Promise<{ summary: string; curves: string }> {
+/** What aggregating a study takes from its study.json: its configs with their shard keys in sample order, and the spec. */
+export async function studyAggregation(store: ObjectStore, studyId: string): Promise<{ configs: AggregateConfig[]; spec: string }> {
   const doc = JSON.parse(new TextDecoder().decode(await store.get(studyKeys.studyJson(studyId)))) as StudyJsonPlan;
   const configs: AggregateConfig[] = doc.plan.configs.map((c) => ({
     configId: c.configId,
@@ -83,9 +80,27 @@ export async function aggregateStudy(store: ObjectStore, studyId: string): Promi
     samplesKeys: c.shards.map((s) => studyKeys.shard(studyId, c.configId, s, 'samples')),
     stepsKeys: c.shards.map((s) => studyKeys.shard(studyId, c.configId, s, 'steps')),
   }));
-  const res = await aggregateShards(configs, (key) => store.get(key), { version: TRAJLAB_VERSION, studyId, spec: doc.canonicalSpec });
+  return { configs, spec: doc.canonicalSpec };
+}
+
+/** True when two config lists have the same configs and shard keys in the same order. */
+function sameConfigs(a: AggregateConfig[], b: AggregateConfig[]): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * Merges the shards of a finished study into summary.arrow and curves.arrow, from study.json alone (so the embedded
+ * run, `trajlab aggregate` and the aggregator service share one path). Shards are read in sample order. `fold`: the
+ * shards already folded while the study ran (the aggregator service), used if it was made from the same study.json;
+ * the rest is read and folded into it. Returns the paths and how many shard files `fold` held already.
+ */
+export async function aggregateStudy(store: ObjectStore, studyId: string, fold?: StudyFold): Promise<{ summary: string; curves: string; foldedBefore: number }> {
+  const { configs, spec } = await studyAggregation(store, studyId);
+  const state = fold && sameConfigs(fold.configs, configs) ? fold : new StudyFold(configs);
+  const foldedBefore = state.foldedFiles();
+  const res = await aggregateShards(state.configs, (key) => store.get(key), { version: TRAJLAB_VERSION, studyId, spec }, state);
   await Promise.all([store.put(studyKeys.summary(studyId), res.summary), store.put(studyKeys.curves(studyId), res.curves)]);
-  return { summary: store.locate(studyKeys.summary(studyId)), curves: store.locate(studyKeys.curves(studyId)) };
+  return { summary: store.locate(studyKeys.summary(studyId)), curves: store.locate(studyKeys.curves(studyId)), foldedBefore };
 }
 
 /**
@@ -192,7 +207,7 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
   }
   if (reused > 0) log(`reused ${reused} shard(s) already written by an earlier run of this study`);
   const finished = aggregationStore(store);
-  const paths = await aggregateStudy(finished, study.studyId);
+  const { summary, curves } = await aggregateStudy(finished, study.studyId);
   const elapsedMs = Date.now() - started;
   await finished.put(
     studyKeys.studyJson(study.studyId),
@@ -200,5 +215,5 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
   );
   // The report reads only the output files (study.json included), so it is written last.
   const report = await writeReport(finished, study.studyId);
-  return { studyId: study.studyId, plan, studyDir: store.locate(study.studyId), ...paths, report, shardsComputed: computed, shardsReused: reused, elapsedMs };
+  return { studyId: study.studyId, plan, studyDir: store.locate(study.studyId), summary, curves, report, shardsComputed: computed, shardsReused: reused, elapsedMs };
 }

@@ -17,7 +17,9 @@ const worker = new Worker(QUEUES.aggregate, processor, {
 });
 const log = (s: string) => process.stderr.write(`[aggregator ${process.pid}] ${s}\n`);
 worker.on('ready', () => log(`ready: queue ${QUEUES.aggregate} on ${settings.display}`));
-worker.on('completed', (job) => log(`aggregated ${job.id}`));
+worker.on('completed', (job, result: { foldedBefore?: number } | undefined) =>
+  log(`aggregated ${job.id}${result?.foldedBefore ? ` (${result.foldedBefore} shard file(s) folded while the study ran)` : ''}`),
+);
 worker.on('failed', (job, err) => log(`failed ${job?.id}: ${err.message}`));
 worker.on('error', (err) => log(`error: ${err.message}`));
 drainOnSignal(worker, log);

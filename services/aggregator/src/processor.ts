@@ -1,22 +1,54 @@
-/** The sandboxed aggregate processor: merges a finished study's shards into summary.arrow and curves.arrow, then the report. */
-import { aggregatePayloadSchema, exitWithParent, parsePayload } from '@trajlab/queue';
+/**
+ * The sandboxed aggregate processor: merges a finished study's shards into summary.arrow and curves.arrow, then the
+ * report. While it waits for a study's aggregate job, it folds the study's shards that have finished (EarlyFolds).
+ */
+import { aggregatePayloadSchema, exitWithParent, parsePayload, QUEUES, redisKeys, redisSettings } from '@trajlab/queue';
 import { writeReport } from '@trajlab/report';
 import { aggregateStudy, aggregationStore } from '@trajlab/runner';
 import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
-import type { SandboxedJob } from 'bullmq';
+import { QueueEvents, type SandboxedJob } from 'bullmq';
+import { Redis } from 'ioredis';
+import { EarlyFolds } from './early-folds.js';
 
 // A sandboxed child must not outlive its worker (see exitWithParent).
 exitWithParent();
 // it starts before any job (see warmSandbox): the AWS SDK loads while it waits
 preloadS3Sdk();
 
-export default async function processAggregate(job: SandboxedJob): Promise<{ summary: string; curves: string; report: string }> {
+const early = new EarlyFolds({ openStore: sharedStore });
+
+/** Follows the shards queue: each completed shard job (its return value is the shard's manifest) is folded early. */
+function followShards(): void {
+  const connection = redisSettings().connection;
+  const redis = new Redis({ ...connection, lazyConnect: true });
+  redis.on('error', () => {}); // early folding is an optimisation: without Redis the jobs aggregate everything
+  const events = new QueueEvents(QUEUES.shards, { connection });
+  events.on('error', () => {});
+  const outs = new Map<string, Promise<string | null>>();
+  events.on('completed', ({ returnvalue }) => {
+    const m = returnvalue as unknown as { studyId?: unknown; configId?: unknown; shard?: unknown } | null;
+    if (!m || typeof m.studyId !== 'string' || typeof m.configId !== 'string' || typeof m.shard !== 'string') return;
+    const { studyId, configId, shard } = m as { studyId: string; configId: string; shard: string };
+    // where the study writes: registered at submit
+    let out = outs.get(studyId);
+    if (!out) {
+      out = redis.hget(redisKeys.study(studyId), 'out').catch(() => null);
+      outs.set(studyId, out);
+      if (outs.size > 100) outs.delete(outs.keys().next().value!);
+    }
+    out.then((o) => o && early.shardDone(studyId, configId, shard, o)).catch(() => {});
+  });
+}
+followShards();
+
+export default async function processAggregate(job: SandboxedJob): Promise<{ summary: string; curves: string; report: string; foldedBefore: number }> {
   const p = parsePayload(aggregatePayloadSchema, job.data, String(job.id));
   const raw = sharedStore(p.out);
-  // the report reads the shards' samples again: from memory
-  const store = aggregationStore(raw);
-  const paths = await aggregateStudy(store, p.studyId);
+  // the shards folded while the study ran, and the store that read them (the report reads their samples from memory)
+  const taken = await early.take(p.studyId, p.out);
+  const store = taken?.store ?? aggregationStore(raw);
+  const paths = await aggregateStudy(store, p.studyId, taken?.fold);
   const key = studyKeys.studyJson(p.studyId);
   // study.json as it is now, not as the aggregation read it
   const doc = JSON.parse(new TextDecoder().decode(await raw.get(key))) as Record<string, unknown>;

@@ -1,0 +1,126 @@
+/**
+ * Folding a study's shards into its aggregation while the study still runs: the aggregator hears of every finished
+ * shard (BullMQ's 'completed' events of the shards queue, whose return value is the shard's manifest) and, while it
+ * waits, reads and folds each config's shards that are next in sample order. When the study's aggregate job comes, only
+ * the shards not folded yet are read, so the study's end no longer waits for the whole aggregation. The result is the
+ * same bits: each config's files are folded in the same order either way (StudyFold). Anything unexpected (a study.json
+ * that cannot be read, a file that does not parse) drops the study's early state, and its job aggregates everything
+ * itself, reporting the problem as it always did.
+ */
+import { aggregationStore, studyAggregation } from '@trajlab/runner';
+import { StudyFold } from '@trajlab/results';
+import type { ObjectStore } from '@trajlab/storage';
+import { studyKeys } from '@trajlab/study';
+
+/** The early state of one study. */
+interface EarlyStudy {
+  out: string;
+  /** In front of the study's store: the report reads the folded samples again from memory. */
+  store: ObjectStore;
+  /** Null until study.json is read. */
+  fold: StudyFold | null;
+  /** Shard files known complete (their shard's job completed). */
+  complete: Set<string>;
+  /** The folding under way; each step folds what is next and complete. */
+  work: Promise<void>;
+  /** Set by `take`: the folding stops after the file it is on. */
+  taken: boolean;
+  failed: boolean;
+  lastEvent: number;
+}
+
+/** Options of EarlyFolds. */
+export interface EarlyFoldsOptions {
+  /** Studies followed at once; a new one drops the one heard of least recently. @defaultValue 2 */
+  maxStudies?: number;
+  /** The store of an output root. */
+  openStore: (out: string) => ObjectStore;
+}
+
+/** What a study's aggregate job gets: the fold so far and the store that read it. */
+export interface EarlyAggregation {
+  store: ObjectStore;
+  fold: StudyFold;
+}
+
+export class EarlyFolds {
+  private readonly studies = new Map<string, EarlyStudy>();
+  /** Studies whose job took their state: later events (none are expected) do not start them again. */
+  private readonly ended = new Set<string>();
+  private readonly maxStudies: number;
+
+  constructor(private readonly opts: EarlyFoldsOptions) {
+    this.maxStudies = opts.maxStudies ?? 2;
+  }
+
+  /** A shard of `studyId` finished; its files are complete under `out`. */
+  shardDone(studyId: string, configId: string, shard: string, out: string): void {
+    if (this.ended.has(studyId)) return;
+    let s = this.studies.get(studyId);
+    if (s && s.out !== out) return;
+    if (!s) s = this.start(studyId, out);
+    s.lastEvent = Date.now();
+    s.complete.add(studyKeys.shard(studyId, configId, shard, 'samples'));
+    s.complete.add(studyKeys.shard(studyId, configId, shard, 'steps'));
+    const study = s;
+    study.work = study.work.then(() => this.advance(study));
+  }
+
+  /**
+   * The early state of `studyId` for its aggregate job (writing to `out`), once the file being folded is done; null if
+   * there is none (or it failed). The study is no longer followed.
+   */
+  async take(studyId: string, out: string): Promise<EarlyAggregation | null> {
+    const s = this.studies.get(studyId);
+    this.studies.delete(studyId);
+    this.ended.add(studyId);
+    if (this.ended.size > 1000) this.ended.delete(this.ended.values().next().value!);
+    if (!s || s.out !== out) return null;
+    s.taken = true;
+    await s.work;
+    return s.fold && !s.failed ? { store: s.store, fold: s.fold } : null;
+  }
+
+  private start(studyId: string, out: string): EarlyStudy {
+    if (this.studies.size >= this.maxStudies) {
+      const [oldest] = [...this.studies.entries()].sort(([, a], [, b]) => a.lastEvent - b.lastEvent)[0]!;
+      const dropped = this.studies.get(oldest)!;
+      dropped.taken = true;
+      this.studies.delete(oldest);
+    }
+    const store = aggregationStore(this.opts.openStore(out));
+    const s: EarlyStudy = { out, store, fold: null, complete: new Set(), work: Promise.resolve(), taken: false, failed: false, lastEvent: Date.now() };
+    s.work = studyAggregation(store, studyId).then(
+      ({ configs }) => {
+        s.fold = new StudyFold(configs);
+      },
+      () => {
+        s.failed = true;
+      },
+    );
+    this.studies.set(studyId, s);
+    return s;
+  }
+
+  /** Folds every config's next files while they are complete. */
+  private async advance(s: EarlyStudy): Promise<void> {
+    const fold = s.fold;
+    if (!fold || s.failed) return;
+    try {
+      for (const [ci, c] of fold.configs.entries()) {
+        for (const kind of ['samples', 'steps'] as const) {
+          const keys = kind === 'samples' ? c.samplesKeys : c.stepsKeys;
+          for (let key = keys[fold.next(ci, kind)]; key !== undefined && s.complete.has(key); key = keys[fold.next(ci, kind)]) {
+            if (s.taken) return;
+            const bytes = await s.store.get(key);
+            if (s.taken) return;
+            if (kind === 'samples') fold.samples(ci, bytes, key);
+            else fold.steps(ci, bytes, key);
+          }
+        }
+      }
+    } catch {
+      s.failed = true;
+    }
+  }
+}
