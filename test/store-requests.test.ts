@@ -38,7 +38,9 @@ describe('requests to S3 of a distributed study', () => {
     });
     await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
     env = { ...s3.env, AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, REDIS_URL: redis.url };
-    services.push(startService('worker', env), startService('aggregator', env));
+    // the aggregator folds at the usual priority: the last test asserts it folded while the study ran, which a process at
+    // the lowest one (the default) may not get to do on a test machine busy with other tests
+    services.push(startService('worker', env), startService('aggregator', { ...env, TRAJLAB_EARLY_FOLD: 'normal' }));
     await Promise.all(services.map((s) => s.waitFor(/process(\(es\))? started/)));
   });
   afterAll(async () => {
@@ -123,5 +125,12 @@ describe('requests to S3 of a distributed study', () => {
     expect(gets).toHaveLength(12);
     expect(new Set(gets).size).toBe(12);
     expect(await expectArrowFilesEqualLocalRun(specPath, dir, studyId, out, env)).toHaveLength(12 + 2);
+  });
+
+  it('an aggregator with a bad TRAJLAB_EARLY_FOLD exits at once with status 2, naming it', async () => {
+    const bad = startService('aggregator', { ...env, TRAJLAB_EARLY_FOLD: 'sometimes' });
+    const code = await new Promise<number | null>((resolve) => (bad.proc.exitCode !== null ? resolve(bad.proc.exitCode) : bad.proc.once('exit', resolve)));
+    expect(code).toBe(2);
+    expect(bad.log()).toMatch(/TRAJLAB_EARLY_FOLD must be one of background, normal, off; got 'sometimes'/);
   });
 });

@@ -5,8 +5,15 @@
 import { drainOnSignal, QUEUES, redisSettings, warmSandbox } from '@trajlab/queue';
 import { Worker } from 'bullmq';
 import { fileURLToPath } from 'node:url';
+import { earlyFoldMode } from './early-fold-mode.js';
 
 const settings = redisSettings();
+try {
+  earlyFoldMode(); // read again by the aggregation process: checked here, where a bad value stops the service
+} catch (err) {
+  process.stderr.write(`trajlab aggregator: ${(err as Error).message}\n`);
+  process.exit(2);
+}
 // compiled (dist/*.js): the sandboxed processor is compiled too, and the sandbox needs no TypeScript loader
 const processor = fileURLToPath(new URL(import.meta.url.endsWith('.js') ? './processor.js' : './processor.ts', import.meta.url));
 const worker = new Worker(QUEUES.aggregate, processor, {

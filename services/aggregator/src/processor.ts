@@ -2,13 +2,15 @@
  * The sandboxed aggregate processor: merges a finished study's shards into summary.arrow and curves.arrow, then the
  * report. While it waits for a study's aggregate job, it folds the study's shards that have finished (EarlyFolds).
  */
-import { aggregatePayloadSchema, exitWithParent, parsePayload, QUEUES, redisKeys, redisSettings } from '@trajlab/queue';
+import { aggregatePayloadSchema, exitWithParent, parsePayload, QUEUES, redisKeys, redisSettings, type AggregatePayload } from '@trajlab/queue';
 import { writeReport } from '@trajlab/report';
 import { aggregateStudy, aggregationStore } from '@trajlab/runner';
 import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 import { QueueEvents, type SandboxedJob } from 'bullmq';
 import { Redis } from 'ioredis';
+import { setPriority } from 'node:os';
+import { earlyFoldMode } from './early-fold-mode.js';
 import { EarlyFolds } from './early-folds.js';
 
 // A sandboxed child must not outlive its worker (see exitWithParent).
@@ -17,6 +19,23 @@ exitWithParent();
 preloadS3Sdk();
 
 const early = new EarlyFolds({ openStore: sharedStore });
+const mode = earlyFoldMode();
+/**
+ * Folding early competes with the workers where they share the machine (measured on 2 cores: at normal priority it cost
+ * them more than it saved at the end). In `background` mode this process waits at the lowest priority, so it folds in
+ * the CPU time the workers leave, and runs a job at the usual one. Only a process that may raise its priority again
+ * (root) does so; any other folds at the usual priority.
+ */
+const background = mode === 'background' && process.getuid?.() === 0;
+const priority = (value: number) => {
+  if (!background) return;
+  try {
+    setPriority(value);
+  } catch {
+    // not permitted after all: stays where it is
+  }
+};
+priority(19);
 
 /** Follows the shards queue: each completed shard job (its return value is the shard's manifest) is folded early. */
 function followShards(): void {
@@ -40,10 +59,20 @@ function followShards(): void {
     out.then((o) => o && early.shardDone(studyId, configId, shard, o)).catch(() => {});
   });
 }
-followShards();
+if (mode !== 'off') followShards();
 
 export default async function processAggregate(job: SandboxedJob): Promise<{ summary: string; curves: string; report: string; foldedBefore: number }> {
   const p = parsePayload(aggregatePayloadSchema, job.data, String(job.id));
+  priority(0);
+  try {
+    return await aggregate(p);
+  } finally {
+    priority(19);
+  }
+}
+
+/** The aggregation of one study, the fold of its shards so far taken over, then the report. */
+async function aggregate(p: AggregatePayload): Promise<{ summary: string; curves: string; report: string; foldedBefore: number }> {
   const raw = sharedStore(p.out);
   // the shards folded while the study ran, and the store that read them (the report reads their samples from memory)
   const taken = await early.take(p.studyId, p.out);
