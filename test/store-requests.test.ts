@@ -83,6 +83,12 @@ describe('requests to S3 of a distributed study', () => {
     expect(new Set(aggregationGets).size).toBe(12);
     // summary and curves: written by the aggregation and read by the report from memory
     expect(count('GET', /\/summary\//)).toEqual([]);
+    // a shard checks its reference's files by reading them (no HEAD first) and takes the finals from the samples file it
+    // checked: each reference samples file is read by the two shards that compare against it and by the aggregation
+    expect(count('HEAD', shardFile)).toEqual([]);
+    const referenceSamples = count('GET', /-s6\/.*\.samples\.arrow$/);
+    expect(referenceSamples).toHaveLength(9);
+    expect(new Set(referenceSamples).size).toBe(3);
     expect(await expectArrowFilesEqualLocalRun(specPath, dir, studyId, out, env)).toContain(`${studyId}/summary/summary.arrow`);
   });
 

@@ -1,4 +1,4 @@
-import type { ObjectStore } from '@trajlab/storage';
+import { RememberingStore, type ObjectStore } from '@trajlab/storage';
 import { sha256Hex, studyKeys, type PlannedConfig, type ShardPlan } from '@trajlab/study';
 import type { StudyContext } from './context.js';
 import { runShard, type ShardOutput } from './shard.js';
@@ -23,10 +23,9 @@ export async function existingShard(store: ObjectStore, studyId: string, config:
   try {
     const m = JSON.parse(new TextDecoder().decode(await store.get(key))) as ShardManifest;
     if (m.first !== shard.first || m.count !== shard.count) return null;
-    for (const f of m.files) {
-      if (!(await store.exists(f.key))) return null;
-      if (sha256Hex(await store.get(f.key)) !== f.sha256) return null;
-    }
+    // all files at once (one round trip); a missing file fails its get like one that cannot be read: not complete
+    const hashes = await Promise.all(m.files.map(async (f) => sha256Hex(await store.get(f.key))));
+    if (hashes.some((h, i) => h !== m.files[i]!.sha256)) return null;
     return m;
   } catch {
     return null;
@@ -132,11 +131,14 @@ export async function executeShard(ctx: StudyContext, store: ObjectStore, config
       const refShard = reference.shards.find((s) => s.first === shard.first && s.count === shard.count);
       if (!refShard) throw new Error(`no reference shard covers samples ${shard.first}..${shard.first + shard.count - 1}`);
       await opts.writes?.settled(studyKeys.manifest(studyId, reference.configId, refShard.name));
-      if (!(await existingShard(store, studyId, reference, refShard))) {
-        await writeShard(store, studyId, reference, refShard, await runShard(ctx, reference, refShard));
+      // the reference's samples file, read to check its hash, is read again for its final samples: from memory
+      const finalsKey = studyKeys.shard(studyId, reference.configId, refShard.name, 'samples');
+      const refStore = new RememberingStore(store, { keep: (key) => key === finalsKey });
+      if (!(await existingShard(refStore, studyId, reference, refShard))) {
+        await writeShard(refStore, studyId, reference, refShard, await runShard(ctx, reference, refShard));
         computedReference = true;
       }
-      referenceFinals = await readFinals(store, studyKeys.shard(studyId, reference.configId, refShard.name, 'samples'));
+      referenceFinals = await readFinals(refStore, finalsKey);
     }
     const stats = ctx.trainingSet?.pruning ? { ...ctx.trainingSet.pruningStats } : null;
     const out = await runShard(ctx, config, shard, { referenceFinals, onPoint: opts.onPoint });
