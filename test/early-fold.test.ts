@@ -1,4 +1,4 @@
-import { StudyFold } from '@trajlab/results';
+import { StudyFold, type FoldKind } from '@trajlab/results';
 import { aggregateStudy, studyAggregation } from '@trajlab/runner';
 import { openStore } from '@trajlab/storage';
 import { readFileSync } from 'node:fs';
@@ -32,12 +32,8 @@ describe('aggregation folded in two parts', () => {
 
     // config 0: its first 2 samples files and 3 steps files; config 1: 4 steps files and no samples file
     const fold = new StudyFold(configs);
-    const feed = async (ci: number, kind: 'samples' | 'steps', n: number) => {
-      for (let i = 0; i < n; i++) {
-        const key = (kind === 'samples' ? configs[ci]!.samplesKeys : configs[ci]!.stepsKeys)[fold.next(ci, kind)]!;
-        if (kind === 'samples') fold.samples(ci, await store.get(key), key);
-        else fold.steps(ci, await store.get(key), key);
-      }
+    const feed = async (ci: number, kind: FoldKind, n: number) => {
+      for (let i = 0; i < n; i++) fold.add(ci, kind, await store.get(fold.nextKey(ci, kind)!));
     };
     await feed(0, 'samples', 2);
     await feed(0, 'steps', 3);
@@ -49,7 +45,7 @@ describe('aggregation folded in two parts', () => {
 
     // a fold made from other configs (another study's plan) is not used: everything is read again
     const other = new StudyFold(configs.slice(0, 1));
-    other.samples(0, await store.get(configs[0]!.samplesKeys[0]!), configs[0]!.samplesKeys[0]!);
+    other.add(0, 'samples', await store.get(configs[0]!.samplesKeys[0]!));
     const again = await aggregateStudy(store, run.studyId, other);
     expect(again.foldedBefore).toBe(0);
     expect(readFileSync(run.summary).equals(summary)).toBe(true);

@@ -95,6 +95,10 @@ function readInOrder(keys: string[], read: (key: string) => Promise<Uint8Array>)
   };
 }
 
+/** The two kinds of shard file the aggregation folds, in the order it folds each config's: samples, then steps. */
+export const FOLD_KINDS = ['samples', 'steps'] as const;
+export type FoldKind = (typeof FOLD_KINDS)[number];
+
 /** Per-step accumulators of one config's curves. */
 interface StepStats {
   sigma: number;
@@ -113,7 +117,7 @@ export class StudyFold {
   private readonly summaryStats: RunningStats[][];
   private readonly summaryCounts: number[];
   private readonly byStep: Map<number, StepStats>[];
-  private readonly folded: { samples: number; steps: number }[];
+  private readonly folded: Record<FoldKind, number>[];
 
   constructor(readonly configs: AggregateConfig[]) {
     this.summaryStats = configs.map(() => SUMMARY_METRICS.map(() => new RunningStats()));
@@ -122,23 +126,35 @@ export class StudyFold {
     this.folded = configs.map(() => ({ samples: 0, steps: 0 }));
   }
 
-  /** How many of config `ci`'s files of this kind are folded: the index of the next one to feed. */
-  next(ci: number, kind: 'samples' | 'steps'): number {
-    return this.folded[ci]![kind];
+  /** Config `ci`'s files of this kind, in sample order. */
+  private keysOf(ci: number, kind: FoldKind): string[] {
+    const c = this.configs[ci]!;
+    return kind === 'samples' ? c.samplesKeys : c.stepsKeys;
   }
 
-  /** Folds config `ci`'s next samples file (the one at `next(ci, 'samples')`; `key` names it in errors). */
-  samples(ci: number, bytes: Uint8Array, key: string): void {
+  /** Config `ci`'s next file of this kind to fold, or undefined once all of them are. */
+  nextKey(ci: number, kind: FoldKind): string | undefined {
+    return this.keysOf(ci, kind)[this.folded[ci]![kind]];
+  }
+
+  /** Folds `bytes` as config `ci`'s next file of this kind (the one nextKey names). */
+  add(ci: number, kind: FoldKind, bytes: Uint8Array): void {
+    const key = this.nextKey(ci, kind);
+    if (key === undefined) throw new Error(`config ${this.configs[ci]?.configId}: every ${kind} file is folded already`);
+    if (kind === 'samples') this.addSamples(ci, bytes, key);
+    else this.addSteps(ci, bytes, key);
+    this.folded[ci]![kind]++;
+  }
+
+  private addSamples(ci: number, bytes: Uint8Array, key: string): void {
     const t = readIpcFile(bytes, key);
     const stats = this.summaryStats[ci]!;
     const cols = SUMMARY_METRICS.map((m) => withNulls(t, m, key));
     for (let r = 0; r < t.numRows; r++) cols.forEach((col, k) => stats[k]!.add(col[r]!));
     this.summaryCounts[ci]! += t.numRows;
-    this.folded[ci]!.samples++;
   }
 
-  /** Folds config `ci`'s next steps file (the one at `next(ci, 'steps')`). */
-  steps(ci: number, bytes: Uint8Array, key: string): void {
+  private addSteps(ci: number, bytes: Uint8Array, key: string): void {
     const t = readIpcFile(bytes, key);
     const byStep = this.byStep[ci]!;
     const step = numericColumn(t, 'step', key);
@@ -155,7 +171,6 @@ export class StudyFold {
       entry.count++;
       cols.forEach((col, k) => entry.stats[k]!.add(col[r]!));
     }
-    this.folded[ci]!.steps++;
   }
 
   /** Shard files folded so far (samples and steps). */
@@ -163,9 +178,9 @@ export class StudyFold {
     return this.folded.reduce((n, f) => n + f.samples + f.steps, 0);
   }
 
-  /** The keys not folded yet, config by config, samples then steps: what aggregateShards still reads. */
+  /** The keys not folded yet, config by config, in FOLD_KINDS order: what aggregateShards still reads. */
   remainingKeys(): string[] {
-    return this.configs.flatMap((c, ci) => [...c.samplesKeys.slice(this.next(ci, 'samples')), ...c.stepsKeys.slice(this.next(ci, 'steps'))]);
+    return this.configs.flatMap((_, ci) => FOLD_KINDS.flatMap((kind) => this.keysOf(ci, kind).slice(this.folded[ci]![kind])));
   }
 
   /** summary.arrow and curves.arrow of everything folded (call once every file is). */
@@ -223,9 +238,8 @@ export class StudyFold {
 export async function aggregateShards(configs: AggregateConfig[], readObject: (key: string) => Promise<Uint8Array>, meta: FileMetadata, fold = new StudyFold(configs)): Promise<AggregateResult> {
   if (fold.configs !== configs) throw new Error('aggregateShards: the fold belongs to other configs');
   const read = readInOrder(fold.remainingKeys(), readObject);
-  for (const [ci, cfg] of configs.entries()) {
-    for (const key of cfg.samplesKeys.slice(fold.next(ci, 'samples'))) fold.samples(ci, await read(key), key);
-    for (const key of cfg.stepsKeys.slice(fold.next(ci, 'steps'))) fold.steps(ci, await read(key), key);
+  for (const ci of configs.keys()) {
+    for (const kind of FOLD_KINDS) for (let key = fold.nextKey(ci, kind); key !== undefined; key = fold.nextKey(ci, kind)) fold.add(ci, kind, await read(key));
   }
   return fold.finish(meta);
 }

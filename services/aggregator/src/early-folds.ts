@@ -8,7 +8,7 @@
  * itself, reporting the problem as it always did.
  */
 import { aggregationStore, studyAggregation } from '@trajlab/runner';
-import { StudyFold } from '@trajlab/results';
+import { FOLD_KINDS, StudyFold } from '@trajlab/results';
 import type { ObjectStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 
@@ -107,15 +107,13 @@ export class EarlyFolds {
     const fold = s.fold;
     if (!fold || s.failed) return;
     try {
-      for (const [ci, c] of fold.configs.entries()) {
-        for (const kind of ['samples', 'steps'] as const) {
-          const keys = kind === 'samples' ? c.samplesKeys : c.stepsKeys;
-          for (let key = keys[fold.next(ci, kind)]; key !== undefined && s.complete.has(key); key = keys[fold.next(ci, kind)]) {
+      for (const ci of fold.configs.keys()) {
+        for (const kind of FOLD_KINDS) {
+          for (let key = fold.nextKey(ci, kind); key !== undefined && s.complete.has(key); key = fold.nextKey(ci, kind)) {
             if (s.taken) return;
             const bytes = await s.store.get(key);
             if (s.taken) return;
-            if (kind === 'samples') fold.samples(ci, bytes, key);
-            else fold.steps(ci, bytes, key);
+            fold.add(ci, kind, bytes);
           }
         }
       }
