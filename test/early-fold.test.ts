@@ -1,9 +1,11 @@
 import { StudyFold, type FoldKind } from '@trajlab/results';
 import { aggregateStudy, studyAggregation } from '@trajlab/runner';
-import { openStore } from '@trajlab/storage';
+import { openStore, type ObjectStore } from '@trajlab/storage';
+import { studyKeys } from '@trajlab/study';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { EarlyFolds } from '../services/aggregator/src/early-folds.js';
 import { runSpec } from './helpers.js';
 
 /**
@@ -48,6 +50,62 @@ describe('aggregation folded in two parts', () => {
     other.add(0, 'samples', await store.get(configs[0]!.samplesKeys[0]!));
     const again = await aggregateStudy(store, run.studyId, other);
     expect(again.foldedBefore).toBe(0);
+    expect(readFileSync(run.summary).equals(summary)).toBe(true);
+    expect(readFileSync(run.curves).equals(curves)).toBe(true);
+  });
+
+  it('a study taken while a shard file is being read still gets that file folded: every shard file is read once', async () => {
+    const spec = {
+      name: 'fold-taken',
+      samples: 8,
+      shardSize: 4,
+      dataset: { kind: 'gmm', dim: 3, components: 2, n: 40 },
+      solvers: [{ solver: 'euler', steps: 5 }],
+      keepStates: 0,
+    };
+    const run = await runSpec(spec);
+    const summary = readFileSync(run.summary);
+    const curves = readFileSync(run.curves);
+    const out = join(run.dir, 'out');
+    const doc = JSON.parse(readFileSync(join(out, studyKeys.studyJson(run.studyId)), 'utf8')) as { plan: { configs: { configId: string; shards: string[] }[] } };
+    const { configId, shards } = doc.plan.configs[0]!;
+    // the store's reads are counted, and the first shard's steps file is held until the study is taken
+    const held = studyKeys.shard(run.studyId, configId, shards[0]!, 'steps');
+    const reads = new Map<string, number>();
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let heldStarted!: () => void;
+    const started = new Promise<void>((r) => (heldStarted = r));
+    const local = openStore(out);
+    const counted: ObjectStore = {
+      root: local.root,
+      put: (k, b) => local.put(k, b),
+      exists: (k) => local.exists(k),
+      list: (p) => local.list(p),
+      locate: (k) => local.locate(k),
+      get: async (k) => {
+        reads.set(k, (reads.get(k) ?? 0) + 1);
+        if (k === held) {
+          heldStarted();
+          await released;
+        }
+        return local.get(k);
+      },
+    };
+    const early = new EarlyFolds({ openStore: () => counted });
+    early.shardDone(run.studyId, configId, shards[0]!, out);
+    await started;
+    // the aggregate job comes while the steps file is on its way
+    const taking = early.take(run.studyId, out);
+    release();
+    const taken = await taking;
+    expect(taken).not.toBeNull();
+    expect(taken!.fold.foldedFiles()).toBe(2);
+    const res = await aggregateStudy(taken!.store, run.studyId, taken!.fold);
+    expect(res.foldedBefore).toBe(2);
+    const shardReads = [...reads].filter(([k]) => k.includes('/shards/'));
+    expect(shardReads).toHaveLength(4);
+    expect(shardReads.every(([, n]) => n === 1), JSON.stringify(shardReads)).toBe(true);
     expect(readFileSync(run.summary).equals(summary)).toBe(true);
     expect(readFileSync(run.curves).equals(curves)).toBe(true);
   });
