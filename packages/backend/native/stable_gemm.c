@@ -226,6 +226,8 @@ typedef struct {
   ptrdiff_t ldr;
   float *c;
   ptrdiff_t ldc;
+  /* the chains continue from C's stored values instead of starting at +0 */
+  bool accumulate;
   /* the blocks this task computes: rows [begin, end) of C when rows_outer, else columns [begin, end) */
   bool rows_outer;
   int begin, end;
@@ -246,7 +248,7 @@ static void *run_core(void *arg) {
   int n0 = t->rows_outer ? 0 : t->begin, n1 = t->rows_outer ? t->n : t->end;
   for (int k0 = 0; k0 < t->k; k0 += KC) {
     int kc = t->k - k0 < KC ? t->k - k0 : KC;
-    bool first = k0 == 0;
+    bool first = k0 == 0 && !t->accumulate;
     /* the right edge (columns past the last whole panel), zero-padded to a whole panel once per K block */
     int edge_j0 = n0 + (n1 - n0) / nr_full * nr_full;
     if (edge_j0 < n1) {
@@ -295,8 +297,8 @@ static void *run_core(void *arg) {
 #define MIN_WORK_PER_THREAD (1L << 20)
 
 /* The core loop over threads: each one owns whole blocks of C (rows or columns), so no chain is ever split. */
-static int gemm_core(gemm_isa isa, int m, int n, int k, const float *l, ptrdiff_t lr, ptrdiff_t lc, const float *r, ptrdiff_t ldr, float *c, ptrdiff_t ldc, int threads) {
-  core_task base = {choose_tile(isa, m, n), m, n, k, l, lr, lc, r, ldr, c, ldc, m > n, 0, 0, 0};
+static int gemm_core(gemm_isa isa, int m, int n, int k, const float *l, ptrdiff_t lr, ptrdiff_t lc, const float *r, ptrdiff_t ldr, float *c, ptrdiff_t ldc, bool accumulate, int threads) {
+  core_task base = {choose_tile(isa, m, n), m, n, k, l, lr, lc, r, ldr, c, ldc, accumulate, m > n, 0, 0, 0};
   int block = base.rows_outer ? base.kernel.mr : base.kernel.nr;
   int blocks = ((base.rows_outer ? m : n) + block - 1) / block;
   long work = (long)m * n * k;
@@ -361,7 +363,7 @@ int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, 
       transpose(b, n, k, copy); /* B is stored [N, K] */
       right = copy;
     }
-    int status = gemm_core(isa, m, n, k, a, a_row, a_col, right, n, c, n, threads);
+    int status = gemm_core(isa, m, n, k, a, a_row, a_col, right, n, c, n, false, threads);
     free(copy);
     return status;
   }
@@ -380,9 +382,15 @@ int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, 
     transpose(a, m, k, copy); /* A is stored [M, K] */
     right = copy;
   }
-  int status = gemm_core(isa, n, m, k, b, b_row, b_col, right, m, ct, m, threads);
+  int status = gemm_core(isa, n, m, k, b, b_row, b_col, right, m, ct, m, false, threads);
   transpose(ct, n, m, c);
   free(copy);
   free(ct);
   return status;
+}
+
+int gemm_accumulate(int m, int n, int k, const float *a, const float *b, float *c, gemm_isa isa, int threads) {
+  if (m <= 0 || n <= 0 || k <= 0) return 0;
+  if (isa > gemm_best_isa()) isa = gemm_best_isa();
+  return gemm_core(isa, m, n, k, a, k, 1, b, n, c, n, true, threads);
 }

@@ -27,6 +27,13 @@ const char *gemm_isa_name(gemm_isa isa);
 int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, const float *b, float *c, gemm_isa isa, int threads);
 
 /*
+ * C[M, N] += A[M, K] B[K, N] (row-major, untransposed): each element's chain of fused multiply-adds continues from
+ * the value C holds, c = fma(A[i, p], B[p, j], c) for p = 0..K-1, so a product split along K into calls gives the bits
+ * of one call. Returns 0, or -1 when memory ran out.
+ */
+int gemm_accumulate(int m, int n, int k, const float *a, const float *b, float *c, gemm_isa isa, int threads);
+
+/*
  * c[i] = the chain of fused multiply-adds over p = 0..K-1 of rows[i][p] * v[p], for i = 0..M-1 with each row anywhere
  * in memory: the chains gemm_sgemm computes for a matrix-vector product, without gathering the rows first.
  */

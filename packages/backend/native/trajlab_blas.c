@@ -2,14 +2,16 @@
  * trajlab_blas: a Node-API binding of trajlab's native kernels. sgemm, single-precision GEMM (trajlab's row-stable
  * product, stable_gemm.c), is the matrix product of the wasm tensor backend (see ../src/blas.ts): the operands are
  * Float32Array views into the wasm heap, so nothing is copied: C = op(A) op(B) for row-major A, B, C (op = optional
- * transpose), as in cblas_sgemm with alpha 1, beta 0. prunedDenoise is the optimal denoiser's certified pruning
- * (pruned_denoiser.c), on host arrays.
+ * transpose), as in cblas_sgemm with alpha 1, beta 0. denseDenoise is the dense optimal denoiser in one pass over the
+ * training set (dense_denoiser.c), prunedDenoise its certified pruning (pruned_denoiser.c), both on host arrays.
  */
+#include <math.h>
 #include <node_api.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "dense_denoiser.h"
 #include "pruned_denoiser.h"
 #include "stable_gemm.h"
 
@@ -132,6 +134,55 @@ static napi_value pruned_denoise_binding(napi_env env, napi_callback_info info) 
   return NULL;
 }
 
+/*
+ * denseDenoise(points, halfNorm, x, invT2, out, logits): see dense_denoiser.h. n = halfNorm.length, dim = points.length /
+ * n, rows b = x.length / dim; invT2 (1 / t^2) is rounded to float32 as the tensor path rounds it; logits ([b, n]) may
+ * be null.
+ */
+static napi_value dense_denoise_binding(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  if (!get_args(env, info, 6, argv, "denseDenoise(points, halfNorm, x, invT2, out, logits) takes 6 arguments")) return NULL;
+  float *points, *half_norm, *x, *out, *logits = NULL;
+  size_t l_points, l_half, l_x, l_out, l_logits = 0;
+  if (!float32_view(env, argv[0], "points must be a Float32Array", &points, &l_points)) return NULL;
+  if (!float32_view(env, argv[1], "halfNorm must be a Float32Array", &half_norm, &l_half)) return NULL;
+  if (!float32_view(env, argv[2], "x must be a Float32Array", &x, &l_x)) return NULL;
+  if (!float32_view(env, argv[4], "out must be a Float32Array", &out, &l_out)) return NULL;
+  napi_valuetype logits_type;
+  CHECK(env, napi_typeof(env, argv[5], &logits_type));
+  if (logits_type != napi_null && logits_type != napi_undefined && !float32_view(env, argv[5], "logits must be a Float32Array or null", &logits, &l_logits)) return NULL;
+  double inv_t2 = 0;
+  CHECK(env, napi_get_value_double(env, argv[3], &inv_t2));
+  size_t n = l_half;
+  size_t dim = n ? l_points / n : 0;
+  size_t b = dim ? l_x / dim : 0;
+  if (n == 0 || dim == 0 || n > INT32_MAX || dim > INT32_MAX || b > INT32_MAX || l_points != n * dim || l_x != b * dim || l_out != b * dim ||
+      (logits && l_logits != b * n) || !(inv_t2 > 0) || !(inv_t2 < INFINITY)) {
+    napi_throw_range_error(env, NULL, "denseDenoise: the arrays do not match n = halfNorm.length, dim = points.length / n, b = x.length / dim (out [b, dim], logits [b, n]), or invT2 is not positive and finite");
+    return NULL;
+  }
+  if (dense_denoise((int)n, (int)dim, points, half_norm, (int)b, x, (float)inv_t2, active_isa(), current_threads, out, logits) != 0) {
+    napi_throw_error(env, NULL, "denseDenoise: out of memory");
+    return NULL;
+  }
+  return NULL;
+}
+
+/* denseExp(v): e^x in place for every x <= 0 of v, with denseDenoise's exponential (for the tests). */
+static napi_value dense_exp_binding(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv, "denseExp(v) takes 1 argument")) return NULL;
+  float *v;
+  size_t l_v;
+  if (!float32_view(env, argv[0], "v must be a Float32Array", &v, &l_v)) return NULL;
+  if (l_v > INT32_MAX) {
+    napi_throw_range_error(env, NULL, "denseExp: too many values");
+    return NULL;
+  }
+  dense_exp_inplace(active_isa(), v, (int)l_v);
+  return NULL;
+}
+
 /* setThreads(n): the number of threads each product uses from now on (the bits do not depend on it). */
 static napi_value set_threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -200,6 +251,8 @@ static napi_value get_best_isa(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"denseDenoise", NULL, dense_denoise_binding, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"denseExp", NULL, dense_exp_binding, NULL, NULL, NULL, napi_enumerable, NULL},
       {"prunedDenoise", NULL, pruned_denoise_binding, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"threads", NULL, get_threads, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const sources = ['trajlab_blas.c', 'stable_gemm.c', 'pruned_denoiser.c'].map((f) => join(here, '..', 'native', f));
+const sources = ['trajlab_blas.c', 'stable_gemm.c', 'dense_denoiser.c', 'pruned_denoiser.c'].map((f) => join(here, '..', 'native', f));
 const outDir = join(here, '..', 'native', 'build');
 const target = join(outDir, 'trajlab_blas.node');
 

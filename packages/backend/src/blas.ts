@@ -22,6 +22,14 @@ export interface NativeBlas {
   /** C[M, N] = op(A)[M, K] op(B)[K, N], row-major float32, op = optional transpose. */
   sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array): void;
   /**
+   * The dense optimal denoiser (native/dense_denoiser.h): out[b, dim] = D*(x; t) over the n = halfNorm.length points
+   * ([n, dim], halfNorm[j] = ||y_j||^2 / 2), with invT2 = 1 / t^2; `logits` ([b, n]) receives (x * invT2) . y_j -
+   * halfNorm[j] * invT2 unless null. One pass over the points; a row's bits depend on that row alone.
+   */
+  denseDenoise(points: Float32Array, halfNorm: Float32Array, x: Float32Array, invT2: number, out: Float32Array, logits: Float32Array | null): void;
+  /** e^v in place for every v <= 0 (0 below -87), with denseDenoise's exponential. */
+  denseExp(v: Float32Array): void;
+  /**
    * Certified pruning of the optimal denoiser for the rows of `x` at noise level `t` (native/pruned_denoiser.h):
    * kept[r] = the number of training points row r needed, with out[r] its denoised value, or -1 when the row must be
    * computed densely. n = halfNorm.length, dim = mean.length, rank = basis.length / dim, rows = kept.length; `table` is
@@ -71,7 +79,7 @@ export const NATIVE_MATMUL_NAME = 'native row-stable sgemm';
 /** Where the binding is built (by scripts/build-native.mjs). */
 export const NATIVE_BLAS_PATH = fileURLToPath(new URL('../native/build/trajlab_blas.node', import.meta.url));
 
-const BINDING_FUNCTIONS = ['sgemm', 'prunedDenoise', 'setThreads', 'threads', 'setIsa', 'isa', 'bestIsa'] as const;
+const BINDING_FUNCTIONS = ['sgemm', 'denseDenoise', 'denseExp', 'prunedDenoise', 'setThreads', 'threads', 'setIsa', 'isa', 'bestIsa'] as const;
 
 /** The functions of NativeBlas a loaded binding lacks (one built by an older trajlab, say). */
 export function missingBindingFunctions(binding: Record<string, unknown>): string[] {

@@ -413,6 +413,8 @@ export class TrainingSet {
 
   /** The dense optimal denoiser (every training point). */
   denoiseDense(x: tf.Tensor2D, t: number): tf.Tensor2D {
+    const native = activeNativeBlas();
+    if (native) return this.denoiseDenseNative(native, x, t);
     const invT2 = 1 / (t * t);
     this.dropCache();
     if (this.chunks.length === 1) {
@@ -450,6 +452,31 @@ export class TrainingSet {
     tf.dispose([runMax!, runSum!, runAcc!]);
     if (this.cacheLogits) this.cached = { xId: x.id, t, logits: keep };
     return out;
+  }
+
+  /**
+   * denoiseDense with the native kernel (native/dense_denoiser.c): one pass over the training set in blocks that stay
+   * in cache for both products, instead of two products that each stream it from memory, with the softmax streamed
+   * over the blocks. The logits it keeps for the metrics are the tensor path's, bit for bit; D* itself differs from
+   * the tensor path's by float32 rounding (another summation order and exponential).
+   */
+  private denoiseDenseNative(native: NativeBlas, x: tf.Tensor2D, t: number): tf.Tensor2D {
+    const [B, dim] = x.shape;
+    this.dropCache();
+    const out = new Float32Array(B * dim);
+    const logits = this.cacheLogits ? new Float32Array(B * this.n) : null;
+    native.denseDenoise(this.points, this.halfNormHost, x.dataSync() as Float32Array, 1 / (t * t), out, logits);
+    if (logits) {
+      // per chunk [B, size], as the tensor path keeps them
+      const perChunk = this.chunks.map((c) => {
+        if (this.chunks.length === 1) return tf.tensor2d(logits, [B, c.size]);
+        const part = new Float32Array(B * c.size);
+        for (let r = 0; r < B; r++) part.set(logits.subarray(r * this.n + c.start, r * this.n + c.start + c.size), r * c.size);
+        return tf.tensor2d(part, [B, c.size]);
+      });
+      this.cached = { xId: x.id, t, logits: perChunk };
+    }
+    return tf.tensor2d(out, [B, dim]);
   }
 
   private dropCache(): void {

@@ -1,0 +1,176 @@
+/*
+ * The dense optimal denoiser of dense_denoiser.h.
+ *
+ * D*(x; t) = sum_j w_j y_j / sum_j w_j with w_j = exp(l_j - m), l_j = (x / t^2) . y_j - (||y_j||^2 / 2) / t^2 (the
+ * same logits, bit for bit, as the tensor path's two products) and m the row's largest logit. Two separate products
+ * each stream the whole training set from memory (31 MB for Fashion-MNIST 10k, more than the cache holds); here the
+ * set is read once, a block of DENSE_BLOCK points at a time, and both products use the block while it is in cache.
+ * The softmax is streamed over the blocks (online log-sum-exp): with M the largest logit so far, the running sum
+ * S = sum_j exp(l_j - M) and accumulator A = sum_j exp(l_j - M) y_j are multiplied by exp(M_old - M_new) whenever a
+ * block raises M, and D* = A / S at the end.
+ *
+ * Bits: every step is a fixed sequence of IEEE operations per row: the products are stable_gemm.h's chains (the
+ * weighted sum one chain per coordinate across all blocks, gemm_accumulate), the exponential is dense_expf's
+ * arithmetic (range reduction and a polynomial in fused multiply-adds, the same in the vector and scalar code), and a
+ * block's weights are summed in 16 interleaved partial sums added in a fixed order. So a row's result never depends on
+ * the other rows, the threads or the instruction set.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "dense_denoiser.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define DENSE_X86 1
+#include <immintrin.h>
+#endif
+
+/*
+ * e^x for x <= 0 (x < EXP_MIN, and NaN, give 0): x = n ln 2 + r with n = rint(x log2 e) and |r| <= ln 2 / 2 (Cody-Waite,
+ * ln 2 split in two so that n ln2_hi is exact), e^r by its Taylor polynomial of degree 7 in Horner form (truncation
+ * below 6e-9 relative), times 2^n built in the exponent bits. Within a few float32 ulps of e^x.
+ */
+#define EXP_MIN (-87.0f)
+#define LOG2E 1.44269504f
+#define LN2_HI 0.693359375f
+#define LN2_LO (-2.12194440e-4f)
+static const float EXP_POLY[8] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+
+static float dense_expf(float x) {
+  if (!(x >= EXP_MIN)) return 0.0f;
+  float n = rintf(x * LOG2E);
+  float r = fmaf(n, -LN2_HI, x);
+  r = fmaf(n, -LN2_LO, r);
+  float p = EXP_POLY[0];
+  for (int i = 1; i < 8; i++) p = fmaf(p, r, EXP_POLY[i]);
+  uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+  float scale;
+  memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+#ifdef DENSE_X86
+/* dense_expf sixteen and eight lanes at a time: the same operations, so the same bits. */
+__attribute__((target("avx512f"))) static void exp_avx512(float *v, int count) {
+  int i = 0;
+  for (; i + 16 <= count; i += 16) {
+    __m512 x = _mm512_loadu_ps(v + i);
+    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_MIN), _CMP_GE_OQ);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
+    __m512 p = _mm512_set1_ps(EXP_POLY[0]);
+    for (int k = 1; k < 8; k++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_POLY[k]));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    _mm512_storeu_ps(v + i, _mm512_maskz_mov_ps(live, _mm512_mul_ps(p, _mm512_castsi512_ps(e))));
+  }
+  for (; i < count; i++) v[i] = dense_expf(v[i]);
+}
+
+__attribute__((target("avx2,fma"))) static void exp_avx2(float *v, int count) {
+  int i = 0;
+  for (; i + 8 <= count; i += 8) {
+    __m256 x = _mm256_loadu_ps(v + i);
+    __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_MIN), _CMP_GE_OQ);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
+    __m256 p = _mm256_set1_ps(EXP_POLY[0]);
+    for (int k = 1; k < 8; k++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_POLY[k]));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    _mm256_storeu_ps(v + i, _mm256_and_ps(live, _mm256_mul_ps(p, _mm256_castsi256_ps(e))));
+  }
+  for (; i < count; i++) v[i] = dense_expf(v[i]);
+}
+#endif
+
+void dense_exp_inplace(gemm_isa isa, float *v, int count) {
+#ifdef DENSE_X86
+  if (isa > gemm_best_isa()) isa = gemm_best_isa();
+  if (isa == GEMM_ISA_AVX512) return exp_avx512(v, count);
+  if (isa == GEMM_ISA_AVX2) return exp_avx2(v, count);
+#endif
+  (void)isa;
+  for (int i = 0; i < count; i++) v[i] = dense_expf(v[i]);
+}
+
+/* The sum of v[0..count-1] as 16 interleaved partial sums (v[j] goes to lane j mod 16) added pairwise in a fixed tree. */
+static float lane_sum(const float *v, int count) {
+  float lanes[16] = {0};
+  int j = 0;
+  for (; j + 16 <= count; j += 16)
+    for (int k = 0; k < 16; k++) lanes[k] += v[j + k];
+  for (int k = 0; j < count; j++, k++) lanes[k] += v[j];
+  for (int width = 8; width >= 1; width /= 2)
+    for (int k = 0; k < width; k++) lanes[k] += lanes[k + width];
+  return lanes[0];
+}
+
+int dense_denoise(int n, int dim, const float *points, const float *half_norm, int b, const float *x, float inv_t2, gemm_isa isa, int threads, float *out, float *logits) {
+  if (b <= 0) return 0;
+  int block = n < DENSE_BLOCK ? n : DENSE_BLOCK;
+  float *q = malloc(sizeof(float) * (size_t)b * dim);
+  float *acc = calloc((size_t)b * dim, sizeof(float));
+  float *w = malloc(sizeof(float) * (size_t)b * block);
+  float *hn = malloc(sizeof(float) * (size_t)block);
+  float *run_max = malloc(sizeof(float) * (size_t)b);
+  float *run_sum = calloc((size_t)b, sizeof(float));
+  unsigned char *nan_row = calloc((size_t)b, 1);
+  int status = -1;
+  if (!q || !acc || !w || !hn || !run_max || !run_sum || !nan_row) goto done;
+  /* the queries scaled as the tensor path scales them: x * (1 / t^2), one float32 product per value */
+  for (size_t i = 0; i < (size_t)b * dim; i++) q[i] = x[i] * inv_t2;
+  for (int r = 0; r < b; r++) run_max[r] = -INFINITY;
+  for (int j0 = 0; j0 < n; j0 += block) {
+    int nc = n - j0 < block ? n - j0 : block;
+    const float *y = points + (size_t)j0 * dim;
+    /* logits of the block: (x / t^2) . y_j, then minus (||y_j||^2 / 2) / t^2 */
+    if (gemm_sgemm(false, true, b, nc, dim, q, y, w, isa, threads) != 0) goto done;
+    for (int j = 0; j < nc; j++) hn[j] = half_norm[j0 + j] * inv_t2;
+    for (int r = 0; r < b; r++) {
+      float *row = w + (size_t)r * nc;
+      float top = -INFINITY;
+      for (int j = 0; j < nc; j++) {
+        row[j] -= hn[j];
+        if (row[j] > top) top = row[j];
+        else if (row[j] != row[j]) nan_row[r] = 1;
+      }
+      if (logits) memcpy(logits + (size_t)r * n + j0, row, sizeof(float) * nc);
+      /* a larger maximum rescales what was summed under the old one (online log-sum-exp) */
+      if (top > run_max[r]) {
+        if (run_max[r] != -INFINITY) {
+          float scale = dense_expf(run_max[r] - top);
+          run_sum[r] *= scale;
+          for (int d = 0; d < dim; d++) acc[(size_t)r * dim + d] *= scale;
+        }
+        run_max[r] = top;
+      }
+      /* weights exp(l_j - M): every exponent <= 0 (a row whose logits are all -inf keeps weight 0) */
+      float m = run_max[r];
+      if (m == -INFINITY) {
+        memset(row, 0, sizeof(float) * nc);
+        continue;
+      }
+      for (int j = 0; j < nc; j++) row[j] -= m;
+    }
+    dense_exp_inplace(isa, w, b * nc);
+    for (int r = 0; r < b; r++) run_sum[r] += lane_sum(w + (size_t)r * nc, nc);
+    /* A += weights . block, each coordinate's chain continued from the previous blocks */
+    if (gemm_accumulate(b, dim, nc, w, y, acc, isa, threads) != 0) goto done;
+  }
+  for (int r = 0; r < b; r++)
+    for (int d = 0; d < dim; d++) out[(size_t)r * dim + d] = nan_row[r] ? NAN : acc[(size_t)r * dim + d] / run_sum[r];
+  status = 0;
+done:
+  free(q);
+  free(acc);
+  free(w);
+  free(hn);
+  free(run_max);
+  free(run_sum);
+  free(nan_row);
+  return status;
+}
