@@ -79,7 +79,10 @@ export const denoiserSchema = z.discriminatedUnion(
   [
     z.strictObject({
       kind: z.literal('optimal'),
-      /** Training points per chunk of the streamed softmax (memory O(batch * chunkSize)). @defaultValue 16384 */
+      /**
+       * Training points per chunk of the tensors the metrics and the wasm denoiser stream over (memory O(batch *
+       * chunkSize)); with native products the dense denoiser streams its own blocks of 512 points. @defaultValue 16384
+       */
       chunkSize: positiveInt.default(DEFAULT_CHUNK_SIZE),
       /**
        * Certified pruning for small sigma: skip training points whose weight is provably below tolerance / n of the
