@@ -124,26 +124,44 @@ export interface StudyStatus {
   failures: { job: string; reason: string }[];
 }
 
-export async function studyStatus(c: Cluster, studyId: string): Promise<StudyStatus> {
+/**
+ * The state of a study from its jobs, all read at once (commands issued together share round trips). `completed`: shard
+ * job ids already seen completed by an earlier call (a completed job never changes state, so a watch need not read
+ * them again), kept up to date here. @defaultValue none: every job is read
+ */
+export async function studyStatus(c: Cluster, studyId: string, completed?: Set<string>): Promise<StudyStatus> {
   const reg = await registered(c, studyId);
-  const parent = await Job.fromId(c.aggregate, jobIds.aggregate(studyId));
-  const parentState = parent ? await parent.getState() : 'unknown';
-  const cancelled = (await c.redis.exists(redisKeys.cancel(studyId))) > 0;
+  const parentRead = Job.fromId(c.aggregate, jobIds.aggregate(studyId)).then(async (job) => ({ job, state: job ? await job.getState() : 'unknown' }));
+  const cancelRead = c.redis.exists(redisKeys.cancel(studyId));
+  // every shard job not known complete, with its state: one batch of concurrent reads instead of one at a time
+  const shardReads = reg.plan.map(([configId, shards]) =>
+    Promise.all(
+      shards.map(async ([name]) => {
+        const id = jobIds.shard(studyId, configId, name);
+        if (completed?.has(id)) return { job: undefined, state: 'completed' as const };
+        const job = await Job.fromId(c.shards, id);
+        const state = job ? await job.getState() : 'unknown';
+        if (state === 'completed') completed?.add(id);
+        return { job, state };
+      }),
+    ),
+  );
+  const [{ job: parent, state: parentState }, cancelCount, perConfig] = await Promise.all([parentRead, cancelRead, Promise.all(shardReads)]);
+  const cancelled = cancelCount > 0;
   const failures: StudyStatus['failures'] = [];
   let anyStarted = false;
   const configs: StudyStatus['configs'] = [];
-  for (const [configId, shards] of reg.plan) {
+  for (const [ci, [configId, shards]] of reg.plan.entries()) {
     const row = { configId, shards: shards.length, done: 0, active: 0, running: 0, failed: 0, samplesDone: 0, samples: 0 };
-    const jobs = await Promise.all(shards.map(([name]) => Job.fromId(c.shards, jobIds.shard(studyId, configId, name))));
-    for (const [k, job] of jobs.entries()) {
+    for (const [k, { job, state }] of perConfig[ci]!.entries()) {
       const samples = shards[k]![1];
       row.samples += samples;
-      if (!job) continue;
-      const state = await job.getState();
       if (state === 'completed') {
         row.done++;
         row.samplesDone += samples;
         anyStarted = true;
+      } else if (!job) {
+        continue;
       } else if (state === 'active') {
         row.active++;
         anyStarted = true;
@@ -246,8 +264,10 @@ export async function watchStudy(studyId: string, write: (s: string) => void, in
     const t0 = Date.now();
     let first: number | null = null;
     let lastPrinted = '';
+    // shard jobs seen completed: not read again at the next polls
+    const completed = new Set<string>();
     for (;;) {
-      const s = await studyStatus(c, studyId);
+      const s = await studyStatus(c, studyId, completed);
       first ??= s.samplesDone;
       const elapsed = (Date.now() - t0) / 1000;
       const rate = elapsed > 2 ? (s.samplesDone - first) / elapsed : null;
