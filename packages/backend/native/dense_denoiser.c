@@ -12,8 +12,10 @@
  * Bits: every step is a fixed sequence of IEEE operations per row: the products are stable_gemm.h's chains (the
  * weighted sum one chain per coordinate across all blocks, gemm_accumulate), the exponential is dense_expf's
  * arithmetic (range reduction and a polynomial in fused multiply-adds, the same in the vector and scalar code), and a
- * block's weights are summed in 16 interleaved partial sums added in a fixed order. So a row's result never depends on
- * the other rows, the threads or the instruction set.
+ * block's weights are summed per query in one chain over its points. So a row's result never depends on the other
+ * rows, the threads or the instruction set. The block's logits are kept transposed ([points, queries]): the first
+ * product writes them so without a copy of the queries per block, the per-query passes run across queries, and the
+ * second product reads them as its left operand at a stride.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "dense_denoiser.h"
@@ -97,80 +99,81 @@ void dense_exp_inplace(gemm_isa isa, float *v, int count) {
   for (int i = 0; i < count; i++) v[i] = dense_expf(v[i]);
 }
 
-/* The sum of v[0..count-1] as 16 interleaved partial sums (v[j] goes to lane j mod 16) added pairwise in a fixed tree. */
-static float lane_sum(const float *v, int count) {
-  float lanes[16] = {0};
-  int j = 0;
-  for (; j + 16 <= count; j += 16)
-    for (int k = 0; k < 16; k++) lanes[k] += v[j + k];
-  for (int k = 0; j < count; j++, k++) lanes[k] += v[j];
-  for (int width = 8; width >= 1; width /= 2)
-    for (int k = 0; k < width; k++) lanes[k] += lanes[k + width];
-  return lanes[0];
-}
-
 int dense_denoise(int n, int dim, const float *points, const float *half_norm, int b, const float *x, float inv_t2, gemm_isa isa, int threads, float *out, float *logits) {
   if (b <= 0) return 0;
   int block = n < DENSE_BLOCK ? n : DENSE_BLOCK;
-  float *q = malloc(sizeof(float) * (size_t)b * dim);
+  /* the block's logits and then weights, transposed: w[j * b + i] for point j of the block and query i */
+  float *w = malloc(sizeof(float) * (size_t)block * b);
+  float *qt = malloc(sizeof(float) * (size_t)dim * b);
   float *acc = calloc((size_t)b * dim, sizeof(float));
-  float *w = malloc(sizeof(float) * (size_t)b * block);
-  float *hn = malloc(sizeof(float) * (size_t)block);
   float *run_max = malloc(sizeof(float) * (size_t)b);
   float *run_sum = calloc((size_t)b, sizeof(float));
+  float *top = malloc(sizeof(float) * (size_t)b);
+  float *shift = malloc(sizeof(float) * (size_t)b);
+  float *block_sum = malloc(sizeof(float) * (size_t)b);
   unsigned char *nan_row = calloc((size_t)b, 1);
   int status = -1;
-  if (!q || !acc || !w || !hn || !run_max || !run_sum || !nan_row) goto done;
-  /* the queries scaled as the tensor path scales them: x * (1 / t^2), one float32 product per value */
-  for (size_t i = 0; i < (size_t)b * dim; i++) q[i] = x[i] * inv_t2;
-  for (int r = 0; r < b; r++) run_max[r] = -INFINITY;
+  if (!w || !qt || !acc || !run_max || !run_sum || !top || !shift || !block_sum || !nan_row) goto done;
+  /* the queries scaled as the tensor path scales them, x * (1 / t^2) (one float32 product per value), transposed:
+     [dim, b], the right operand of every block's logits */
+  for (int i = 0; i < b; i++)
+    for (int p = 0; p < dim; p++) qt[(size_t)p * b + i] = x[(size_t)i * dim + p] * inv_t2;
+  for (int i = 0; i < b; i++) run_max[i] = -INFINITY;
   for (int j0 = 0; j0 < n; j0 += block) {
     int nc = n - j0 < block ? n - j0 : block;
     const float *y = points + (size_t)j0 * dim;
-    /* logits of the block: (x / t^2) . y_j, then minus (||y_j||^2 / 2) / t^2 */
-    if (gemm_sgemm(false, true, b, nc, dim, q, y, w, isa, threads) != 0) goto done;
-    for (int j = 0; j < nc; j++) hn[j] = half_norm[j0 + j] * inv_t2;
-    for (int r = 0; r < b; r++) {
-      float *row = w + (size_t)r * nc;
-      float top = -INFINITY;
-      for (int j = 0; j < nc; j++) {
-        row[j] -= hn[j];
-        if (row[j] > top) top = row[j];
-        else if (row[j] != row[j]) nan_row[r] = 1;
+    /* logits y_j . (x_i / t^2) (the product's chain over the coordinates), minus (||y_j||^2 / 2) / t^2 */
+    if (gemm_strided(nc, b, dim, y, dim, 1, qt, b, w, b, false, isa, threads) != 0) goto done;
+    for (int i = 0; i < b; i++) top[i] = -INFINITY;
+    for (int j = 0; j < nc; j++) {
+      float hn = half_norm[j0 + j] * inv_t2;
+      float *wj = w + (size_t)j * b;
+      for (int i = 0; i < b; i++) {
+        float v = wj[i] - hn;
+        wj[i] = v;
+        if (v > top[i]) top[i] = v;
+        else if (v != v) nan_row[i] = 1;
       }
-      if (logits) memcpy(logits + (size_t)r * n + j0, row, sizeof(float) * nc);
-      /* a larger maximum rescales what was summed under the old one (online log-sum-exp) */
-      if (top > run_max[r]) {
-        if (run_max[r] != -INFINITY) {
-          float scale = dense_expf(run_max[r] - top);
-          run_sum[r] *= scale;
-          for (int d = 0; d < dim; d++) acc[(size_t)r * dim + d] *= scale;
-        }
-        run_max[r] = top;
-      }
-      /* weights exp(l_j - M): every exponent <= 0 (a row whose logits are all -inf keeps weight 0) */
-      float m = run_max[r];
-      if (m == -INFINITY) {
-        memset(row, 0, sizeof(float) * nc);
-        continue;
-      }
-      for (int j = 0; j < nc; j++) row[j] -= m;
     }
-    dense_exp_inplace(isa, w, b * nc);
-    for (int r = 0; r < b; r++) run_sum[r] += lane_sum(w + (size_t)r * nc, nc);
-    /* A += weights . block, each coordinate's chain continued from the previous blocks */
-    if (gemm_accumulate(b, dim, nc, w, y, acc, isa, threads) != 0) goto done;
+    if (logits)
+      for (int j = 0; j < nc; j++)
+        for (int i = 0; i < b; i++) logits[(size_t)i * n + j0 + j] = w[(size_t)j * b + i];
+    /* a larger maximum rescales what was summed under the old one (online log-sum-exp) */
+    for (int i = 0; i < b; i++) {
+      if (top[i] > run_max[i]) {
+        if (run_max[i] != -INFINITY) {
+          float scale = dense_expf(run_max[i] - top[i]);
+          run_sum[i] *= scale;
+          for (int d = 0; d < dim; d++) acc[(size_t)i * dim + d] *= scale;
+        }
+        run_max[i] = top[i];
+      }
+      /* a query whose logits are all -inf so far keeps weight 0 (-inf - 0) */
+      shift[i] = run_max[i] == -INFINITY ? 0.0f : run_max[i];
+    }
+    /* weights exp(l_j - M), every exponent <= 0, and their sum per query: one chain over the block's points */
+    for (int j = 0; j < nc; j++)
+      for (int i = 0; i < b; i++) w[(size_t)j * b + i] -= shift[i];
+    dense_exp_inplace(isa, w, nc * b);
+    for (int i = 0; i < b; i++) block_sum[i] = 0.0f;
+    for (int j = 0; j < nc; j++)
+      for (int i = 0; i < b; i++) block_sum[i] += w[(size_t)j * b + i];
+    for (int i = 0; i < b; i++) run_sum[i] += block_sum[i];
+    /* A += weights . block: the weights read transposed, each coordinate's chain continued from the previous blocks */
+    if (gemm_strided(b, dim, nc, w, 1, b, y, dim, acc, dim, true, isa, threads) != 0) goto done;
   }
-  for (int r = 0; r < b; r++)
-    for (int d = 0; d < dim; d++) out[(size_t)r * dim + d] = nan_row[r] ? NAN : acc[(size_t)r * dim + d] / run_sum[r];
+  for (int i = 0; i < b; i++)
+    for (int d = 0; d < dim; d++) out[(size_t)i * dim + d] = nan_row[i] ? NAN : acc[(size_t)i * dim + d] / run_sum[i];
   status = 0;
 done:
-  free(q);
-  free(acc);
   free(w);
-  free(hn);
+  free(qt);
+  free(acc);
   free(run_max);
   free(run_sum);
+  free(top);
+  free(shift);
+  free(block_sum);
   free(nan_row);
   return status;
 }

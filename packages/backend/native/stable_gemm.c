@@ -389,8 +389,13 @@ int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, 
   return status;
 }
 
-int gemm_accumulate(int m, int n, int k, const float *a, const float *b, float *c, gemm_isa isa, int threads) {
-  if (m <= 0 || n <= 0 || k <= 0) return 0;
+int gemm_strided(int m, int n, int k, const float *l, ptrdiff_t lr, ptrdiff_t lc, const float *r, ptrdiff_t ldr, float *c, ptrdiff_t ldc, bool accumulate, gemm_isa isa, int threads) {
+  if (m <= 0 || n <= 0) return 0;
+  if (k <= 0) {
+    if (!accumulate)
+      for (int i = 0; i < m; i++) memset(c + (ptrdiff_t)i * ldc, 0, sizeof(float) * n);
+    return 0;
+  }
   if (isa > gemm_best_isa()) isa = gemm_best_isa();
-  return gemm_core(isa, m, n, k, a, k, 1, b, n, c, n, true, threads);
+  return gemm_core(isa, m, n, k, l, lr, lc, r, ldr, c, ldc, accumulate, threads);
 }

@@ -9,6 +9,7 @@
 #define TRAJLAB_STABLE_GEMM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 /* The instruction sets the product can use, fastest last. */
 typedef enum { GEMM_ISA_SCALAR = 0, GEMM_ISA_AVX2 = 1, GEMM_ISA_AVX512 = 2 } gemm_isa;
@@ -27,11 +28,12 @@ const char *gemm_isa_name(gemm_isa isa);
 int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, const float *b, float *c, gemm_isa isa, int threads);
 
 /*
- * C[M, N] += A[M, K] B[K, N] (row-major, untransposed): each element's chain of fused multiply-adds continues from
- * the value C holds, c = fma(A[i, p], B[p, j], c) for p = 0..K-1, so a product split along K into calls gives the bits
- * of one call. Returns 0, or -1 when memory ran out.
+ * C[M, N] (row stride ldc) = L[M, K] R[K, N] with L (i, p) at l[i * lr + p * lc] (any strides) and R (p, j) at
+ * r[p * ldr + j] (rows of R contiguous), the same chains as gemm_sgemm; `accumulate`: each chain continues from the
+ * value C holds instead of starting at +0 (c = fma(L[i, p], R[p, j], c) for p = 0..K-1), so a product split along K
+ * into calls gives the bits of one call. Returns 0, or -1 when memory ran out.
  */
-int gemm_accumulate(int m, int n, int k, const float *a, const float *b, float *c, gemm_isa isa, int threads);
+int gemm_strided(int m, int n, int k, const float *l, ptrdiff_t lr, ptrdiff_t lc, const float *r, ptrdiff_t ldr, float *c, ptrdiff_t ldc, bool accumulate, gemm_isa isa, int threads);
 
 /*
  * c[i] = the chain of fused multiply-adds over p = 0..K-1 of rows[i][p] * v[p], for i = 0..M-1 with each row anywhere

@@ -138,6 +138,15 @@ describe.skipIf(!('blas' in loaded))('the native dense optimal denoiser (one pas
       const alone = Buffer.from(denoise(blas, points, n, x.slice(r * dim, (r + 1) * dim), 0.7).buffer);
       expect(alone.equals(first!.subarray(r * dim * 4, (r + 1) * dim * 4)), `row ${r}`).toBe(true);
     }
+    // a batch wider than every tile of the products, with 3 threads
+    const wide = values(70 * dim, 9, -1.5, 1.5);
+    blas.setThreads(3);
+    const all = Buffer.from(denoise(blas, points, n, wide, 0.7).buffer);
+    installNativeMatMul(1);
+    for (const r of [0, 33, 69]) {
+      const alone = Buffer.from(denoise(blas, points, n, wide.slice(r * dim, (r + 1) * dim), 0.7).buffer);
+      expect(alone.equals(all.subarray(r * dim * 4, (r + 1) * dim * 4)), `row ${r} of 70`).toBe(true);
+    }
   });
 
   it('hands out the logits of the tensor path bit for bit: (x * (1 / t^2)) . y_j by the product, minus (||y_j||^2 / 2) / t^2', () => {
