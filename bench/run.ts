@@ -283,7 +283,18 @@ const REMOTE_LATENCY_MS = 30;
 
 /** 4. Pipeline overhead: the distributed run (Redis, S3 server, 2 workers, aggregator) against the embedded run. */
 async function distributed(uri: string | null, source: string) {
-  const { startRedis, startService } = await import('../test/services.js');
+  const { childrenOf, startRedis, startService } = await import('../test/services.js');
+  /** CPU seconds a process has used so far (Linux /proc; NaN elsewhere or once it has exited). */
+  const cpuSeconds = (pid: number) => {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / 100;
+    } catch {
+      return Number.NaN;
+    }
+  };
+  /** CPU seconds of each service's main process and of its child processes (shard processes, the sandboxed aggregation). */
+  const serviceCpu = (pids: number[]) => pids.map((pid) => ({ main: cpuSeconds(pid), children: childrenOf(pid).reduce((a, c) => a + cpuSeconds(c), 0) }));
   const { startLatencyProxy, startS3 } = await import('../test/s3-server.js');
   const dir = mkdtempSync(join(tmpdir(), 'trajlab-dist-'));
   /**
@@ -301,12 +312,16 @@ async function distributed(uri: string | null, source: string) {
     const out = store === 's3' ? `s3://${s3.bucket}/${tag}` : join(dir, `dist-${tag}`);
     // the S3 server runs in this process, which does nothing else meanwhile: its CPU time is this process's
     const cpu0 = process.cpuUsage();
+    const before = serviceCpu(services.map((x) => x.proc.pid!));
     const sub = await run(['submit', specPath, '--out', out, '--watch'], env);
     const cpu = process.cpuUsage(cpu0);
+    const after = serviceCpu(services.map((x) => x.proc.pid!));
     if (sub.code !== 0) throw new Error(sub.stderr);
     await Promise.all(services.map((x) => x.stop('SIGTERM')));
     await Promise.all([redis.stop(), s3.stop(), proxy?.stop()]);
-    return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6 };
+    // CPU used during the study: the two workers' shard processes, and the aggregator's sandboxed process
+    const used = (i: number, part: 'main' | 'children') => after[i]![part] - before[i]![part];
+    return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6, shardCpu: used(0, 'children') + used(1, 'children'), aggregationCpu: used(2, 'children') };
   };
   /**
    * Median seconds of three embedded `run --workers 2` and of three distributed runs of `spec` (and, with `withoutOverlap`,
@@ -318,6 +333,8 @@ async function distributed(uri: string | null, source: string) {
     const dist: number[] = [];
     const serial: number[] = [];
     const s3Cpu: number[] = [];
+    const shardCpu: number[] = [];
+    const aggregationCpu: number[] = [];
     for (let r = 0; r < 3; r++) {
       const res = await run(['run', spec, '--out', join(dir, `emb-${tag}-${r}`), '--workers', '2', '--quiet']);
       if (res.code !== 0) throw new Error(res.stderr);
@@ -325,9 +342,11 @@ async function distributed(uri: string | null, source: string) {
       const d = await distributedRun(spec, `${tag}-${r}`, store, {}, latencyMs);
       dist.push(d.seconds);
       s3Cpu.push(d.s3Cpu);
+      shardCpu.push(d.shardCpu);
+      aggregationCpu.push(d.aggregationCpu);
       if (withoutOverlap) serial.push((await distributedRun(spec, `${tag}-serial-${r}`, store, { TRAJLAB_JOBS_PER_PROCESS: '1' }, latencyMs)).seconds);
     }
-    return { e: median(embedded), d: median(dist), serial: withoutOverlap ? median(serial) : NaN, s3Cpu: median(s3Cpu) };
+    return { e: median(embedded), d: median(dist), serial: withoutOverlap ? median(serial) : NaN, s3Cpu: median(s3Cpu), shardCpu: median(shardCpu), aggregationCpu: median(aggregationCpu) };
   };
   /** Adds the overhead of `d` seconds (distributed) over `e` (embedded) as a figure. */
   const addOverhead = (name: string, d: number, e: number, detail: string) =>
@@ -337,7 +356,12 @@ async function distributed(uri: string | null, source: string) {
   // the same on the 2048-trajectory study: the fixed costs against 4x the compute
   const largeSpec = perfSpec(dir, uri, false, 1024);
   const large = await compare(largeSpec, 'large', { store: 's3', withoutOverlap: true });
-  addOverhead(', study x4', large.d, large.e, `2048 trajectories: submit --watch ${large.d.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s; the S3 server used ${large.s3Cpu.toFixed(2)} s of CPU`);
+  addOverhead(
+    ', study x4',
+    large.d,
+    large.e,
+    `2048 trajectories: submit --watch ${large.d.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s; CPU during the study: S3 server ${large.s3Cpu.toFixed(2)} s, shard processes ${large.shardCpu.toFixed(1)} s, aggregation ${large.aggregationCpu.toFixed(2)} s`,
+  );
   // the same workers holding one shard at a time: each waits for the store between shards
   addOverhead(', study x4, TRAJLAB_JOBS_PER_PROCESS=1', large.serial, large.e, `2048 trajectories, no overlap of the store with the compute: submit --watch ${large.serial.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`);
   // a store across a network: every S3 answer 30 ms late (the round trip of a remote object store); holding a second
@@ -355,7 +379,12 @@ async function distributed(uri: string | null, source: string) {
   const shortFs = await compare(perfSpec(dir, uri, false), 'short-fs', { store: 'filesystem' });
   addOverhead(', shared filesystem', shortFs.d, shortFs.e, `512 trajectories, outputs in a shared directory instead of S3: submit --watch ${shortFs.d.toFixed(1)} s vs run --workers 2 ${shortFs.e.toFixed(1)} s`);
   const largeFs = await compare(largeSpec, 'large-fs', { store: 'filesystem' });
-  addOverhead(', study x4, shared filesystem', largeFs.d, largeFs.e, `2048 trajectories, outputs in a shared directory instead of S3: submit --watch ${largeFs.d.toFixed(1)} s vs run --workers 2 ${largeFs.e.toFixed(1)} s`);
+  addOverhead(
+    ', study x4, shared filesystem',
+    largeFs.d,
+    largeFs.e,
+    `2048 trajectories, outputs in a shared directory instead of S3: submit --watch ${largeFs.d.toFixed(1)} s vs run --workers 2 ${largeFs.e.toFixed(1)} s; CPU during the study: shard processes ${largeFs.shardCpu.toFixed(1)} s, aggregation ${largeFs.aggregationCpu.toFixed(2)} s`,
+  );
 }
 
 /** 5. Aggregator throughput and peak RSS on 1e7 synthetic step rows (101 shards x ~100k rows), in a process of its own. */

@@ -111,7 +111,7 @@ export class EarlyFolds {
         for (const kind of FOLD_KINDS) {
           for (let key = fold.nextKey(ci, kind); key !== undefined && s.complete.has(key); key = fold.nextKey(ci, kind)) {
             if (s.taken) return;
-            // folded even if the study was taken meanwhile: \`take\` waits for this file, and the job would otherwise read
+            // folded even if the study was taken meanwhile: `take` waits for this file, and the job would otherwise read
             // it again (steps files are not kept in memory)
             fold.add(ci, kind, await s.store.get(key));
           }
