@@ -154,7 +154,11 @@ int dense_denoise(int n, int dim, const float *points, const float *half_norm, i
     /* weights exp(l_j - M), every exponent <= 0, and their sum per query: one chain over the block's points */
     for (int j = 0; j < nc; j++)
       for (int i = 0; i < b; i++) w[(size_t)j * b + i] -= shift[i];
-    dense_exp_inplace(isa, w, nc * b);
+    for (size_t done = 0, total = (size_t)nc * b; done < total;) {
+      int count = total - done < (size_t)INT32_MAX ? (int)(total - done) : INT32_MAX;
+      dense_exp_inplace(isa, w + done, count);
+      done += (size_t)count;
+    }
     for (int i = 0; i < b; i++) block_sum[i] = 0.0f;
     for (int j = 0; j < nc; j++)
       for (int i = 0; i < b; i++) block_sum[i] += w[(size_t)j * b + i];

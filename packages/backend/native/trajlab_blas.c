@@ -136,8 +136,8 @@ static napi_value pruned_denoise_binding(napi_env env, napi_callback_info info) 
 
 /*
  * denseDenoise(points, halfNorm, x, invT2, out, logits): see dense_denoiser.h. n = halfNorm.length, dim = points.length /
- * n, rows b = x.length / dim; invT2 (1 / t^2) is rounded to float32 as the tensor path rounds it; logits ([b, n]) may
- * be null.
+ * n, rows b = x.length / dim; invT2 (1 / t^2) is rounded to float32 as the tensor path rounds it (and must stay finite
+ * there); logits ([b, n]) may be null.
  */
 static napi_value dense_denoise_binding(napi_env env, napi_callback_info info) {
   napi_value argv[6];
@@ -157,8 +157,8 @@ static napi_value dense_denoise_binding(napi_env env, napi_callback_info info) {
   size_t dim = n ? l_points / n : 0;
   size_t b = dim ? l_x / dim : 0;
   if (n == 0 || dim == 0 || n > INT32_MAX || dim > INT32_MAX || b > INT32_MAX || l_points != n * dim || l_x != b * dim || l_out != b * dim ||
-      (logits && l_logits != b * n) || !(inv_t2 > 0) || !(inv_t2 < INFINITY)) {
-    napi_throw_range_error(env, NULL, "denseDenoise: the arrays do not match n = halfNorm.length, dim = points.length / n, b = x.length / dim (out [b, dim], logits [b, n]), or invT2 is not positive and finite");
+      (logits && l_logits != b * n) || !(inv_t2 > 0) || !isfinite((float)inv_t2)) {
+    napi_throw_range_error(env, NULL, "denseDenoise: the arrays do not match n = halfNorm.length, dim = points.length / n, b = x.length / dim (out [b, dim], logits [b, n]), or invT2 is not positive and finite in float32");
     return NULL;
   }
   if (dense_denoise((int)n, (int)dim, points, half_norm, (int)b, x, (float)inv_t2, active_isa(), current_threads, out, logits) != 0) {

@@ -173,6 +173,8 @@ describe.skipIf(!('blas' in loaded))('the native dense optimal denoiser (one pas
     expect(call({ logits: f(3) })).toThrow(RangeError);
     expect(call({ invT2: 0 })).toThrow(/invT2 is not positive and finite/);
     expect(call({ invT2: Number.POSITIVE_INFINITY })).toThrow(RangeError);
+    // finite as a double, infinite in float32 (sigma ~ 1e-20)
+    expect(call({ invT2: 1e40 })).toThrow(/finite in float32/);
     expect(() => blas.denseDenoise(f(12), f(4), f(6), 1, f(6), [] as unknown as Float32Array)).toThrow(/logits must be a Float32Array or null/);
   });
 });
