@@ -392,7 +392,8 @@ export class TrainingSet {
     const out = new Float32Array(B * dim);
     const kept = new Int32Array(B);
     const cutoff = 2 * t * t * Math.log(this.n / pca.tolerance);
-    native.prunedDenoise(this.points, this.halfNormHost, pca.meanHost, pca.basisHost, pca.tableHost, pca.maxProjected, pca.maxResidual, x.dataSync() as Float32Array, t, cutoff, Math.floor(this.n * NATIVE_ROW_FRACTION), out, kept);
+    const xHost = x.dataSync() as Float32Array;
+    native.prunedDenoise(this.points, this.halfNormHost, pca.meanHost, pca.basisHost, pca.tableHost, pca.maxProjected, pca.maxResidual, xHost, t, cutoff, Math.floor(this.n * NATIVE_ROW_FRACTION), out, kept);
     const denseRows: number[] = [];
     kept.forEach((k, r) => {
       if (k < 0) denseRows.push(r);
@@ -402,10 +403,13 @@ export class TrainingSet {
     this.pruningStats.pointsTotal += B * this.n;
     if (denseRows.length === B) return this.denoiseDense(x, t);
     if (denseRows.length) {
-      const sub = tf.tidy(() => tf.gather(x, tf.tensor1d(denseRows, 'int32')) as tf.Tensor2D);
-      const d = this.denoiseDense(sub, t);
-      const values = d.dataSync();
-      tf.dispose([sub, d]);
+      // the rows left to the dense kernel: its native one-pass form, on host copies of those rows (the same bits as
+      // denoiseDense, whose logits no metric could reuse here: they would belong to another tensor)
+      this.dropCache();
+      const rows = new Float32Array(denseRows.length * dim);
+      denseRows.forEach((r, k) => rows.set(xHost.subarray(r * dim, (r + 1) * dim), k * dim));
+      const values = new Float32Array(rows.length);
+      native.denseDenoise(this.points, this.halfNormHost, rows, 1 / (t * t), values, null);
       denseRows.forEach((r, k) => out.set(values.subarray(k * dim, (k + 1) * dim), r * dim));
     }
     return tf.tensor2d(out, [B, dim]);
