@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { installNativeMatMul, nativeMatMulActive, uninstallNativeMatMul } from '@trajlab/backend';
 import { normalStream } from '@trajlab/core';
 import { gaussianDataset, gmmDataset } from '@trajlab/datasets';
 import { describe, expect, it } from 'vitest';
@@ -63,14 +64,33 @@ describe('optimal denoiser D*', () => {
     }
   });
 
-  it('is the same chunked and unchunked (streamed log-sum-exp)', () => {
+  it('is the same chunked and unchunked (streamed log-sum-exp), on the tensor path and against the native kernel', () => {
     const chunked = new TrainingSet(points, n, dim, { chunkSize: 7 });
-    for (const t of [0.05, 0.3, 5]) {
-      const a = run(ts, t);
-      const b = run(chunked, t);
-      a.forEach((row, r) => row.forEach((v, k) => expect(Math.abs(v - b[r]![k]!)).toBeLessThan(1e-5)));
+    const native = nativeMatMulActive();
+    // the tensor path streams over chunkSize points (the native kernel over its own blocks, whatever chunkSize)
+    uninstallNativeMatMul();
+    try {
+      for (const t of [0.05, 0.3, 5]) {
+        const a = run(ts, t);
+        const b = run(chunked, t);
+        a.forEach((row, r) => row.forEach((v, k) => expect(Math.abs(v - b[r]![k]!)).toBeLessThan(1e-5)));
+        if (native) {
+          installNativeMatMul(1);
+          const c = run(chunked, t);
+          uninstallNativeMatMul();
+          a.forEach((row, r) => row.forEach((v, k) => expect(Math.abs(v - c[r]![k]!)).toBeLessThan(1e-5)));
+        }
+      }
+    } finally {
+      if (native) installNativeMatMul(1);
+      chunked.dispose();
     }
-    chunked.dispose();
+  });
+
+  it('refuses a sigma whose 1 / sigma^2 overflows float32, naming it', () => {
+    const x = tf.tensor2d(queries, [4, dim]);
+    expect(() => ts.denoise(x, 1e-25)).toThrow(/sigma 1e-25 is too small/);
+    x.dispose();
   });
 
   it('does not leak device memory per evaluation', () => {

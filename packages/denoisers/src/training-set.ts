@@ -236,6 +236,8 @@ export class TrainingSet {
    * float32 as a softmax streamed over chunks with a running maximum (online log-sum-exp), so no chunk ever overflows.
    */
   denoise(x: tf.Tensor2D, t: number): tf.Tensor2D {
+    // the logits are scaled by 1 / t^2 in float32: past its range every weight would be NaN
+    if (!Number.isFinite(Math.fround(1 / (t * t)))) throw new Error(`optimal denoiser: sigma ${t} is too small for float32 (1 / sigma^2 overflows); sigma must be at least 5.5e-20`);
     return this.pca ? this.denoisePruned(x, t) : this.denoiseDense(x, t);
   }
 
