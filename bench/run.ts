@@ -293,8 +293,8 @@ async function distributed(uri: string | null, source: string) {
       return Number.NaN;
     }
   };
-  /** CPU seconds of each service's main process and of its child processes (shard processes, the sandboxed aggregation). */
-  const serviceCpu = (pids: number[]) => pids.map((pid) => ({ main: cpuSeconds(pid), children: childrenOf(pid).reduce((a, c) => a + cpuSeconds(c), 0) }));
+  /** CPU seconds of each service's child processes (shard processes, the sandboxed aggregation). */
+  const childrenCpu = (pids: number[]) => pids.map((pid) => childrenOf(pid).reduce((a, c) => a + cpuSeconds(c), 0));
   const { startLatencyProxy, startS3 } = await import('../test/s3-server.js');
   const dir = mkdtempSync(join(tmpdir(), 'trajlab-dist-'));
   /**
@@ -312,16 +312,16 @@ async function distributed(uri: string | null, source: string) {
     const out = store === 's3' ? `s3://${s3.bucket}/${tag}` : join(dir, `dist-${tag}`);
     // the S3 server runs in this process, which does nothing else meanwhile: its CPU time is this process's
     const cpu0 = process.cpuUsage();
-    const before = serviceCpu(services.map((x) => x.proc.pid!));
+    const before = childrenCpu(services.map((x) => x.proc.pid!));
     const sub = await run(['submit', specPath, '--out', out, '--watch'], env);
     const cpu = process.cpuUsage(cpu0);
-    const after = serviceCpu(services.map((x) => x.proc.pid!));
+    const after = childrenCpu(services.map((x) => x.proc.pid!));
     if (sub.code !== 0) throw new Error(sub.stderr);
     await Promise.all(services.map((x) => x.stop('SIGTERM')));
     await Promise.all([redis.stop(), s3.stop(), proxy?.stop()]);
     // CPU used during the study: the two workers' shard processes, and the aggregator's sandboxed process
-    const used = (i: number, part: 'main' | 'children') => after[i]![part] - before[i]![part];
-    return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6, shardCpu: used(0, 'children') + used(1, 'children'), aggregationCpu: used(2, 'children') };
+    const used = (i: number) => after[i]! - before[i]!;
+    return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6, shardCpu: used(0) + used(1), aggregationCpu: used(2) };
   };
   /**
    * Median seconds of three embedded `run --workers 2` and of three distributed runs of `spec` (and, with `withoutOverlap`,

@@ -56,8 +56,8 @@ static float dense_expf(float x) {
 
 #ifdef DENSE_X86
 /* dense_expf sixteen and eight lanes at a time: the same operations, so the same bits. */
-__attribute__((target("avx512f"))) static void exp_avx512(float *v, int count) {
-  int i = 0;
+__attribute__((target("avx512f"))) static void exp_avx512(float *v, size_t count) {
+  size_t i = 0;
   for (; i + 16 <= count; i += 16) {
     __m512 x = _mm512_loadu_ps(v + i);
     __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_MIN), _CMP_GE_OQ);
@@ -72,8 +72,8 @@ __attribute__((target("avx512f"))) static void exp_avx512(float *v, int count) {
   for (; i < count; i++) v[i] = dense_expf(v[i]);
 }
 
-__attribute__((target("avx2,fma"))) static void exp_avx2(float *v, int count) {
-  int i = 0;
+__attribute__((target("avx2,fma"))) static void exp_avx2(float *v, size_t count) {
+  size_t i = 0;
   for (; i + 8 <= count; i += 8) {
     __m256 x = _mm256_loadu_ps(v + i);
     __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_MIN), _CMP_GE_OQ);
@@ -89,14 +89,14 @@ __attribute__((target("avx2,fma"))) static void exp_avx2(float *v, int count) {
 }
 #endif
 
-void dense_exp_inplace(gemm_isa isa, float *v, int count) {
+void dense_exp_inplace(gemm_isa isa, float *v, size_t count) {
 #ifdef DENSE_X86
   if (isa > gemm_best_isa()) isa = gemm_best_isa();
   if (isa == GEMM_ISA_AVX512) return exp_avx512(v, count);
   if (isa == GEMM_ISA_AVX2) return exp_avx2(v, count);
 #endif
   (void)isa;
-  for (int i = 0; i < count; i++) v[i] = dense_expf(v[i]);
+  for (size_t i = 0; i < count; i++) v[i] = dense_expf(v[i]);
 }
 
 int dense_denoise(int n, int dim, const float *points, const float *half_norm, int b, const float *x, float inv_t2, gemm_isa isa, int threads, float *out, float *logits) {
@@ -154,11 +154,7 @@ int dense_denoise(int n, int dim, const float *points, const float *half_norm, i
     /* weights exp(l_j - M), every exponent <= 0, and their sum per query: one chain over the block's points */
     for (int j = 0; j < nc; j++)
       for (int i = 0; i < b; i++) w[(size_t)j * b + i] -= shift[i];
-    for (size_t done = 0, total = (size_t)nc * b; done < total;) {
-      int count = total - done < (size_t)INT32_MAX ? (int)(total - done) : INT32_MAX;
-      dense_exp_inplace(isa, w + done, count);
-      done += (size_t)count;
-    }
+    dense_exp_inplace(isa, w, (size_t)nc * b);
     for (int i = 0; i < b; i++) block_sum[i] = 0.0f;
     for (int j = 0; j < nc; j++)
       for (int i = 0; i < b; i++) block_sum[i] += w[(size_t)j * b + i];

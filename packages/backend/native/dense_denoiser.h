@@ -6,6 +6,8 @@
 #ifndef TRAJLAB_DENSE_DENOISER_H
 #define TRAJLAB_DENSE_DENOISER_H
 
+#include <stddef.h>
+
 #include "stable_gemm.h"
 
 /* Training points per block: 512 x 784 float32 (Fashion-MNIST) is 1.6 MB, which stays in cache between the products. */
@@ -20,6 +22,6 @@
 int dense_denoise(int n, int dim, const float *points, const float *half_norm, int b, const float *x, float inv_t2, gemm_isa isa, int threads, float *out, float *logits);
 
 /* e^x for every x <= 0 of v (in place), by dense_expf's arithmetic on every instruction set (exported for the tests). */
-void dense_exp_inplace(gemm_isa isa, float *v, int count);
+void dense_exp_inplace(gemm_isa isa, float *v, size_t count);
 
 #endif

@@ -175,11 +175,7 @@ static napi_value dense_exp_binding(napi_env env, napi_callback_info info) {
   float *v;
   size_t l_v;
   if (!float32_view(env, argv[0], "v must be a Float32Array", &v, &l_v)) return NULL;
-  if (l_v > INT32_MAX) {
-    napi_throw_range_error(env, NULL, "denseExp: too many values");
-    return NULL;
-  }
-  dense_exp_inplace(active_isa(), v, (int)l_v);
+  dense_exp_inplace(active_isa(), v, l_v);
   return NULL;
 }
 

@@ -407,11 +407,9 @@ export class TrainingSet {
     if (denseRows.length) {
       // the rows left to the dense kernel: its native one-pass form, on host copies of those rows (the same bits as
       // denoiseDense, whose logits no metric could reuse here: they would belong to another tensor)
-      this.dropCache();
       const rows = new Float32Array(denseRows.length * dim);
       denseRows.forEach((r, k) => rows.set(xHost.subarray(r * dim, (r + 1) * dim), k * dim));
-      const values = new Float32Array(rows.length);
-      native.denseDenoise(this.points, this.halfNormHost, rows, 1 / (t * t), values, null);
+      const values = this.denseNative(native, rows, t, null);
       denseRows.forEach((r, k) => out.set(values.subarray(k * dim, (k + 1) * dim), r * dim));
     }
     return tf.tensor2d(out, [B, dim]);
@@ -468,10 +466,8 @@ export class TrainingSet {
    */
   private denoiseDenseNative(native: NativeBlas, x: tf.Tensor2D, t: number): tf.Tensor2D {
     const [B, dim] = x.shape;
-    this.dropCache();
-    const out = new Float32Array(B * dim);
     const logits = this.cacheLogits ? new Float32Array(B * this.n) : null;
-    native.denseDenoise(this.points, this.halfNormHost, x.dataSync() as Float32Array, 1 / (t * t), out, logits);
+    const out = this.denseNative(native, x.dataSync() as Float32Array, t, logits);
     if (logits) {
       // per chunk [B, size], as the tensor path keeps them
       const perChunk = this.chunks.map((c) => {
@@ -483,6 +479,17 @@ export class TrainingSet {
       this.cached = { xId: x.id, t, logits: perChunk };
     }
     return tf.tensor2d(out, [B, dim]);
+  }
+
+  /**
+   * D*(rows; t) by the native kernel on host rows ([B, dim]), their logits written into `logits` unless null; the
+   * cached logits of an earlier evaluation are dropped.
+   */
+  private denseNative(native: NativeBlas, rows: Float32Array, t: number, logits: Float32Array | null): Float32Array {
+    this.dropCache();
+    const out = new Float32Array(rows.length);
+    native.denseDenoise(this.points, this.halfNormHost, rows, 1 / (t * t), out, logits);
+    return out;
   }
 
   private dropCache(): void {
