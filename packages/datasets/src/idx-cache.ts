@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { datasetContentHash } from './hash.js';
 import type { Dataset } from './types.js';
@@ -40,27 +40,48 @@ export function decodedCopyPath(path: string, limit: number | undefined, dir: st
   return join(dir, `idx-${createHash('sha256').update(identity).digest('hex').slice(0, 32)}.f32`);
 }
 
-/** The dataset from its decoded copy `file`, or null when there is none or it does not check out. */
+/**
+ * The dataset from its decoded copy `file`, or null when there is none or it does not check out. The points are read
+ * straight into their (aligned) Float32Array: no intermediate buffer of the whole file, which would be a second copy
+ * of the training set in fresh memory (~30 MB for 10k Fashion-MNIST images, ~190 MB for all 60k).
+ */
 export function readDecodedIdx(file: string): Dataset | null {
-  let bytes: Buffer;
+  let fd: number;
   try {
-    bytes = readFileSync(file);
+    fd = openSync(file, 'r');
   } catch {
     return null;
   }
   try {
-    const headerLength = bytes.readUInt32LE(0);
-    const header = JSON.parse(bytes.subarray(4, 4 + headerLength).toString('utf8')) as Header;
+    const size = fstatSync(fd).size;
+    const lengthField = Buffer.alloc(4);
+    if (size < 4 || readSync(fd, lengthField, 0, 4, 0) !== 4) return null;
+    const headerLength = lengthField.readUInt32LE(0);
+    if (headerLength > size - 4) return null;
+    const json = Buffer.alloc(headerLength);
+    if (readSync(fd, json, 0, headerLength, 4) !== headerLength) return null;
+    const header = JSON.parse(json.toString('utf8')) as Header;
     const offset = 4 + headerLength;
-    if (header.format !== FORMAT || bytes.length !== offset + 4 * header.n * header.dim) return null;
-    // copy into an aligned buffer (a Float32Array view needs a byte offset that is a multiple of 4)
+    if (header.format !== FORMAT || size !== offset + 4 * header.n * header.dim) return null;
     const points = new Float32Array(header.n * header.dim);
-    new Uint8Array(points.buffer).set(bytes.subarray(offset));
+    if (!readFully(fd, new Uint8Array(points.buffer), offset)) return null;
     if (datasetContentHash(points, header.n, header.dim) !== header.contentHash) return null;
     return { kind: 'idx', dim: header.dim, n: header.n, points, contentHash: header.contentHash, source: header.source, ...(header.image ? { image: header.image } : {}) };
   } catch {
     return null;
+  } finally {
+    closeSync(fd);
   }
+}
+
+/** Fills `into` from `fd` starting at byte `position`; false if the file ends first. */
+function readFully(fd: number, into: Uint8Array, position: number): boolean {
+  for (let done = 0; done < into.length; ) {
+    const n = readSync(fd, into, done, into.length - done, position + done);
+    if (n === 0) return false;
+    done += n;
+  }
+  return true;
 }
 
 /** Keeps a decoded copy of `data` in `file` for the next load (best effort: a cache that cannot be written is skipped). */

@@ -98,8 +98,15 @@ describe('IDX loader', () => {
       expect(Array.from(again.points)).toEqual(Array.from(good.points));
       expect(again.contentHash).toBe(good.contentHash);
       expect(readFileSync(copy).equals(bytes)).toBe(false); // rewritten
-      writeFileSync(copy, bytes.subarray(0, 10)); // truncated
-      expect(Array.from(loadIdxFile(file, { cacheDir }).points)).toEqual(Array.from(good.points));
+      for (const damaged of [
+        bytes.subarray(0, 10), // truncated inside the header
+        bytes.subarray(0, bytes.length - 4), // one float short
+        Buffer.concat([Buffer.from([0xff, 0xff, 0xff, 0x7f]), bytes.subarray(4)]), // a header length past the end
+      ]) {
+        writeFileSync(copy, damaged);
+        expect(Array.from(loadIdxFile(file, { cacheDir }).points)).toEqual(Array.from(good.points));
+        expect(readFileSync(copy).length).toBe(bytes.length); // decoded and written again
+      }
     });
 
     it('decodes a file again when it changes, and still loads when the cache cannot be written', () => {
