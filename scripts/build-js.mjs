@@ -11,9 +11,9 @@
 // 2 MB of CommonJS when an ES module imports it, costs ~0.3 s per process; one bundle loads in ~0.1 s. Each module in
 // a bundle keeps its own location (import.meta.url is rewritten to the URL of its compiled file), so the paths it
 // derives from it (the native binding, the shard process's entry) are the same bundled or not; each bundle runs through
-// V8's code cache (scripts/cached-bundle.cjs), which halves its load again once a first run has filled it. Packages that load
-// files of their own at run time or are loaded only for distributed runs (bullmq, ioredis, the AWS SDK, tfjs-node)
-// stay outside, required from where they are installed.
+// V8's code cache (scripts/cached-bundle.cjs), which halves its load again once a first run has filled it, and has its
+// whitespace minified. Packages that load files of their own at run time or are loaded only for distributed runs
+// (bullmq, ioredis, the AWS SDK, tfjs-node) stay outside, required from where they are installed.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join, relative, sep } from 'node:path';
@@ -78,6 +78,9 @@ async function bundle(build, entry) {
     platform: 'node',
     format: 'cjs',
     target: 'node20',
+    // whitespace only (names stay, so stack traces still name functions): ~30% less source to read, decode and keep,
+    // which loads ~70 ms sooner per process (measured on a 2-core VM where fresh memory costs ~15 us a page)
+    minifyWhitespace: true,
     // import() becomes require(): a script run from V8's code cache has no loader for import() on Node 20
     supported: { 'dynamic-import': false },
     logLevel: 'error',
