@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { installNativeMatMul, nativeMatMulActive, uninstallNativeMatMul } from '@trajlab/backend';
 import { createContext, runShard } from '@trajlab/runner';
 import { planStudy, resolveStudyText } from '@trajlab/study';
 import { stringify } from 'yaml';
@@ -57,23 +58,40 @@ describe('shard runner', () => {
 });
 
 describe('metrics reuse the optimal denoiser\'s distances', () => {
-  it('KDE gain adds one product with the training set per step (not two), nearest neighbours none', async () => {
+  /** The training set's metric products in one shard and, on the tensor path, the tfjs matMul kernels it ran. */
+  async function products(metrics: object): Promise<{ counted: number; kernels: number }> {
     const base = { name: 'reuse', samples: 4, dataset: { kind: 'gmm', dim: 3, components: 3, n: 300 }, solvers: [{ solver: 'euler', steps: 6 }] };
-    async function matMuls(metrics: object): Promise<number> {
-      const { study, data } = resolveStudyText(stringify({ ...base, metrics: { pca: false, ...metrics } }), 'reuse.yaml', '.');
-      const plan = planStudy(study);
-      const ctx = await createContext(study, data, plan);
-      const info = await tf.profile(async () => {
-        await runShard(ctx, plan.configs[0]!, plan.configs[0]!.shards[0]!);
-      });
-      ctx.dispose();
-      return info.kernels.filter((k) => k.name === 'BatchMatMul' || k.name === '_FusedMatMul').length;
+    const { study, data } = resolveStudyText(stringify({ ...base, metrics: { pca: false, ...metrics } }), 'reuse.yaml', '.');
+    const plan = planStudy(study);
+    const ctx = await createContext(study, data, plan);
+    const info = await tf.profile(async () => {
+      await runShard(ctx, plan.configs[0]!, plan.configs[0]!.shards[0]!);
+    });
+    const counted = ctx.trainingSet!.metricProducts;
+    ctx.dispose();
+    return { counted, kernels: info.kernels.filter((k) => k.name === 'BatchMatMul' || k.name === '_FusedMatMul').length };
+  }
+
+  // 6 steps: the KDE gain of each step needs only delta . Y (the logits at x_i are the denoiser's own); the
+  // nearest-neighbour search of x_S ranks the logits of the final evaluation.
+  it('KDE gain adds one product with the training set per step (not two), nearest neighbours none (tensor path: tfjs kernels counted)', async () => {
+    const wasNative = nativeMatMulActive();
+    uninstallNativeMatMul();
+    try {
+      const none = await products({ kde: false, nearest: false });
+      const both = await products({ kde: true, nearest: true });
+      expect(both.kernels - none.kernels).toBe(6);
+      expect([none.counted, both.counted]).toEqual([0, 6]);
+    } finally {
+      if (wasNative) installNativeMatMul(1);
     }
-    const none = await matMuls({ kde: false, nearest: false });
-    const both = await matMuls({ kde: true, nearest: true });
-    // 6 steps: the KDE gain of each step needs only delta . Y (the logits at x_i are the denoiser's own); the
-    // nearest-neighbour search of x_S ranks the logits of the final evaluation.
-    expect(both - none).toBe(6);
+  });
+
+  it.runIf(nativeMatMulActive())('with native products the same 6, run on the host copy of the points: no tfjs product at all', async () => {
+    const none = await products({ kde: false, nearest: false });
+    const both = await products({ kde: true, nearest: true });
+    expect([none.counted, both.counted]).toEqual([0, 6]);
+    expect([none.kernels, both.kernels]).toEqual([0, 0]);
   });
 });
 

@@ -118,6 +118,45 @@ describe('training-set kernel metrics', () => {
     tf.dispose([x, xn]);
   });
 
+  it.runIf(nativeMatMulActive())('with native products: denoiser and metrics read the host copy of the points, and KDE gains are the same bits with or without the cached logits', () => {
+    for (const rows of [4, 30]) {
+      // a narrow batch (the tensor path would take the pre-transposed copy) and a wide one
+      const xq = Float32Array.from(normalStream(21, 0, rows * dim).map((v) => 2 * v));
+      const xn = Float32Array.from(xq, (v, i) => v * 0.8 + 0.05 * (i % 3));
+      const x = tf.tensor2d(xq, [rows, dim]);
+      const xnT = tf.tensor2d(xn, [rows, dim]);
+      const before = tf.memory().numBytes;
+      const fresh = new TrainingSet(points, n, dim, { chunkSize: 64 });
+      fresh.cacheLogits = true;
+      for (const t of [0.05, 0.3, 1, 4]) {
+        fresh.denoise(x, t).dispose();
+        const cached = fresh.takeLogits(x, t);
+        expect(cached).not.toBeNull();
+        const withCache = fresh.kdeGain(x, xnT, xq, xn, t, cached);
+        const without = fresh.kdeGain(x, xnT, xq, xn, t);
+        expect(Array.from(without)).toEqual(Array.from(withCache));
+        for (let r = 0; r < rows; r++) {
+          const ref = bruteLogKde(xn.subarray(r * dim, (r + 1) * dim), t) - bruteLogKde(xq.subarray(r * dim, (r + 1) * dim), t);
+          expect(Math.abs(without[r]! - ref)).toBeLessThan(1e-3 * Math.max(1, Math.abs(ref)));
+        }
+      }
+      const near = fresh.nearest(xq, rows);
+      // the norms ||y_j||^2 / 2 alone: no device copy of the points
+      expect(tf.memory().numBytes - before).toBe(4 * n);
+      // the tensor path (wasm's own product, the points uploaded) finds the same neighbours at the same distances
+      uninstallNativeMatMul();
+      try {
+        expect(fresh.nearest(xq, rows)).toEqual(near);
+        expect(tf.memory().numBytes - before).toBeGreaterThanOrEqual(4 * n + 4 * n * dim);
+      } finally {
+        installNativeMatMul(1);
+      }
+      fresh.dispose();
+      expect(tf.memory().numBytes).toBe(before);
+      tf.dispose([x, xnT]);
+    }
+  });
+
   it('nearest and second-nearest match brute force', () => {
     const res = ts.nearest(queries, 4);
     for (let r = 0; r < 4; r++) {

@@ -7,8 +7,12 @@ interface Chunk {
   /** First training index of the chunk. */
   start: number;
   size: number;
-  /** [size, dim]: right operand of weights x points, and (transposed) of x . y_j with native products. */
-  y: tf.Tensor2D;
+  /**
+   * [size, dim]: right operand of weights x points, and (transposed) of x . y_j with native products; made on first use
+   * (see pointsOf): the native dense kernel reads the host copy, so a study that needs no tensor product with the
+   * points never holds this second copy of the training set.
+   */
+  y: tf.Tensor2D | null;
   /**
    * [dim, size]: pre-transposed right operand of x . y_j for wasm's own kernel, whose transposeB path is slow, and for
    * narrow batches with native products; made on first use (see dots).
@@ -108,6 +112,11 @@ export class TrainingSet {
   /** Keep the logits of the latest dense evaluation for the metrics (see takeLogits). @defaultValue false */
   cacheLogits = false;
   private cached: { xId: number; t: number; logits: tf.Tensor2D[] } | null = null;
+  /**
+   * Products with the training set made by the metrics (kdeGain, nearest) so far, one per chunk and pass over its
+   * points, on either path: what reusing the denoiser's logits saves shows here.
+   */
+  metricProducts = 0;
   /** Pruning counters (zeros without pruning). */
   readonly pruningStats: PruningStats = { rows: 0, pointsKept: 0, pointsTotal: 0 };
   /**
@@ -140,9 +149,8 @@ export class TrainingSet {
     }
     for (let start = 0; start < n; start += this.chunkSize) {
       const size = Math.min(this.chunkSize, n - start);
-      const y = tf.tensor2d(points.subarray(start * dim, (start + size) * dim), [size, dim], 'float32');
       const halfNorm = tf.tensor2d(this.halfNormHost.subarray(start, start + size), [1, size], 'float32');
-      this.chunks.push({ start, size, y, yt: null, halfNorm });
+      this.chunks.push({ start, size, y: null, yt: null, halfNorm });
     }
     if (opts.pruning) {
       const rank = Math.min(opts.pruning.rank ?? 32, dim, n);
@@ -152,7 +160,7 @@ export class TrainingSet {
       // p_j = P^T (y_j - mean) in float32 on the device, as the queries' projections are computed
       const projected = new Float32Array(n * rank);
       for (const c of this.chunks) {
-        const p = tf.tidy(() => tf.matMul(tf.sub(c.y, meanT), basisT));
+        const p = tf.tidy(() => tf.matMul(tf.sub(this.pointsOf(c), meanT), basisT));
         projected.set(p.dataSync(), c.start * rank);
         p.dispose();
       }
@@ -190,6 +198,12 @@ export class TrainingSet {
     }
   }
 
+  /** A chunk's points on the device, uploaded on first use (kept: that use may be inside the caller's tidy). */
+  private pointsOf(c: Chunk): tf.Tensor2D {
+    c.y ??= tf.keep(tf.tensor2d(this.points.subarray(c.start * this.dim, (c.start + c.size) * this.dim), [c.size, this.dim], 'float32'));
+    return c.y;
+  }
+
   /** The bound tables per chunk on the device ([rank + 2, size] slices of tableHost), for the tensor path; made on first use. */
   private boundTables(): tf.Tensor2D[] {
     const pca = this.pca!;
@@ -218,8 +232,8 @@ export class TrainingSet {
    * takes the copy (its transposed path is slow).
    */
   private dots(q: tf.Tensor2D, c: Chunk): tf.Tensor2D {
-    if (nativeMatMulActive() && q.shape[0] >= NARROW_BATCH) return tf.matMul(q, c.y, false, true);
-    c.yt ??= tf.keep(tf.transpose(c.y));
+    if (nativeMatMulActive() && q.shape[0] >= NARROW_BATCH) return tf.matMul(q, this.pointsOf(c), false, true);
+    c.yt ??= tf.keep(tf.transpose(this.pointsOf(c)));
     return tf.matMul(q, c.yt);
   }
 
@@ -229,6 +243,32 @@ export class TrainingSet {
    */
   private logits(x: tf.Tensor2D, c: Chunk, invT2: number): tf.Tensor2D {
     return tf.tidy(() => tf.sub(this.dots(tf.mul(x, invT2), c), tf.mul(c.halfNorm, invT2)) as tf.Tensor2D);
+  }
+
+  /**
+   * rows . y_j for every point j of a chunk ([B, size], host), with the native product on the host copy of the points:
+   * the same bits as dots (the same row-stable kernel, whichever operand layout), without the points on the device.
+   */
+  private hostDots(native: NativeBlas, rows: Float32Array, B: number, c: Chunk): Float32Array {
+    const out = new Float32Array(B * c.size);
+    native.sgemm(false, true, B, c.size, this.dim, rows, this.points.subarray(c.start * this.dim, (c.start + c.size) * this.dim), out);
+    return out;
+  }
+
+  /**
+   * logits on the host with the native product: the tensor path's float32 operations one by one (x * f32(1 / t^2),
+   * the product, minus f32(halfNorm_j * f32(1 / t^2))), so the same bits.
+   */
+  private hostLogits(native: NativeBlas, xHost: Float32Array, B: number, c: Chunk, invT2: number): Float32Array {
+    const scale = Math.fround(invT2);
+    const scaled = new Float32Array(xHost.length);
+    for (let i = 0; i < xHost.length; i++) scaled[i] = xHost[i]! * scale;
+    const out = this.hostDots(native, scaled, B, c);
+    for (let j = 0; j < c.size; j++) {
+      const norm = Math.fround(this.halfNormHost[c.start + j]! * scale);
+      for (let r = 0; r < B; r++) out[r * c.size + j] = out[r * c.size + j]! - norm;
+    }
+    return out;
   }
 
   /**
@@ -425,7 +465,7 @@ export class TrainingSet {
       // one chunk: D* = softmax(logits) . Y, with the backend's fused softmax
       const c = this.chunks[0]!;
       const logits = this.logits(x, c, invT2);
-      const out = tf.tidy(() => tf.matMul(tf.softmax(logits), c.y) as tf.Tensor2D);
+      const out = tf.tidy(() => tf.matMul(tf.softmax(logits), this.pointsOf(c)) as tf.Tensor2D);
       if (this.cacheLogits) this.cached = { xId: x.id, t, logits: [logits] };
       else logits.dispose();
       return out;
@@ -440,12 +480,12 @@ export class TrainingSet {
         const chunkMax = tf.max(logits, 1, true) as tf.Tensor2D;
         if (!runMax || !runSum || !runAcc) {
           const e = tf.exp(tf.sub(logits, chunkMax));
-          return [chunkMax, tf.sum(e, 1, true), tf.matMul(e, c.y)] as tf.Tensor2D[];
+          return [chunkMax, tf.sum(e, 1, true), tf.matMul(e, this.pointsOf(c))] as tf.Tensor2D[];
         }
         const newMax = tf.maximum(runMax, chunkMax);
         const rescale = tf.exp(tf.sub(runMax, newMax));
         const e = tf.exp(tf.sub(logits, newMax));
-        return [newMax, tf.add(tf.mul(runSum, rescale), tf.sum(e, 1, true)), tf.add(tf.mul(runAcc, rescale), tf.matMul(e, c.y))] as tf.Tensor2D[];
+        return [newMax, tf.add(tf.mul(runSum, rescale), tf.sum(e, 1, true)), tf.add(tf.mul(runAcc, rescale), tf.matMul(e, this.pointsOf(c)))] as tf.Tensor2D[];
       });
       if (this.cacheLogits) keep.push(logits);
       else logits.dispose();
@@ -533,16 +573,29 @@ export class TrainingSet {
       rowTerm[r] = s;
     }
     const delta = tf.sub(xNext, x) as tf.Tensor2D;
+    // with native products both products run on the host copy of the points (the same bits, see hostDots)
+    const native = activeNativeBlas();
+    const deltaHost = native ? (delta.dataSync() as Float32Array) : null;
     // Per row: two log-sum-exps kept relative to a reference (the first chunk's max) so that their difference is small.
     const ref = new Float64Array(B);
     const lse0 = new Float64Array(B).fill(-Infinity);
     const lse1 = new Float64Array(B).fill(-Infinity);
     this.chunks.forEach((c, ci) => {
-      const a = cachedLogits?.[ci] ?? this.logits(x, c, invT2);
-      const dy = this.dots(delta, c);
-      const aHost = a.dataSync();
-      const dyHost = dy.dataSync();
-      tf.dispose([a, dy]);
+      let aHost: Float32Array;
+      let dyHost: Float32Array;
+      this.metricProducts += cachedLogits?.[ci] ? 1 : 2;
+      if (native) {
+        const cached = cachedLogits?.[ci];
+        aHost = cached ? (cached.dataSync() as Float32Array) : this.hostLogits(native, xHost, B, c, invT2);
+        cached?.dispose();
+        dyHost = this.hostDots(native, deltaHost!, B, c);
+      } else {
+        const a = cachedLogits?.[ci] ?? this.logits(x, c, invT2);
+        const dy = this.dots(delta, c);
+        aHost = a.dataSync() as Float32Array;
+        dyHost = dy.dataSync() as Float32Array;
+        tf.dispose([a, dy]);
+      }
       for (let r = 0; r < B; r++) {
         const base = r * c.size;
         let m0 = -Infinity;
@@ -578,14 +631,17 @@ export class TrainingSet {
    */
   nearest(queries: Float32Array, B: number, candidates = 8, cachedLogits?: tf.Tensor2D[] | null): NearestResult {
     const { dim } = this;
-    // the queries go to the device only for chunks whose scores are not cached
-    const q = this.chunks.every((_, ci) => cachedLogits?.[ci]) ? null : tf.tensor2d(queries, [B, dim], 'float32');
+    const native = activeNativeBlas();
+    // the queries go to the device only for chunks whose scores are not cached and only without native products,
+    // which compute the scores on the host copy of the points (the same bits, see hostDots)
+    const q = native || this.chunks.every((_, ci) => cachedLogits?.[ci]) ? null : tf.tensor2d(queries, [B, dim], 'float32');
     const cand: number[][] = Array.from({ length: B }, () => []);
     for (const [ci, c] of this.chunks.entries()) {
       const k = Math.min(candidates, c.size);
       const { indices } = tf.tidy(() => {
         // the cached logits are these scores divided by t^2: the same ranking
-        const score = cachedLogits?.[ci] ?? tf.sub(this.dots(q!, c), c.halfNorm);
+        if (!cachedLogits?.[ci]) this.metricProducts++;
+        const score = cachedLogits?.[ci] ?? (native ? this.hostScores(native, queries, B, c) : tf.sub(this.dots(q!, c), c.halfNorm));
         const top = tf.topk(score, k, true);
         return { indices: top.indices };
       });
@@ -622,9 +678,16 @@ export class TrainingSet {
     return { index, dist, dist2 };
   }
 
+  /** The nearest-neighbour scores x . y_j - ||y_j||^2 / 2 of a chunk with native products, as a tensor for topk. */
+  private hostScores(native: NativeBlas, queries: Float32Array, B: number, c: Chunk): tf.Tensor2D {
+    const score = this.hostDots(native, queries, B, c);
+    for (let r = 0; r < B; r++) for (let j = 0; j < c.size; j++) score[r * c.size + j] = score[r * c.size + j]! - this.halfNormHost[c.start + j]!;
+    return tf.tensor2d(score, [B, c.size]);
+  }
+
   dispose(): void {
     this.dropCache();
-    for (const c of this.chunks) tf.dispose([c.y, c.halfNorm, ...(c.yt ? [c.yt] : [])]);
+    for (const c of this.chunks) tf.dispose([c.halfNorm, ...(c.y ? [c.y] : []), ...(c.yt ? [c.yt] : [])]);
     this.keptScratch = new Float32Array(0);
     if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...(this.pca.bounds ?? [])]);
     this.chunks.length = 0;
