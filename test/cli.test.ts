@@ -1,7 +1,10 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cli, readTable, rows, tempDir, writeSpec } from './helpers.js';
+import { cli, readTable, REPO, rows, tempDir, writeSpec } from './helpers.js';
+import { alive, childrenOf } from './services.js';
 
 const good = {
   name: 'cli-test',
@@ -195,6 +198,22 @@ describe('trajlab CLI (real child processes)', () => {
     expect(res.stderr).toMatch(/1 job\(s\)/);
     expect(res.stderr).not.toMatch(/running shards in/);
     expect(res.stderr).toMatch(/\(1 shard\(s\) computed, 0 reused\)/);
+  });
+
+  it('run --workers 3 runs its shards in the 2 processes it starts first, never more, and none is left afterwards', async () => {
+    const dir = tempDir();
+    const spec = writeSpec(dir, { ...good, samples: 12, shardSize: 2 });
+    const child = spawn(process.execPath, [join(REPO, 'services/coordinator/bin/trajlab.mjs'), 'run', spec, '--out', join(dir, 'out'), '--workers', '3', '--quiet'], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const seen = new Set<number>();
+    const poll = setInterval(() => childrenOf(child.pid!).forEach((pid) => seen.add(pid)), 25);
+    const [code] = (await once(child, 'close')) as [number | null];
+    clearInterval(poll);
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(/running shards in 3 processes/);
+    expect(seen.size).toBe(2);
+    for (const pid of seen) expect(alive(pid), `shard process ${pid}`).toBe(false);
   });
 
   it('aggregate refuses a truncated shard by name and leaves the existing summary untouched', () => {

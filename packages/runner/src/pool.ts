@@ -1,19 +1,9 @@
-import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import type { PlannedConfig, ShardPlan } from '@trajlab/study';
+import { startShardProcess, type ChildMessage, type ParentMessage, type StartedShardProcess } from './shard-process.js';
 
-export type ParentMessage =
-  | { type: 'init'; specPath: string; out: string }
-  /** `sigmas`: the config's noise levels when the parent computed them (GITS), else absent. */
-  | { type: 'shard'; configId: string; shard: string; sigmas?: number[] }
-  | { type: 'exit' };
-export type ChildMessage =
-  | { type: 'ready' }
-  | { type: 'progress'; configId: string; shard: string; fraction: number }
-  | { type: 'done'; configId: string; shard: string; reused: boolean }
-  /** A failure; `configId` and `shard` name the shard it happened in (absent at start-up). */
-  | { type: 'error'; message: string; name: string; configId?: string; shard?: string };
+export type { ChildMessage, ParentMessage, StartedShardProcess } from './shard-process.js';
+export { startShardProcess } from './shard-process.js';
 
 /** A shard that failed in a child process; its message keeps the original error (name included). */
 export class ShardProcessError extends Error {
@@ -38,46 +28,33 @@ export interface ShardExecutor {
   run(work: ShardWork, onProgress: (fraction: number) => void): Promise<boolean>;
 }
 
-/** A forked shard process as an executor (ready once it has resolved the study and built its device state). */
-function forkExecutor(specPath: string, out: string, children: ChildProcess[]): Promise<ShardExecutor> {
-  // compiled (dist/*.js, see scripts/build-js.mjs): the child is compiled too, bundled if it was, and needs no
-  // TypeScript loader
-  const compiled = import.meta.url.endsWith('.js');
-  const bundled = fileURLToPath(new URL('./child.bundle.cjs', import.meta.url));
-  const entry = compiled && existsSync(bundled) ? bundled : fileURLToPath(new URL(compiled ? './child.js' : './child.ts', import.meta.url));
-  const execArgv = compiled ? [] : ['--import', import.meta.resolve('tsx')];
-  const child = fork(entry, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  children.push(child);
-  return new Promise<ShardExecutor>((resolve, reject) => {
-    const early = (code: number | null) => reject(new Error(`shard process exited (${code}) before it was ready`));
-    child.once('exit', early);
-    child.once('message', (m: ChildMessage) => {
-      if (m.type !== 'ready') return reject(new ShardProcessError(m.type === 'error' ? m.name : 'Error', m.type === 'error' ? m.message : 'unexpected message'));
-      child.off('exit', early);
-      resolve({
-        run: (w, onProgress) =>
-          new Promise<boolean>((done, fail) => {
-            const onMessage = (msg: ChildMessage) => {
-              // the process may hold the next shard already: only this shard's messages are this call's
-              if (msg.type !== 'ready' && msg.configId !== undefined && (msg.configId !== w.config.configId || msg.shard !== w.shard.name)) return;
-              if (msg.type === 'progress') onProgress(msg.fraction);
-              else if (msg.type === 'done') finish(() => done(msg.reused));
-              else if (msg.type === 'error') finish(() => fail(new ShardProcessError(msg.name, msg.message)));
-            };
-            const onExit = (code: number | null) => finish(() => fail(new Error(`shard process exited (${code}) during ${w.config.configId} ${w.shard.name}`)));
-            const finish = (f: () => void) => {
-              child.off('message', onMessage);
-              child.off('exit', onExit);
-              f();
-            };
-            child.on('message', onMessage);
-            child.on('exit', onExit);
-            const sigmas = w.config.gits ? w.config.sigmas : undefined;
-            child.send({ type: 'shard', configId: w.config.configId, shard: w.shard.name, ...(sigmas ? { sigmas } : {}) } satisfies ParentMessage);
-          }),
-      });
-    });
-    child.send({ type: 'init', specPath, out } satisfies ParentMessage);
+/** A started shard process as an executor, once it is ready (it has built its device state). */
+function executorOf(started: StartedShardProcess): Promise<ShardExecutor> {
+  const { child } = started;
+  return started.first.then((m) => {
+    if (m.type !== 'ready') throw new ShardProcessError(m.type === 'error' ? m.name : 'Error', m.type === 'error' ? m.message : 'unexpected message');
+    return {
+      run: (w, onProgress) =>
+        new Promise<boolean>((done, fail) => {
+          const onMessage = (msg: ChildMessage) => {
+            // the process may hold the next shard already: only this shard's messages are this call's
+            if (msg.type !== 'ready' && msg.configId !== undefined && (msg.configId !== w.config.configId || msg.shard !== w.shard.name)) return;
+            if (msg.type === 'progress') onProgress(msg.fraction);
+            else if (msg.type === 'done') finish(() => done(msg.reused));
+            else if (msg.type === 'error') finish(() => fail(new ShardProcessError(msg.name, msg.message)));
+          };
+          const onExit = (code: number | null) => finish(() => fail(new Error(`shard process exited (${code}) during ${w.config.configId} ${w.shard.name}`)));
+          const finish = (f: () => void) => {
+            child.off('message', onMessage);
+            child.off('exit', onExit);
+            f();
+          };
+          child.on('message', onMessage);
+          child.on('exit', onExit);
+          const sigmas = w.config.gits ? w.config.sigmas : undefined;
+          child.send({ type: 'shard', configId: w.config.configId, shard: w.shard.name, ...(sigmas ? { sigmas } : {}) } satisfies ParentMessage);
+        }),
+    };
   });
 }
 
@@ -86,11 +63,23 @@ function forkExecutor(specPath: string, out: string, children: ChildProcess[]): 
  * while this process does the same, so their start-up overlaps with this process's own start-up and work.
  */
 export class ShardProcesses {
-  private readonly children: ChildProcess[] = [];
+  private readonly children: ChildProcess[];
   readonly executors: Promise<ShardExecutor>[];
 
-  constructor(count: number, specPath: string, out: string) {
-    this.executors = Array.from({ length: Math.max(0, count) }, () => forkExecutor(specPath, out, this.children));
+  /**
+   * `count` processes for the study at `specPath` writing under `out`: those of `started` first (started by
+   * startShardProcess for the same study and output, before this process had loaded its modules), then new ones.
+   */
+  constructor(count: number, specPath: string, out: string, started: StartedShardProcess[] = []) {
+    const n = Math.max(0, count);
+    const processes = started.slice(0, n);
+    for (const p of started) {
+      p.adopted = true;
+      if (!processes.includes(p)) p.child.kill();
+    }
+    while (processes.length < n) processes.push(startShardProcess(specPath, out));
+    this.children = processes.map((p) => p.child);
+    this.executors = processes.map(executorOf);
     // a process that fails to start is reported by runShards; never as an unhandled rejection
     for (const e of this.executors) e.catch(() => {});
   }

@@ -3,8 +3,8 @@
 // matches the TypeScript sources, and otherwise the sources themselves through tsx's loader, so a checkout needs no
 // build step and an edited one never runs stale code (TRAJLAB_COMPILED=off: always the sources).
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { importEntry } from '../../../scripts/compiled.mjs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { compiledIsFresh, importEntry } from '../../../scripts/compiled.mjs';
 
 // `trajlab show ... | head`: a reader that stops early is not an error
 for (const stream of [process.stdout, process.stderr]) {
@@ -14,5 +14,10 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 const here = dirname(fileURLToPath(import.meta.url));
-const { main } = await importEntry(join(here, '..', '..', '..'), join(here, '..'));
-process.exitCode = await main(process.argv.slice(2));
+const root = join(here, '..', '..', '..');
+const argv = process.argv.slice(2);
+// `trajlab run --workers N` starts its shard processes first, so that their start-up overlaps this process's own
+// (src/early-start.ts; compiled only: running the sources needs the TypeScript loader first, and cmdRun starts them)
+const started = argv[0] === 'run' && compiledIsFresh(root) ? (await import(pathToFileURL(join(here, '..', 'dist', 'early-start.js')).href)).startRunShardProcesses(argv) : [];
+const { main } = await importEntry(root, join(here, '..'));
+process.exitCode = await main(argv, started);

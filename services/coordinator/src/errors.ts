@@ -10,3 +10,8 @@ export class RedisUnavailableError extends Error {
 export class UnknownStudyError extends Error {
   override name = 'UnknownStudyError';
 }
+
+/** Wrong command-line usage (exit code 2). */
+export class UsageError extends Error {
+  override name = 'UsageError';
+}

@@ -2,27 +2,24 @@ import { BackendChoiceError, BlasChoiceError, backendFromEnv, describeBackend, i
 import { DataFileError } from '@trajlab/datasets';
 import { DenoiserSpecError } from '@trajlab/denoisers';
 import { ArrowFileError } from '@trajlab/results';
-import { aggregateStudy, runStudyEmbedded, ShardProcesses } from '@trajlab/runner';
+import { aggregateStudy, runStudyEmbedded, ShardProcesses, type StartedShardProcess } from '@trajlab/runner';
 import { openStore, StoreError } from '@trajlab/storage';
 import { planStudy, prefetchSpecFile, resolveStudyFile, SpecError, type StudyPlan, type ResolvedStudy } from '@trajlab/study';
 import { writeReport } from '@trajlab/report';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { formatBytes, formatFlops, table } from './format.js';
 import { progressPrinter } from './progress.js';
 import { curveText, pivotText, summaryText, UnknownMetricError } from './show.js';
-import { RedisUnavailableError, UnknownStudyError } from './errors.js';
+import { RedisUnavailableError, UnknownStudyError, UsageError } from './errors.js';
+import { outRoot, parseRunArgs } from './run-args.js';
 import { PayloadError, RedisUrlError } from '@trajlab/queue';
 import { ModelFileError } from '@trajlab/models';
 import { ModelExistsError, trainCommand } from './train.js';
 
 /** The Redis-backed commands, loaded (with BullMQ) only by the commands that use them. */
 const distributed = () => import('./distributed.js');
-
-/** Wrong command-line usage (exit code 2). */
-class UsageError extends Error {}
 
 const HELP = `trajlab: large-scale studies of diffusion sampling trajectories
 
@@ -53,10 +50,6 @@ environment:
 
 exit codes: 0 ok, 1 runtime failure, 2 invalid input`;
 
-
-function outRoot(flag: string | undefined): string {
-  return flag ?? process.env.TRAJLAB_OUT ?? 'trajlab-out';
-}
 
 function printPlan(study: ResolvedStudy, plan: StudyPlan, write: (s: string) => void): void {
   const d = study.data.dataset;
@@ -97,17 +90,14 @@ async function cmdValidate(args: string[]): Promise<number> {
   return 0;
 }
 
-async function cmdRun(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, quiet: { type: 'boolean', default: false }, workers: { type: 'string' } }, allowPositionals: true });
-  if (positionals.length !== 1) throw new UsageError('run takes one spec file');
-  const specPath = positionals[0]!;
-  const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
-  if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`--workers must be a positive integer; got '${values.workers}'`);
-  const out = outRoot(values.out);
-  // The shard processes start before the spec is validated, so that their start-up (Node, the tensor backend, the
-  // study's data and device state) overlaps this one's. They resolve the spec themselves and write nothing until given
-  // a shard; those the plan has no job for, or all of them if the spec is refused, are stopped.
-  const early = workers > 1 ? new ShardProcesses(workers - 1, specPath, out) : null;
+/** `trajlab run`; `started`: its shard processes if bin/trajlab.mjs started them already (early-start.ts). */
+async function cmdRun(args: string[], started: StartedShardProcess[]): Promise<number> {
+  const { specPath, out, workers, quiet } = parseRunArgs(args);
+  // The shard processes start before the spec is validated (if bin/trajlab.mjs has not started them before this
+  // process loaded its modules), so that their start-up (Node, the tensor backend, the study's data and device state)
+  // overlaps this one's. They resolve the spec themselves and write nothing until given a shard; those the plan has no
+  // job for, or all of them if the spec is refused, are stopped.
+  const early = workers > 1 ? new ShardProcesses(workers - 1, specPath, out, started) : null;
   try {
     // Validate everything before touching the backend or the output.
     const choice = backendFromEnv();
@@ -123,7 +113,7 @@ async function cmdRun(args: string[]): Promise<number> {
     const log = (s: string) => process.stderr.write(`${s}\n`);
     log(`backend: ${describeBackend(backend)}${backend.skipped.length ? `; skipped ${backend.skipped.join('; ')}` : ''}`);
     log(`study ${study.studyId}: ${plan.configs.length} config(s) x ${study.spec.samples} samples, ${plan.totals.jobs} job(s), ~${formatFlops(plan.totals.flops)}`);
-    const bar = values.quiet ? null : progressPrinter();
+    const bar = quiet ? null : progressPrinter();
     if (processes > 1) log(`running shards in ${processes} processes`);
     const res = await runStudyEmbedded(specPath, { out, onProgress: bar?.update, log, workers: processes, resolved, ...(early ? { processes: early } : {}) });
     bar?.done();
@@ -252,15 +242,18 @@ function isInputError(err: unknown): boolean {
   );
 }
 
-/** Runs the CLI; returns the exit code. */
-export async function main(argv: string[]): Promise<number> {
+/**
+ * Runs the CLI; returns the exit code. `started`: shard processes bin/trajlab.mjs started for a `trajlab run` before
+ * loading this module (early-start.ts); those the command does not take are stopped.
+ */
+export async function main(argv: string[], started: StartedShardProcess[] = []): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
       case 'validate':
         return await cmdValidate(rest);
       case 'run':
-        return await cmdRun(rest);
+        return await cmdRun(rest, started);
       case 'aggregate':
         return await cmdAggregate(rest);
       case 'show':
@@ -304,5 +297,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(`trajlab: failed: ${err instanceof Error ? (err.stack ?? message) : message}\n`);
     return 1;
+  } finally {
+    for (const p of started) if (!p.adopted) p.child.kill();
   }
 }

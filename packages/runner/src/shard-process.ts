@@ -1,0 +1,56 @@
+/**
+ * Starting a shard process of `trajlab run --workers N`, and the messages it exchanges with its parent. Only Node's
+ * own modules are imported here, so the `trajlab` command can start its shard processes before it loads anything
+ * else (see services/coordinator/src/early-start.ts); the protocol itself is in pool.ts.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export type ParentMessage =
+  | { type: 'init'; specPath: string; out: string }
+  /** `sigmas`: the config's noise levels when the parent computed them (GITS), else absent. */
+  | { type: 'shard'; configId: string; shard: string; sigmas?: number[] }
+  | { type: 'exit' };
+export type ChildMessage =
+  | { type: 'ready' }
+  | { type: 'progress'; configId: string; shard: string; fraction: number }
+  | { type: 'done'; configId: string; shard: string; reused: boolean }
+  /** A failure; `configId` and `shard` name the shard it happened in (absent at start-up). */
+  | { type: 'error'; message: string; name: string; configId?: string; shard?: string };
+
+/** A shard process just started: its first message (`ready` or `error`) is caught whenever the caller looks. */
+export interface StartedShardProcess {
+  child: ChildProcess;
+  /** Its first message; rejects if it exits before sending one. */
+  first: Promise<ChildMessage>;
+  /** Set by whoever takes charge of it (pool.ts ShardProcesses); one nobody took is stopped by its starter. */
+  adopted: boolean;
+}
+
+/**
+ * Forks a shard process and tells it at once which study it serves: it loads its modules, resolves the spec at
+ * `specPath` and builds its device state, then sends `ready` (or `error`); it writes nothing under `out` until it is
+ * given a shard. The message waits in the IPC channel until the process listens.
+ */
+export function startShardProcess(specPath: string, out: string): StartedShardProcess {
+  // compiled (dist/*.js, see scripts/build-js.mjs): the child is compiled too, bundled if it was, and needs no
+  // TypeScript loader
+  const compiled = import.meta.url.endsWith('.js');
+  const bundled = fileURLToPath(new URL('./child.bundle.cjs', import.meta.url));
+  const entry = compiled && existsSync(bundled) ? bundled : fileURLToPath(new URL(compiled ? './child.js' : './child.ts', import.meta.url));
+  const execArgv = compiled ? [] : ['--import', import.meta.resolve('tsx')];
+  const child = fork(entry, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // listening from the start: a message nobody listens for is lost
+  const first = new Promise<ChildMessage>((resolve, reject) => {
+    const onExit = (code: number | null) => reject(new Error(`shard process exited (${code}) before it was ready`));
+    child.once('exit', onExit);
+    child.once('message', (m: ChildMessage) => {
+      child.off('exit', onExit);
+      resolve(m);
+    });
+  });
+  first.catch(() => {}); // reported by whoever waits for it, never as an unhandled rejection
+  child.send({ type: 'init', specPath, out } satisfies ParentMessage);
+  return { child, first, adopted: false };
+}
