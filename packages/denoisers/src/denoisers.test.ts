@@ -153,6 +153,13 @@ describe('training-set kernel metrics', () => {
       }
       fresh.dispose();
       expect(tf.memory().numBytes).toBe(before);
+      // pruning's set-up projects the points on the host too, and its evaluations read them there
+      const pruned = new TrainingSet(points, n, dim, { pruning: { rank: 3 } });
+      const pcaBytes = 4 * (dim + dim * 3); // the mean and the axes
+      expect(tf.memory().numBytes - before).toBe(4 * n + pcaBytes);
+      for (const t of [0.05, 1]) pruned.denoise(x, t).dispose();
+      expect(tf.memory().numBytes - before).toBe(4 * n + pcaBytes);
+      pruned.dispose();
       tf.dispose([x, xnT]);
     }
   });

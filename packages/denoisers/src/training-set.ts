@@ -157,12 +157,17 @@ export class TrainingSet {
       const { mean, basis } = topAxesBySubspaceIteration(points, n, dim, rank);
       const meanT = tf.tensor2d(mean, [1, dim]);
       const basisT = tf.tensor2d(basis, [dim, rank]);
-      // p_j = P^T (y_j - mean) in float32 on the device, as the queries' projections are computed
-      const projected = new Float32Array(n * rank);
-      for (const c of this.chunks) {
-        const p = tf.tidy(() => tf.matMul(tf.sub(this.pointsOf(c), meanT), basisT));
-        projected.set(p.dataSync(), c.start * rank);
-        p.dispose();
+      // p_j = P^T (y_j - mean) in float32, as the queries' projections are computed: with native products on the host
+      // copy, a block of points at a time (the same bits: float32 differences, then the row-stable product), else on
+      // the device
+      const native = activeNativeBlas();
+      const projected = native ? projectOnHost(native, points, n, dim, mean, basis, rank) : new Float32Array(n * rank);
+      if (!native) {
+        for (const c of this.chunks) {
+          const p = tf.tidy(() => tf.matMul(tf.sub(this.pointsOf(c), meanT), basisT));
+          projected.set(p.dataSync(), c.start * rank);
+          p.dispose();
+        }
       }
       // the table's columns (-2 p_j, 1, (1 - LB_MARGIN) ||p_j||^2), the set's radius within the axes (max ||p_j||) and
       // across them (max ||(I - P P^T) (y_j - mean)||, from ||y_j - mean||^2 - ||p_j||^2 with a margin for rounding)
@@ -692,6 +697,25 @@ export class TrainingSet {
     if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...(this.pca.bounds ?? [])]);
     this.chunks.length = 0;
   }
+}
+
+/** Points projected on the host by native products per block: a block's centred copy is this many points. */
+const PROJECTION_BLOCK = 512;
+
+/**
+ * (y_j - mean) . basis for every point, row-major [n, rank]: float32 differences, then the native product, a block of
+ * points at a time (a row's product does not depend on the other rows of its block), so no centred copy of the whole
+ * set (and no device copy) is ever made.
+ */
+function projectOnHost(native: NativeBlas, points: Float32Array, n: number, dim: number, mean: Float32Array, basis: Float32Array, rank: number): Float32Array {
+  const projected = new Float32Array(n * rank);
+  const centred = new Float32Array(Math.min(n, PROJECTION_BLOCK) * dim);
+  for (let start = 0; start < n; start += PROJECTION_BLOCK) {
+    const rows = Math.min(PROJECTION_BLOCK, n - start);
+    for (let i = 0; i < rows * dim; i++) centred[i] = points[start * dim + i]! - mean[i % dim]!;
+    native.sgemm(false, false, rows, rank, dim, centred.subarray(0, rows * dim), basis, projected.subarray(start * rank, (start + rows) * rank));
+  }
+  return projected;
 }
 
 function logAddExp(a: number, b: number): number {
