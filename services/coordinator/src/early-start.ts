@@ -19,5 +19,11 @@ export function startRunShardProcesses(argv: string[]): StartedShardProcess[] {
   } catch {
     return [];
   }
-  return Array.from({ length: args.workers - 1 }, () => startShardProcess(args.specPath, args.out));
+  const started: StartedShardProcess[] = [];
+  try {
+    while (started.length < args.workers - 1) started.push(startShardProcess(args.specPath, args.out));
+  } catch {
+    // a fork that fails here (no memory, too many processes) is tried again, and reported, by the command itself
+  }
+  return started;
 }
