@@ -8,15 +8,16 @@ import type { Dataset } from './types.js';
  * A decoded copy of an IDX file: gunzip and decoding take ~0.25 s for 10k Fashion-MNIST images and ~0.55 s for all
  * 60k, in every process that loads them (each `trajlab run` and each of its shard processes, each worker). The copy
  * is the float32 points behind a small JSON header, named by the source file's identity (absolute path, size,
- * modification and change times, inode) and the item limit, so an edited file is decoded again. Reading it checks the
- * points against the content hash stored in the header (which the study id needs anyway), so a damaged copy is never
- * used: it is decoded again from the file.
+ * modification and change times, inode) and the item limit, so an edited file is decoded again. The header holds the
+ * content hash (which the study id needs), so a command that needs only the id (`validate`, `submit`) reads the header
+ * alone; the points are read when first used and checked against that hash, so a damaged copy is never used: it is
+ * decoded again from the file.
  */
 
 /** Bumped when the layout changes. */
 const FORMAT = 1;
 
-interface Header {
+export interface Header {
   format: number;
   n: number;
   dim: number;
@@ -40,12 +41,19 @@ export function decodedCopyPath(path: string, limit: number | undefined, dir: st
   return join(dir, `idx-${createHash('sha256').update(identity).digest('hex').slice(0, 32)}.f32`);
 }
 
+/** A decoded copy's header, and where its points start. */
+export interface DecodedCopy {
+  file: string;
+  header: Header;
+  /** Byte offset of the points. */
+  offset: number;
+}
+
 /**
- * The dataset from its decoded copy `file`, or null when there is none or it does not check out. The points are read
- * straight into their (aligned) Float32Array: no intermediate buffer of the whole file, which would be a second copy
- * of the training set in fresh memory (~30 MB for 10k Fashion-MNIST images, ~190 MB for all 60k).
+ * The header of the decoded copy `file`, or null when there is none or it does not check out (format, and a size that
+ * matches n x dim float32 points). The points are not read: see readDecodedPoints.
  */
-export function readDecodedIdx(file: string): Dataset | null {
+export function readDecodedHeader(file: string): DecodedCopy | null {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -62,16 +70,44 @@ export function readDecodedIdx(file: string): Dataset | null {
     if (readSync(fd, json, 0, headerLength, 4) !== headerLength) return null;
     const header = JSON.parse(json.toString('utf8')) as Header;
     const offset = 4 + headerLength;
-    if (header.format !== FORMAT || size !== offset + 4 * header.n * header.dim) return null;
-    const points = new Float32Array(header.n * header.dim);
-    if (!readFully(fd, new Uint8Array(points.buffer), offset)) return null;
-    if (datasetContentHash(points, header.n, header.dim) !== header.contentHash) return null;
-    return { kind: 'idx', dim: header.dim, n: header.n, points, contentHash: header.contentHash, source: header.source, ...(header.image ? { image: header.image } : {}) };
+    const valid = header.format === FORMAT && Number.isInteger(header.n) && Number.isInteger(header.dim) && typeof header.contentHash === 'string';
+    if (!valid || size !== offset + 4 * header.n * header.dim) return null;
+    return { file, header, offset };
   } catch {
     return null;
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * A decoded copy's points, or null when they cannot be read or do not match the header's content hash (a damaged
+ * copy is never used). They are read straight into their (aligned) Float32Array: no intermediate buffer of the whole
+ * file, which would be a second copy of the training set in fresh memory (~30 MB for 10k Fashion-MNIST images, ~190 MB
+ * for all 60k).
+ */
+export function readDecodedPoints(copy: DecodedCopy): Float32Array | null {
+  const { header } = copy;
+  let fd: number;
+  try {
+    fd = openSync(copy.file, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const points = new Float32Array(header.n * header.dim);
+    if (fstatSync(fd).size !== copy.offset + points.byteLength || !readFully(fd, new Uint8Array(points.buffer), copy.offset)) return null;
+    return datasetContentHash(points, header.n, header.dim) === header.contentHash ? points : null;
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** A dataset's fields from a decoded copy's header, all but the points. */
+export function datasetFields(header: Header): Omit<Dataset, 'points'> {
+  return { kind: 'idx', dim: header.dim, n: header.n, contentHash: header.contentHash, source: header.source, ...(header.image ? { image: header.image } : {}) };
 }
 
 /** Fills `into` from `fd` starting at byte `position`; false if the file ends first. */

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -107,6 +107,29 @@ describe('IDX loader', () => {
         expect(Array.from(loadIdxFile(file, { cacheDir }).points)).toEqual(Array.from(good.points));
         expect(readFileSync(copy).length).toBe(bytes.length); // decoded and written again
       }
+    });
+
+    it('reads a copy\'s points only when they are first used, and checks them then', () => {
+      const { file, cacheDir } = setUp();
+      const good = loadIdxFile(file, { cacheDir });
+      const expected = Array.from(good.points);
+      const copy = join(cacheDir, copies(cacheDir)[0]!);
+      const bytes = readFileSync(copy);
+      const damaged = Buffer.from(bytes);
+      damaged[damaged.length - 1] = damaged[damaged.length - 1]! ^ 0xff;
+      writeFileSync(copy, damaged);
+      // what the study id needs comes from the header: the points are not read, so the damage is not even seen
+      const lazy = loadIdxFile(file, { cacheDir });
+      expect({ n: lazy.n, dim: lazy.dim, contentHash: lazy.contentHash }).toEqual({ n: good.n, dim: good.dim, contentHash: good.contentHash });
+      expect(readFileSync(copy).equals(damaged)).toBe(true);
+      // first use: the damage is found, the file decoded again and the copy rewritten
+      expect(Array.from(lazy.points)).toEqual(expected);
+      expect(readFileSync(copy).equals(bytes)).toBe(true);
+      // damaged again with the file gone: the first use names the file
+      writeFileSync(copy, damaged);
+      const orphan = loadIdxFile(file, { cacheDir });
+      rmSync(file);
+      expect(() => orphan.points).toThrow(/file not found/);
     });
 
     it('decodes a file again when it changes, and still loads when the cache cannot be written', () => {

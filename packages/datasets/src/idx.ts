@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { datasetContentHash } from './hash.js';
-import { decodedCopyPath, readDecodedIdx, writeDecodedIdx } from './idx-cache.js';
+import { datasetFields, decodedCopyPath, readDecodedHeader, readDecodedPoints, writeDecodedIdx } from './idx-cache.js';
 import type { Dataset } from './types.js';
 
 /** An input file that cannot be used; the message names the file. Exit code 2 at the CLI. */
@@ -107,11 +107,38 @@ export function parseIdx(raw: Uint8Array, file: string, opts: IdxOptions = {}): 
   };
 }
 
-/** Loads an IDX file from the local filesystem. */
+/**
+ * Loads an IDX file from the local filesystem. With a decoded copy under `cacheDir`, the dataset comes from its header
+ * and its points are read on first use (checked against the header's content hash; a damaged copy is decoded again from
+ * the file, whose content must still have that hash); `validate` and `submit`, which need the study id alone, never
+ * read them.
+ */
 export function loadIdxFile(path: string, opts: IdxOptions = {}): Dataset {
-  const copy = opts.cacheDir ? decodedCopyPath(path, opts.limit, opts.cacheDir) : null;
-  const decoded = copy ? readDecodedIdx(copy) : null;
-  if (decoded) return decoded;
+  const copyFile = opts.cacheDir ? decodedCopyPath(path, opts.limit, opts.cacheDir) : null;
+  const copy = copyFile ? readDecodedHeader(copyFile) : null;
+  if (copyFile && copy) {
+    let points: Float32Array | null = null;
+    const fromSource = (): Float32Array => {
+      const data = decodeIdxFile(path, opts);
+      if (data.contentHash !== copy.header.contentHash) throw new DataFileError(path, `changed while in use (content hash ${data.contentHash.slice(0, 16)}..., expected ${copy.header.contentHash.slice(0, 16)}...)`);
+      writeDecodedIdx(copyFile, data);
+      return data.points;
+    };
+    return {
+      ...datasetFields(copy.header),
+      get points(): Float32Array {
+        points ??= readDecodedPoints(copy) ?? fromSource();
+        return points;
+      },
+    };
+  }
+  const data = decodeIdxFile(path, opts);
+  if (copyFile) writeDecodedIdx(copyFile, data);
+  return data;
+}
+
+/** Reads and decodes the IDX file at `path` (errors name the file). */
+function decodeIdxFile(path: string, opts: IdxOptions): Dataset {
   let raw: Uint8Array;
   try {
     raw = readFileSync(path);
@@ -119,9 +146,7 @@ export function loadIdxFile(path: string, opts: IdxOptions = {}): Dataset {
     const code = (err as NodeJS.ErrnoException).code;
     throw new DataFileError(path, code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? (err as Error).message})`);
   }
-  const data = parseIdx(raw, path, opts);
-  if (copy) writeDecodedIdx(copy, data);
-  return data;
+  return parseIdx(raw, path, opts);
 }
 
 function hex(b: number): string {
