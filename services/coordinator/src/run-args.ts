@@ -8,8 +8,9 @@ import { UsageError } from './errors.js';
 
 /** `trajlab run <spec> [--out DIR] [--workers N] [--quiet]`, parsed. */
 export interface RunArgs {
+  /** The study spec file, as given (YAML or JSON; a local path or s3://). */
   specPath: string;
-  /** Output root: --out, else TRAJLAB_OUT, else ./trajlab-out. */
+  /** Output root: --out. @defaultValue TRAJLAB_OUT, else ./trajlab-out */
   out: string;
   /** Processes that run shards (this one included). @defaultValue the number of cores */
   workers: number;
