@@ -9,4 +9,4 @@ export interface WorkspacePackage {
 export declare function workspacePackages(root: string): WorkspacePackage[];
 export declare function sourceStamp(root: string): { files: number; bytes: number; newest: number };
 export declare function compiledIsFresh(root: string, env?: NodeJS.ProcessEnv): boolean;
-export declare function importEntry(root: string, dir: string): Promise<Record<string, unknown>>;
+export declare function importEntry(root: string, dir: string, fresh?: boolean): Promise<Record<string, unknown>>;

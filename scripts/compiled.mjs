@@ -68,10 +68,11 @@ export function compiledIsFresh(root, env = process.env) {
 /**
  * Imports a workspace package's entry (`<dir>/src/index.ts`) when fresh compiled: its bundle (dist/index.bundle.cjs)
  * if there is one, else dist/index.js; else the source through tsx (registered here, and added to the options of the
- * Node processes this one forks). The repository root is `root`.
+ * Node processes this one forks). The repository root is `root`; `fresh`: compiledIsFresh(root), when the caller has
+ * it already (it walks the sources). @defaultValue computed here
  */
-export async function importEntry(root, dir) {
-  if (compiledIsFresh(root)) {
+export async function importEntry(root, dir, fresh = compiledIsFresh(root)) {
+  if (fresh) {
     const bundled = join(dir, 'dist', `index${BUNDLE_SUFFIX}`);
     if (existsSync(bundled)) return createRequire(import.meta.url)(bundled);
     return import(pathToFileURL(join(dir, 'dist', 'index.js')).href);

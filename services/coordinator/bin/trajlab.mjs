@@ -18,6 +18,7 @@ const root = join(here, '..', '..', '..');
 const argv = process.argv.slice(2);
 // `trajlab run --workers N` starts its shard processes first, so that their start-up overlaps this process's own
 // (src/early-start.ts; compiled only: running the sources needs the TypeScript loader first, and cmdRun starts them)
-const started = argv[0] === 'run' && compiledIsFresh(root) ? (await import(pathToFileURL(join(here, '..', 'dist', 'early-start.js')).href)).startRunShardProcesses(argv) : [];
-const { main } = await importEntry(root, join(here, '..'));
+const fresh = compiledIsFresh(root);
+const started = argv[0] === 'run' && fresh ? (await import(pathToFileURL(join(here, '..', 'dist', 'early-start.js')).href)).startRunShardProcesses(argv) : [];
+const { main } = await importEntry(root, join(here, '..'), fresh);
 process.exitCode = await main(argv, started);
