@@ -54,13 +54,7 @@ export interface DecodedCopy {
  * matches n x dim float32 points). The points are not read: see readDecodedPoints.
  */
 export function readDecodedHeader(file: string): DecodedCopy | null {
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch {
-    return null;
-  }
-  try {
+  return withOpenFile(file, (fd) => {
     const size = fstatSync(fd).size;
     const lengthField = Buffer.alloc(4);
     if (size < 4 || readSync(fd, lengthField, 0, 4, 0) !== 4) return null;
@@ -73,11 +67,7 @@ export function readDecodedHeader(file: string): DecodedCopy | null {
     const valid = header.format === FORMAT && Number.isInteger(header.n) && Number.isInteger(header.dim) && typeof header.contentHash === 'string';
     if (!valid || size !== offset + 4 * header.n * header.dim) return null;
     return { file, header, offset };
-  } catch {
-    return null;
-  } finally {
-    closeSync(fd);
-  }
+  });
 }
 
 /**
@@ -88,16 +78,23 @@ export function readDecodedHeader(file: string): DecodedCopy | null {
  */
 export function readDecodedPoints(copy: DecodedCopy): Float32Array | null {
   const { header } = copy;
+  return withOpenFile(copy.file, (fd) => {
+    const points = new Float32Array(header.n * header.dim);
+    if (fstatSync(fd).size !== copy.offset + points.byteLength || !readFully(fd, new Uint8Array(points.buffer), copy.offset)) return null;
+    return datasetContentHash(points, header.n, header.dim) === header.contentHash ? points : null;
+  });
+}
+
+/** `read` applied to `file` opened for reading, closed afterwards; null when it cannot be opened or `read` throws. */
+function withOpenFile<T>(file: string, read: (fd: number) => T | null): T | null {
   let fd: number;
   try {
-    fd = openSync(copy.file, 'r');
+    fd = openSync(file, 'r');
   } catch {
     return null;
   }
   try {
-    const points = new Float32Array(header.n * header.dim);
-    if (fstatSync(fd).size !== copy.offset + points.byteLength || !readFully(fd, new Uint8Array(points.buffer), copy.offset)) return null;
-    return datasetContentHash(points, header.n, header.dim) === header.contentHash ? points : null;
+    return read(fd);
   } catch {
     return null;
   } finally {
