@@ -142,7 +142,6 @@ int dense_denoise(int n, int dim, const float *points, const float *half_norm, i
   memset(acc, 0, sizeof(float) * (size_t)b * dim);
   memset(run_sum, 0, sizeof(float) * (size_t)b);
   memset(nan_row, 0, (size_t)b);
-  int status = -1;
   /* the queries scaled as the tensor path scales them, x * (1 / t^2) (one float32 product per value), transposed:
      [dim, b], the right operand of every block's logits */
   for (int i = 0; i < b; i++)
@@ -152,7 +151,7 @@ int dense_denoise(int n, int dim, const float *points, const float *half_norm, i
     int nc = n - j0 < block ? n - j0 : block;
     const float *y = points + (size_t)j0 * dim;
     /* logits y_j . (x_i / t^2) (the product's chain over the coordinates), minus (||y_j||^2 / 2) / t^2 */
-    if (gemm_strided(nc, b, dim, y, dim, 1, qt, b, w, b, false, isa, threads) != 0) goto done;
+    if (gemm_strided(nc, b, dim, y, dim, 1, qt, b, w, b, false, isa, threads) != 0) return -1;
     for (int i = 0; i < b; i++) top[i] = -INFINITY;
     for (int j = 0; j < nc; j++) {
       float hn = half_norm[j0 + j] * inv_t2;
@@ -189,11 +188,9 @@ int dense_denoise(int n, int dim, const float *points, const float *half_norm, i
       for (int i = 0; i < b; i++) block_sum[i] += w[(size_t)j * b + i];
     for (int i = 0; i < b; i++) run_sum[i] += block_sum[i];
     /* A += weights . block: the weights read transposed, each coordinate's chain continued from the previous blocks */
-    if (gemm_strided(b, dim, nc, w, 1, b, y, dim, acc, dim, true, isa, threads) != 0) goto done;
+    if (gemm_strided(b, dim, nc, w, 1, b, y, dim, acc, dim, true, isa, threads) != 0) return -1;
   }
   for (int i = 0; i < b; i++)
     for (int d = 0; d < dim; d++) out[(size_t)i * dim + d] = nan_row[i] ? NAN : acc[(size_t)i * dim + d] / run_sum[i];
-  status = 0;
-done:
-  return status;
+  return 0;
 }
