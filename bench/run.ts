@@ -175,6 +175,55 @@ async function medianRun(spec: string, dir: string, tag: string, workers: number
   return median(secs);
 }
 
+/**
+ * Wall seconds of `pairs` runs of `spec` with `--workers 1` and `--workers 2`, alternating (1, 2, 1, 2, ...): a drift of
+ * the machine's speed (a VM's host can slow it by a third for seconds at a time) hits both alike, and the speed-up is
+ * taken within each pair.
+ */
+async function pairedRuns(spec: string, dir: string, tag: string, pairs: number, env: Record<string, string> = {}): Promise<{ one: number[]; two: number[]; speedUps: number[] }> {
+  const one: number[] = [];
+  const two: number[] = [];
+  for (let r = 0; r < pairs; r++) {
+    for (const workers of [1, 2]) {
+      const res = await run(['run', spec, '--out', join(dir, `out-${tag}-${workers}-${r}`), '--workers', String(workers), '--quiet'], env);
+      if (res.code !== 0) throw new Error(res.stderr);
+      (workers === 1 ? one : two).push(res.seconds);
+    }
+  }
+  return { one, two, speedUps: one.map((s, i) => s / two[i]!) };
+}
+
+/** "a-b" range of `xs` with `digits` significant digits. */
+const range = (xs: number[], digits = 3) => `${Math.min(...xs).toPrecision(digits)}-${Math.max(...xs).toPrecision(digits)}`;
+
+/** Slices of the steadiness loop. */
+const STEADY_SLICES = 30;
+
+/**
+ * How steady the machine's speed is: a fixed scalar loop (no memory traffic beyond 32 KB) timed in STEADY_SLICES
+ * slices of ~0.1 s. The slowest slice over the fastest is how far two identical runs can differ for the machine's sake
+ * alone; on a dedicated core it stays within a few percent.
+ */
+function steadiness(before: string) {
+  const a = new Float64Array(4096).fill(1.0001);
+  const times: number[] = [];
+  let sink = 0;
+  for (let slice = 0; slice < STEADY_SLICES; slice++) {
+    const t0 = performance.now();
+    for (let rep = 0; rep < 10000; rep++) for (let i = 0; i < a.length; i++) sink += a[i]! * a[(i * 7) & 4095]!;
+    times.push(performance.now() - t0);
+  }
+  if (sink === 0) log('unreachable');
+  const sorted = [...times].sort((x, y) => x - y);
+  add({
+    name: `machine steadiness before ${before}`,
+    value: sorted[sorted.length - 1]! / sorted[0]!,
+    unit: 'x (slowest / fastest slice)',
+    detail: `a fixed scalar loop in ${STEADY_SLICES} slices: ${sorted[0]!.toFixed(0)}-${sorted[sorted.length - 1]!.toFixed(0)} ms a slice, median ${median(times).toFixed(0)} ms; identical runs can differ this much for the machine's sake alone`,
+    command: `pnpm bench ${before}`,
+  });
+}
+
 /** Median wall seconds (whole process) and sampling-loop seconds of three runs of the numpy peer on `samples` per config. */
 function numpyPeer(uri: string, samples: number): { wall: number; loop: number } {
   const wall: number[] = [];
@@ -212,20 +261,34 @@ function perfSpec(dir: string, uri: string | null, pruning: boolean, samples = 2
 async function study(uri: string | null, source: string) {
   const dir = mkdtempSync(join(tmpdir(), 'trajlab-bench-'));
   const rates: Record<string, number> = {};
-  for (const pruning of [false, true]) {
-    const spec = perfSpec(dir, uri, pruning);
-    for (const workers of [1, 2]) {
-      const s = await medianRun(spec, dir, String(pruning), workers);
-      const key = `${pruning ? 'pruned' : 'dense'}-${workers}`;
-      rates[key] = 512 / s;
-      add({
-        name: `study, ${pruning ? 'pruned' : 'dense'}, ${workers} process${workers > 1 ? 'es' : ''}`,
-        value: 512 / s,
-        unit: 'trajectories/s',
-        detail: `${source}; 512 trajectories (Euler 20 + Heun 10, 20 NFE each), ${s.toFixed(1)} s wall incl. start-up, ${((512 * 20) / s).toFixed(0)} denoiser evaluations/s`,
-        command: 'pnpm bench study',
-      });
+  steadiness('study');
+  /** The figures of 1 and 2 processes and of the speed-up, from paired runs. */
+  const addPaired = (runs: { one: number[]; two: number[]; speedUps: number[] }, trajectories: number, name: (workers: number) => string, detail: (s: number) => string, speedUp: string, what: string) => {
+    for (const [workers, secs] of [[1, runs.one], [2, runs.two]] as const) {
+      const s = median(secs);
+      add({ name: name(workers), value: trajectories / s, unit: 'trajectories/s', detail: `${detail(s)} (runs: ${range(secs, 2)} s)`, command: 'pnpm bench study' });
     }
+    add({
+      name: speedUp,
+      value: median(runs.speedUps),
+      unit: 'x',
+      detail: `speed-up of --workers 2 over --workers 1${what}: median of ${runs.speedUps.length} pairs of runs, one after the other (pairs: ${range(runs.speedUps)})`,
+      command: 'pnpm bench study',
+    });
+  };
+  for (const pruning of [false, true]) {
+    const kind = pruning ? 'pruned' : 'dense';
+    const runs = await pairedRuns(perfSpec(dir, uri, pruning), dir, kind, 5);
+    rates[`${kind}-1`] = 512 / median(runs.one);
+    rates[`${kind}-2`] = 512 / median(runs.two);
+    addPaired(
+      runs,
+      512,
+      (workers) => `study, ${kind}, ${workers} process${workers > 1 ? 'es' : ''}`,
+      (s) => `${source}; 512 trajectories (Euler 20 + Heun 10, 20 NFE each), ${s.toFixed(1)} s wall incl. start-up, ${((512 * 20) / s).toFixed(0)} denoiser evaluations/s`,
+      `2 processes vs 1 (${kind})`,
+      '',
+    );
   }
   {
     // the same dense study with wasm's own matMul (TRAJLAB_BLAS=off), for comparison
@@ -242,22 +305,17 @@ async function study(uri: string | null, source: string) {
       });
     }
   }
-  add({ name: '2 processes vs 1 (dense)', value: rates['dense-2']! / rates['dense-1']!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1', command: 'pnpm bench study' });
-  add({ name: '2 processes vs 1 (pruned)', value: rates['pruned-2']! / rates['pruned-1']!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1', command: 'pnpm bench study' });
   // The same study with 4x the samples: fixed costs (start-up, aggregation, report) weigh a quarter as much.
-  const large: Record<number, number> = {};
-  const largeSpec = perfSpec(dir, uri, false, 1024);
-  for (const workers of [1, 2]) {
-    large[workers] = await medianRun(largeSpec, dir, 'large', workers);
-    add({
-      name: `study x4, dense, ${workers} process${workers > 1 ? 'es' : ''}`,
-      value: 2048 / large[workers]!,
-      unit: 'trajectories/s',
-      detail: `${source}; 2048 trajectories (1024 per config), ${large[workers]!.toFixed(1)} s wall incl. start-up`,
-      command: 'pnpm bench study',
-    });
-  }
-  add({ name: '2 processes vs 1 (dense, study x4)', value: large[1]! / large[2]!, unit: 'x', detail: 'speed-up of --workers 2 over --workers 1 on 2048 trajectories', command: 'pnpm bench study' });
+  const largeRuns = await pairedRuns(perfSpec(dir, uri, false, 1024), dir, 'large', 3);
+  const large = { 1: median(largeRuns.one), 2: median(largeRuns.two) };
+  addPaired(
+    largeRuns,
+    2048,
+    (workers) => `study x4, dense, ${workers} process${workers > 1 ? 'es' : ''}`,
+    (s) => `${source}; 2048 trajectories (1024 per config), ${s.toFixed(1)} s wall incl. start-up`,
+    '2 processes vs 1 (dense, study x4)',
+    ' on 2048 trajectories',
+  );
   const largePruned = await medianRun(perfSpec(dir, uri, true, 1024), dir, 'large-pruned', 2);
   add({
     name: 'study x4, pruned, 2 processes',
@@ -273,7 +331,7 @@ async function study(uri: string | null, source: string) {
     add({ name: 'trajlab (best) / numpy peer, whole process', value: best / (512 / w), unit: 'x', detail: 'study throughput ratio, both timed from process start to results (trajlab also writes Arrow shards, the summary and the report)', command: 'pnpm bench study' });
     add({ name: 'trajlab (best) / numpy peer, its loop alone', value: best / (512 / c), unit: 'x', detail: "trajlab's whole process against the peer's sampling loop without its start-up and data loading", command: 'pnpm bench study' });
     const wl = numpyPeer(uri, 1024).wall;
-    add({ name: 'trajlab (2 processes) / numpy peer, study x4, whole process', value: wl / large[2]!, unit: 'x', detail: `2048 trajectories, dense: numpy ${wl.toFixed(1)} s, trajlab --workers 2 ${large[2]!.toFixed(1)} s`, command: 'pnpm bench study' });
+    add({ name: 'trajlab (2 processes) / numpy peer, study x4, whole process', value: wl / large[2], unit: 'x', detail: `2048 trajectories, dense: numpy ${wl.toFixed(1)} s, trajlab --workers 2 ${large[2].toFixed(1)} s`, command: 'pnpm bench study' });
     add({ name: 'trajlab (2 processes, pruned) / numpy peer, study x4, whole process', value: wl / largePruned, unit: 'x', detail: `2048 trajectories: numpy (dense) ${wl.toFixed(1)} s, trajlab --workers 2 with pruning ${largePruned.toFixed(1)} s`, command: 'pnpm bench study' });
   }
 }
@@ -283,6 +341,7 @@ const REMOTE_LATENCY_MS = 30;
 
 /** 4. Pipeline overhead: the distributed run (Redis, S3 server, 2 workers, aggregator) against the embedded run. */
 async function distributed(uri: string | null, source: string) {
+  steadiness('distributed');
   const { childrenOf, startRedis, startService } = await import('../test/services.js');
   /** CPU seconds a process has used so far (Linux /proc; NaN elsewhere or once it has exited). */
   const cpuSeconds = (pid: number) => {
@@ -346,43 +405,48 @@ async function distributed(uri: string | null, source: string) {
       aggregationCpu.push(d.aggregationCpu);
       if (withoutOverlap) serial.push((await distributedRun(spec, `${tag}-serial-${r}`, store, { TRAJLAB_JOBS_PER_PROCESS: '1' }, latencyMs)).seconds);
     }
-    return { e: median(embedded), d: median(dist), serial: withoutOverlap ? median(serial) : NaN, s3Cpu: median(s3Cpu), shardCpu: median(shardCpu), aggregationCpu: median(aggregationCpu) };
+    return { embedded, dist, serial, e: median(embedded), d: median(dist), s: withoutOverlap ? median(serial) : NaN, s3Cpu: median(s3Cpu), shardCpu: median(shardCpu), aggregationCpu: median(aggregationCpu) };
   };
-  /** Adds the overhead of `d` seconds (distributed) over `e` (embedded) as a figure. */
-  const addOverhead = (name: string, d: number, e: number, detail: string) =>
-    add({ name: `distributed vs embedded (2 workers each)${name}`, value: (100 * (d - e)) / e, unit: '% overhead', detail: `${source}; ${detail}`, command: 'pnpm bench distributed' });
+  /**
+   * Adds the overhead of the distributed runs `d` (seconds) over the embedded ones `e` run just before each as a figure:
+   * the median of the pairs' overheads, so that a drift of the machine's speed hits both runs of a pair alike.
+   */
+  const addOverhead = (name: string, d: number[], e: number[], detail: string) => {
+    const overheads = d.map((x, i) => (100 * (x - e[i]!)) / e[i]!);
+    add({ name: `distributed vs embedded (2 workers each)${name}`, value: median(overheads), unit: '% overhead', detail: `${source}; ${detail} (median of ${overheads.length} pairs: ${overheads.map((o) => o.toFixed(1)).join(', ')} %)`, command: 'pnpm bench distributed' });
+  };
   const short = await compare(perfSpec(dir, uri, false), 'short', { store: 's3' });
-  addOverhead('', short.d, short.e, `submit --watch ${short.d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 ${short.e.toFixed(1)} s, both incl. start-up; the S3 server used ${short.s3Cpu.toFixed(2)} s of CPU`);
+  addOverhead('', short.dist, short.embedded, `submit --watch ${short.d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 ${short.e.toFixed(1)} s, both incl. start-up; the S3 server used ${short.s3Cpu.toFixed(2)} s of CPU`);
   // the same on the 2048-trajectory study: the fixed costs against 4x the compute
   const largeSpec = perfSpec(dir, uri, false, 1024);
   const large = await compare(largeSpec, 'large', { store: 's3', withoutOverlap: true });
   addOverhead(
     ', study x4',
-    large.d,
-    large.e,
+    large.dist,
+    large.embedded,
     `2048 trajectories: submit --watch ${large.d.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s; CPU during the study: S3 server ${large.s3Cpu.toFixed(2)} s, shard processes ${large.shardCpu.toFixed(1)} s, aggregation ${large.aggregationCpu.toFixed(2)} s`,
   );
   // the same workers holding one shard at a time: each waits for the store between shards
-  addOverhead(', study x4, TRAJLAB_JOBS_PER_PROCESS=1', large.serial, large.e, `2048 trajectories, no overlap of the store with the compute: submit --watch ${large.serial.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`);
+  addOverhead(', study x4, TRAJLAB_JOBS_PER_PROCESS=1', large.serial, large.embedded, `2048 trajectories, no overlap of the store with the compute: submit --watch ${large.s.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`);
   // a store across a network: every S3 answer 30 ms late (the round trip of a remote object store); holding a second
   // shard hides it behind the compute
   const remote = await compare(largeSpec, 'remote', { store: 's3', withoutOverlap: true, latencyMs: REMOTE_LATENCY_MS });
-  addOverhead(`, study x4, S3 ${REMOTE_LATENCY_MS} ms away`, remote.d, remote.e, `2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late: submit --watch ${remote.d.toFixed(1)} s vs run --workers 2 ${remote.e.toFixed(1)} s (local files)`);
+  addOverhead(`, study x4, S3 ${REMOTE_LATENCY_MS} ms away`, remote.dist, remote.embedded, `2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late: submit --watch ${remote.d.toFixed(1)} s vs run --workers 2 ${remote.e.toFixed(1)} s (local files)`);
   addOverhead(
     `, study x4, S3 ${REMOTE_LATENCY_MS} ms away, TRAJLAB_JOBS_PER_PROCESS=1`,
     remote.serial,
-    remote.e,
-    `2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late, no overlap of the store with the compute: submit --watch ${remote.serial.toFixed(1)} s (with the default 2 jobs per process: ${remote.d.toFixed(1)} s)`,
+    remote.embedded,
+    `2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late, no overlap of the store with the compute: submit --watch ${remote.s.toFixed(1)} s (with the default 2 jobs per process: ${remote.d.toFixed(1)} s)`,
   );
   // without the S3 server (outputs on a filesystem the services share, as on a cluster's network filesystem): what the
   // queue, the workers and the aggregator cost by themselves
   const shortFs = await compare(perfSpec(dir, uri, false), 'short-fs', { store: 'filesystem' });
-  addOverhead(', shared filesystem', shortFs.d, shortFs.e, `512 trajectories, outputs in a shared directory instead of S3: submit --watch ${shortFs.d.toFixed(1)} s vs run --workers 2 ${shortFs.e.toFixed(1)} s`);
+  addOverhead(', shared filesystem', shortFs.dist, shortFs.embedded, `512 trajectories, outputs in a shared directory instead of S3: submit --watch ${shortFs.d.toFixed(1)} s vs run --workers 2 ${shortFs.e.toFixed(1)} s`);
   const largeFs = await compare(largeSpec, 'large-fs', { store: 'filesystem' });
   addOverhead(
     ', study x4, shared filesystem',
-    largeFs.d,
-    largeFs.e,
+    largeFs.dist,
+    largeFs.embedded,
     `2048 trajectories, outputs in a shared directory instead of S3: submit --watch ${largeFs.d.toFixed(1)} s vs run --workers 2 ${largeFs.e.toFixed(1)} s; CPU during the study: shard processes ${largeFs.shardCpu.toFixed(1)} s, aggregation ${largeFs.aggregationCpu.toFixed(2)} s`,
   );
 }
