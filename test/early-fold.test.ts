@@ -1,12 +1,11 @@
 import { StudyFold, type FoldKind } from '@trajlab/results';
-import { aggregateStudy, studyAggregation } from '@trajlab/runner';
+import { aggregateStudy, EarlyFolds, runStudyEmbedded, studyAggregation } from '@trajlab/runner';
 import { openStore, type ObjectStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { EarlyFolds } from '../services/aggregator/src/early-folds.js';
-import { runSpec } from './helpers.js';
+import { runSpec, tempDir, writeSpec } from './helpers.js';
 
 /**
  * The aggregator folds a study's shards while the study runs and the rest when its job comes: the result must be the
@@ -108,5 +107,28 @@ describe('aggregation folded in two parts', () => {
     expect(shardReads.every(([, n]) => n === 1), JSON.stringify(shardReads)).toBe(true);
     expect(readFileSync(run.summary).equals(summary)).toBe(true);
     expect(readFileSync(run.curves).equals(curves)).toBe(true);
+  });
+
+  it('trajlab run with shard processes folds finished shards while others run, and writes the bytes of a run in one process', async () => {
+    const spec = {
+      name: 'fold-embedded',
+      samples: 48,
+      shardSize: 4,
+      dataset: { kind: 'gmm', dim: 4, components: 3, n: 80 },
+      solvers: [
+        { solver: 'euler', steps: 8 },
+        { solver: 'heun', steps: 5 },
+      ],
+      keepStates: 0,
+    };
+    const one = await runSpec(spec);
+    expect(one.shardFilesFoldedEarly).toBe(0);
+    const dir = tempDir();
+    const two = await runStudyEmbedded(writeSpec(dir, spec), { out: join(dir, 'out'), workers: 2 });
+    // 2 x 12 shards, two files each: all but the last shards' are folded before the aggregation starts
+    expect(two.shardFilesFoldedEarly).toBeGreaterThan(0);
+    expect(two.shardFilesFoldedEarly).toBeLessThanOrEqual(48);
+    expect(readFileSync(two.summary).equals(readFileSync(one.summary))).toBe(true);
+    expect(readFileSync(two.curves).equals(readFileSync(one.curves))).toBe(true);
   });
 });

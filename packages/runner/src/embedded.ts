@@ -1,9 +1,9 @@
 import { activeBackend } from '@trajlab/backend';
-import { TRAJLAB_VERSION } from '@trajlab/core';
-import { aggregateShards, StudyFold, type AggregateConfig } from '@trajlab/results';
-import { openStore, RememberingStore, type ObjectStore } from '@trajlab/storage';
+import { openStore } from '@trajlab/storage';
 import { planStudy, prefetchSpecFile, resolveStudyFile, studyKeys, type LoadedData, type PlannedConfig, type ResolvedStudy, type ShardPlan, type StudyPlan } from '@trajlab/study';
+import { aggregateStudy, aggregationStore } from './aggregation.js';
 import { createContext, type StudyContext } from './context.js';
+import { EarlyFolds } from './early-folds.js';
 import { writeReport } from '@trajlab/report';
 import { executeShard } from './execute.js';
 import { computeGitsSchedules, type GitsRecord } from './gits.js';
@@ -56,60 +56,12 @@ export interface RunResult {
   report: string;
   shardsComputed: number;
   shardsReused: number;
+  /**
+   * Shard files (samples and steps) folded into the aggregation while shards still ran, out of two per shard: only
+   * with shard processes (`workers` > 1), else 0.
+   */
+  shardFilesFoldedEarly: number;
   elapsedMs: number;
-}
-
-/** The parts of study.json the aggregator reads. */
-interface StudyJsonPlan {
-  studyId: string;
-  trajlabVersion: string;
-  canonicalSpec: string;
-  plan: { configs: { configId: string; role: 'study' | 'reference'; solver: string; schedule: string; steps: number; nfe: number; shards: string[] }[] };
-}
-
-/** What aggregating a study takes from its study.json: its configs with their shard keys in sample order, and the spec. */
-export async function studyAggregation(store: ObjectStore, studyId: string): Promise<{ configs: AggregateConfig[]; spec: string }> {
-  const doc = JSON.parse(new TextDecoder().decode(await store.get(studyKeys.studyJson(studyId)))) as StudyJsonPlan;
-  const configs: AggregateConfig[] = doc.plan.configs.map((c) => ({
-    configId: c.configId,
-    solver: c.solver,
-    schedule: c.schedule,
-    steps: c.steps,
-    role: c.role,
-    nfe: c.nfe,
-    samplesKeys: c.shards.map((s) => studyKeys.shard(studyId, c.configId, s, 'samples')),
-    stepsKeys: c.shards.map((s) => studyKeys.shard(studyId, c.configId, s, 'steps')),
-  }));
-  return { configs, spec: doc.canonicalSpec };
-}
-
-/** True when two config lists have the same configs and shard keys in the same order. */
-function sameConfigs(a: AggregateConfig[], b: AggregateConfig[]): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
-/**
- * Merges the shards of a finished study into summary.arrow and curves.arrow, from study.json alone (so the embedded
- * run, `trajlab aggregate` and the aggregator service share one path). Shards are read in sample order. `fold`: the
- * shards already folded while the study ran (the aggregator service), used if it was made from the same study.json;
- * the rest is read and folded into it. Returns the paths and how many shard files `fold` held already.
- */
-export async function aggregateStudy(store: ObjectStore, studyId: string, fold?: StudyFold): Promise<{ summary: string; curves: string; foldedBefore: number }> {
-  const { configs, spec } = await studyAggregation(store, studyId);
-  const state = fold && sameConfigs(fold.configs, configs) ? fold : new StudyFold(configs);
-  const foldedBefore = state.foldedFiles();
-  const res = await aggregateShards(state.configs, (key) => store.get(key), { version: TRAJLAB_VERSION, studyId, spec }, state);
-  await Promise.all([store.put(studyKeys.summary(studyId), res.summary), store.put(studyKeys.curves(studyId), res.curves)]);
-  return { summary: store.locate(studyKeys.summary(studyId)), curves: store.locate(studyKeys.curves(studyId)), foldedBefore };
-}
-
-/**
- * The store a finished study's aggregation and then its report go through: it keeps in memory what the report reads
- * again (every shard's samples, study.json, the summary and curves just written; not the steps files, which the report
- * does not read), so over S3 the report sends no second request for them.
- */
-export function aggregationStore(store: ObjectStore): ObjectStore {
-  return new RememberingStore(store, { keep: (key) => !key.endsWith('.steps.arrow') });
 }
 
 /**
@@ -171,6 +123,10 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
       elapsedMs: Date.now() - started,
     });
   const indexOf = new Map(plan.configs.map((c, i) => [c, i]));
+  // With shard processes, this process folds each finished shard into the aggregation while the others still compute
+  // (as the aggregator service does), so that the study's end waits only for the last shards' folding. Folding happens
+  // between this process's own sampling steps: the shards it would have run meanwhile go to the other processes.
+  const early = processes ? new EarlyFolds({ openStore: () => store, maxStudies: 1 }) : null;
   try {
     if (processes) {
       // this process works too (it already holds the study); the forked ones join when ready
@@ -188,6 +144,7 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
           else computed++;
           done += shard.count;
           progressOf(indexOf.get(config)!, config, shard, 1);
+          early!.shardDone(study.studyId, config.configId, shard.name, opts.out);
         },
       );
     } else {
@@ -206,8 +163,10 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
     ctx?.dispose();
   }
   if (reused > 0) log(`reused ${reused} shard(s) already written by an earlier run of this study`);
-  const finished = aggregationStore(store);
-  const { summary, curves } = await aggregateStudy(finished, study.studyId);
+  // the early fold (if any) and the store it read through, which keeps the samples the report reads again
+  const taken = early ? await early.take(study.studyId, opts.out) : null;
+  const finished = taken?.store ?? aggregationStore(store);
+  const { summary, curves, foldedBefore } = await aggregateStudy(finished, study.studyId, taken?.fold);
   const elapsedMs = Date.now() - started;
   await finished.put(
     studyKeys.studyJson(study.studyId),
@@ -215,5 +174,5 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
   );
   // The report reads only the output files (study.json included), so it is written last.
   const report = await writeReport(finished, study.studyId);
-  return { studyId: study.studyId, plan, studyDir: store.locate(study.studyId), summary, curves, report, shardsComputed: computed, shardsReused: reused, elapsedMs };
+  return { studyId: study.studyId, plan, studyDir: store.locate(study.studyId), summary, curves, report, shardsComputed: computed, shardsReused: reused, shardFilesFoldedEarly: foldedBefore, elapsedMs };
 }

@@ -4,14 +4,13 @@
  */
 import { aggregatePayloadSchema, exitWithParent, parsePayload, QUEUES, redisKeys, redisSettings, type AggregatePayload } from '@trajlab/queue';
 import { writeReport } from '@trajlab/report';
-import { aggregateStudy, aggregationStore } from '@trajlab/runner';
+import { aggregateStudy, aggregationStore, EarlyFolds } from '@trajlab/runner';
 import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 import { QueueEvents, type SandboxedJob } from 'bullmq';
 import { Redis } from 'ioredis';
 import { setPriority } from 'node:os';
 import { earlyFoldMode } from './early-fold-mode.js';
-import { EarlyFolds } from './early-folds.js';
 
 // A sandboxed child must not outlive its worker (see exitWithParent).
 exitWithParent();

@@ -7,7 +7,7 @@
  * that cannot be read, a file that does not parse) drops the study's early state, and its job aggregates everything
  * itself, reporting the problem as it always did.
  */
-import { aggregationStore, studyAggregation } from '@trajlab/runner';
+import { aggregationStore, studyAggregation } from './aggregation.js';
 import { FOLD_KINDS, StudyFold } from '@trajlab/results';
 import type { ObjectStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
