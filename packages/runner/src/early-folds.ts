@@ -1,11 +1,12 @@
 /**
- * Folding a study's shards into its aggregation while the study still runs: the aggregator hears of every finished
- * shard (BullMQ's 'completed' events of the shards queue, whose return value is the shard's manifest) and, while it
- * waits, reads and folds each config's shards that are next in sample order. When the study's aggregate job comes, only
- * the shards not folded yet are read, so the study's end no longer waits for the whole aggregation. The result is the
- * same bits: each config's files are folded in the same order either way (StudyFold). Anything unexpected (a study.json
- * that cannot be read, a file that does not parse) drops the study's early state, and its job aggregates everything
- * itself, reporting the problem as it always did.
+ * Folding a study's shards into its aggregation while the study still runs. Whoever hears of a finished shard calls
+ * shardDone (the aggregator service: BullMQ's 'completed' events of the shards queue, whose return value is the shard's
+ * manifest; `trajlab run` with shard processes: each shard it is told is done), and each config's shards that are next
+ * in sample order are read and folded meanwhile. When the study's aggregation comes (take), only the shards not folded
+ * yet are read, so the study's end no longer waits for the whole aggregation. The result is the same bits: each
+ * config's files are folded in the same order either way (StudyFold). Anything unexpected (a study.json that cannot be
+ * read, a file that does not parse) drops the study's early state, and its aggregation reads everything itself,
+ * reporting the problem as it always did.
  */
 import { aggregationStore, studyAggregation } from './aggregation.js';
 import { FOLD_KINDS, StudyFold } from '@trajlab/results';
