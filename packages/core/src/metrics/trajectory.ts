@@ -44,12 +44,6 @@ export interface SampleMetrics {
   pcaVar: [number, number, number];
 }
 
-function dotAt(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number): number {
-  let s = 0;
-  for (let k = 0; k < n; k++) s += a[ao + k]! * b[bo + k]!;
-  return s;
-}
-
 function distAt(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number): number {
   let s = 0;
   for (let k = 0; k < n; k++) {
@@ -60,55 +54,16 @@ function distAt(a: Float32Array, ao: number, b: Float32Array, bo: number, n: num
 }
 
 /**
- * Distance of point p from the line through a and b: the norm of the residual of p - a after projecting out the
- * direction b - a (computed from the explicit residual, not as a difference of squares, for accuracy at tiny values).
+ * Per-point metrics of the contract's steps table. Each point takes two passes over its coordinates: the first sums
+ * every norm, distance and projection (onto the chord x_S - x_0 and the denoised chord D_last - D_first, computed once
+ * per trajectory), the second the residuals of the two line deviations and the turning angle from the norms. Every sum
+ * runs over the coordinates in order, as the metrics' definitions read, so the bits do not depend on which sums share
+ * a pass.
  */
-function lineDeviation(pts: Float32Array, p: number, a: number, b: number, dim: number): number {
-  const po = p * dim;
-  const ao = a * dim;
-  const bo = b * dim;
-  let vv = 0;
-  let wv = 0;
-  for (let k = 0; k < dim; k++) {
-    const v = pts[bo + k]! - pts[ao + k]!;
-    vv += v * v;
-    wv += (pts[po + k]! - pts[ao + k]!) * v;
-  }
-  const c = vv > 0 ? wv / vv : 0;
-  let r2 = 0;
-  for (let k = 0; k < dim; k++) {
-    const r = pts[po + k]! - pts[ao + k]! - c * (pts[bo + k]! - pts[ao + k]!);
-    r2 += r * r;
-  }
-  return Math.sqrt(r2);
-}
-
-/** Angle between two vectors, Kahan's formula 2 atan2(|u/|u| - v/|v||, |u/|u| + v/|v||), accurate near 0 and pi. */
-function angleBetween(u: Float64Array, v: Float64Array): number {
-  let nu = 0;
-  let nv = 0;
-  for (let k = 0; k < u.length; k++) {
-    nu += u[k]! * u[k]!;
-    nv += v[k]! * v[k]!;
-  }
-  nu = Math.sqrt(nu);
-  nv = Math.sqrt(nv);
-  if (nu === 0 || nv === 0) return Number.NaN;
-  let diff = 0;
-  let sum = 0;
-  for (let k = 0; k < u.length; k++) {
-    const a = u[k]! / nu;
-    const b = v[k]! / nv;
-    diff += (a - b) ** 2;
-    sum += (a + b) ** 2;
-  }
-  return 2 * Math.atan2(Math.sqrt(diff), Math.sqrt(sum));
-}
-
-/** Per-point metrics of the contract's steps table. */
 export function pointMetrics(t: Trajectory): PointMetrics {
   const { dim, points: P, x, denoised, hasDenoised } = t;
   const last = P - 1;
+  const lo = last * dim;
   const nan = () => new Float64Array(P).fill(Number.NaN);
   const m: PointMetrics = {
     xNorm: nan(),
@@ -122,40 +77,94 @@ export function pointMetrics(t: Trajectory): PointMetrics {
   };
   const firstD = hasDenoised.indexOf(1);
   const lastD = hasDenoised.lastIndexOf(1);
-  const u = new Float64Array(dim);
-  const v = new Float64Array(dim);
+  const hasLineD = firstD >= 0 && lastD > firstD;
+  // the lines of the two deviations: x_0 -> x_S, and D at its first -> last evaluation
+  const chordX = new Float64Array(dim);
+  const chordD = new Float64Array(dim);
+  let chordX2 = 0;
+  let chordD2 = 0;
+  const fo = Math.max(0, firstD) * dim;
+  for (let k = 0; k < dim; k++) {
+    chordX[k] = x[lo + k]! - x[k]!;
+    chordX2 += chordX[k]! * chordX[k]!;
+    if (hasLineD) {
+      chordD[k] = denoised[lastD * dim + k]! - denoised[fo + k]!;
+      chordD2 += chordD[k]! * chordD[k]!;
+    }
+  }
   for (let i = 0; i < P; i++) {
     const io = i * dim;
-    m.xNorm[i] = Math.sqrt(dotAt(x, io, x, io, dim));
-    m.distXFinal[i] = distAt(x, io, x, last * dim, dim);
-    m.devX[i] = lineDeviation(x, i, 0, last, dim);
-    if (hasDenoised[i]) {
-      m.dNorm[i] = Math.sqrt(dotAt(denoised, io, denoised, io, dim));
-      m.distDFinal[i] = distAt(denoised, io, x, last * dim, dim);
-      if (firstD >= 0 && lastD > firstD) m.devD[i] = lineDeviation(denoised, i, firstD, lastD, dim);
-      else m.devD[i] = 0;
-      // cos(eps_i, x_i - x_S) with eps_i = x_i - D_i (the scaled noise / score direction).
-      if (i < last) {
-        let ee = 0;
-        let ff = 0;
-        let ef = 0;
-        for (let k = 0; k < dim; k++) {
-          const e = x[io + k]! - denoised[io + k]!;
-          const f = x[io + k]! - x[last * dim + k]!;
-          ee += e * e;
-          ff += f * f;
-          ef += e * f;
-        }
-        m.cosEpsFinal[i] = ee > 0 && ff > 0 ? ef / Math.sqrt(ee * ff) : Number.NaN;
+    const withD = hasDenoised[i] === 1;
+    const turning = i > 0 && i < last;
+    let xx = 0; // ||x_i||^2
+    let xf = 0; // ||x_i - x_S||^2
+    let xw = 0; // (x_i - x_0) . chordX
+    let dd = 0; // ||D_i||^2
+    let df = 0; // ||D_i - x_S||^2
+    let dw = 0; // (D_i - D_first) . chordD
+    let ee = 0; // ||eps_i||^2, eps_i = x_i - D_i (the scaled noise / score direction)
+    let ef = 0; // eps_i . (x_i - x_S)
+    let uu = 0; // ||x_{i+1} - x_i||^2
+    let vv = 0; // ||x_i - x_{i-1}||^2
+    for (let k = 0; k < dim; k++) {
+      const xk = x[io + k]!;
+      const f = xk - x[lo + k]!;
+      xx += xk * xk;
+      xf += f * f;
+      xw += (xk - x[k]!) * chordX[k]!;
+      if (withD) {
+        const dk = denoised[io + k]!;
+        const g = dk - x[lo + k]!;
+        const e = xk - dk;
+        dd += dk * dk;
+        df += g * g;
+        if (hasLineD) dw += (dk - denoised[fo + k]!) * chordD[k]!;
+        ee += e * e;
+        ef += e * f;
+      }
+      if (turning) {
+        const u = x[io + dim + k]! - xk;
+        const v = xk - x[io - dim + k]!;
+        uu += u * u;
+        vv += v * v;
       }
     }
-    if (i > 0 && i < last) {
-      for (let k = 0; k < dim; k++) {
-        u[k] = x[io + dim + k]! - x[io + k]!;
-        v[k] = x[io + k]! - x[io - dim + k]!;
+    m.xNorm[i] = Math.sqrt(xx);
+    m.distXFinal[i] = Math.sqrt(xf);
+    // dev_x: the norm of x_i - x_0 less its projection on the chord, from the explicit residual (not a difference of
+    // squares, which loses the tiny deviations)
+    const cx = chordX2 > 0 ? xw / chordX2 : 0;
+    const cd = chordD2 > 0 ? dw / chordD2 : 0;
+    const nu = Math.sqrt(uu);
+    const nv = Math.sqrt(vv);
+    let rx = 0;
+    let rd = 0;
+    let diff = 0;
+    let sum = 0;
+    const angle = turning && nu !== 0 && nv !== 0;
+    for (let k = 0; k < dim; k++) {
+      const r = x[io + k]! - x[k]! - cx * chordX[k]!;
+      rx += r * r;
+      if (withD && hasLineD) {
+        const q = denoised[io + k]! - denoised[fo + k]! - cd * chordD[k]!;
+        rd += q * q;
       }
-      m.turnAngle[i] = angleBetween(u, v);
+      if (angle) {
+        // Kahan's angle formula 2 atan2(|u/|u| - v/|v||, |u/|u| + v/|v||), accurate near 0 and pi
+        const a = (x[io + dim + k]! - x[io + k]!) / nu;
+        const b = (x[io + k]! - x[io - dim + k]!) / nv;
+        diff += (a - b) ** 2;
+        sum += (a + b) ** 2;
+      }
     }
+    m.devX[i] = Math.sqrt(rx);
+    if (withD) {
+      m.dNorm[i] = Math.sqrt(dd);
+      m.distDFinal[i] = Math.sqrt(df);
+      m.devD[i] = hasLineD ? Math.sqrt(rd) : 0;
+      if (i < last) m.cosEpsFinal[i] = ee > 0 && xf > 0 ? ef / Math.sqrt(ee * xf) : Number.NaN;
+    }
+    if (turning) m.turnAngle[i] = angle ? 2 * Math.atan2(Math.sqrt(diff), Math.sqrt(sum)) : Number.NaN;
   }
   return m;
 }
