@@ -193,8 +193,8 @@ async function pairedRuns(spec: string, dir: string, tag: string, pairs: number,
   return { one, two, speedUps: one.map((s, i) => s / two[i]!) };
 }
 
-/** "a-b" range of `xs` with `digits` significant digits. */
-const range = (xs: number[], digits = 3) => `${Math.min(...xs).toPrecision(digits)}-${Math.max(...xs).toPrecision(digits)}`;
+/** "a-b" range of `xs`, each written by `format` (three significant digits by default). */
+const range = (xs: number[], format = (v: number) => v.toPrecision(3)) => `${format(Math.min(...xs))}-${format(Math.max(...xs))}`;
 
 /** Slices of the steadiness loop. */
 const STEADY_SLICES = 30;
@@ -266,7 +266,7 @@ async function study(uri: string | null, source: string) {
   const addPaired = (runs: { one: number[]; two: number[]; speedUps: number[] }, trajectories: number, name: (workers: number) => string, detail: (s: number) => string, speedUp: string, what: string) => {
     for (const [workers, secs] of [[1, runs.one], [2, runs.two]] as const) {
       const s = median(secs);
-      add({ name: name(workers), value: trajectories / s, unit: 'trajectories/s', detail: `${detail(s)} (runs: ${range(secs, 2)} s)`, command: 'pnpm bench study' });
+      add({ name: name(workers), value: trajectories / s, unit: 'trajectories/s', detail: `${detail(s)} (runs: ${range(secs, (v) => v.toFixed(1))} s)`, command: 'pnpm bench study' });
     }
     add({
       name: speedUp,
