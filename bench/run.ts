@@ -164,14 +164,17 @@ function run(args: string[], env: Record<string, string> = {}): Promise<{ code: 
   });
 }
 
+/** Wall seconds of one `trajlab run` of `spec` with `workers` processes into `out`; throws with its stderr if it fails. */
+async function runSeconds(spec: string, out: string, workers: number, env: Record<string, string> = {}): Promise<number> {
+  const res = await run(['run', spec, '--out', out, '--workers', String(workers), '--quiet'], env);
+  if (res.code !== 0) throw new Error(res.stderr);
+  return res.seconds;
+}
+
 /** Median wall seconds of three `trajlab run` of `spec` with `workers` processes (outputs under `dir`, named by `tag`). */
 async function medianRun(spec: string, dir: string, tag: string, workers: number, env: Record<string, string> = {}): Promise<number> {
   const secs: number[] = [];
-  for (let r = 0; r < 3; r++) {
-    const res = await run(['run', spec, '--out', join(dir, `out-${tag}-${workers}-${r}`), '--workers', String(workers), '--quiet'], env);
-    if (res.code !== 0) throw new Error(res.stderr);
-    secs.push(res.seconds);
-  }
+  for (let r = 0; r < 3; r++) secs.push(await runSeconds(spec, join(dir, `out-${tag}-${workers}-${r}`), workers, env));
   return median(secs);
 }
 
@@ -184,11 +187,8 @@ async function pairedRuns(spec: string, dir: string, tag: string, pairs: number,
   const one: number[] = [];
   const two: number[] = [];
   for (let r = 0; r < pairs; r++) {
-    for (const workers of [1, 2]) {
-      const res = await run(['run', spec, '--out', join(dir, `out-${tag}-${workers}-${r}`), '--workers', String(workers), '--quiet'], env);
-      if (res.code !== 0) throw new Error(res.stderr);
-      (workers === 1 ? one : two).push(res.seconds);
-    }
+    one.push(await runSeconds(spec, join(dir, `out-${tag}-1-${r}`), 1, env));
+    two.push(await runSeconds(spec, join(dir, `out-${tag}-2-${r}`), 2, env));
   }
   return { one, two, speedUps: one.map((s, i) => s / two[i]!) };
 }
@@ -395,9 +395,7 @@ async function distributed(uri: string | null, source: string) {
     const shardCpu: number[] = [];
     const aggregationCpu: number[] = [];
     for (let r = 0; r < 3; r++) {
-      const res = await run(['run', spec, '--out', join(dir, `emb-${tag}-${r}`), '--workers', '2', '--quiet']);
-      if (res.code !== 0) throw new Error(res.stderr);
-      embedded.push(res.seconds);
+      embedded.push(await runSeconds(spec, join(dir, `emb-${tag}-${r}`), 2));
       const d = await distributedRun(spec, `${tag}-${r}`, store, {}, latencyMs);
       dist.push(d.seconds);
       s3Cpu.push(d.s3Cpu);
