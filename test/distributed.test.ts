@@ -40,6 +40,9 @@ describe('distributed studies: BullMQ flow, 2 sandboxed workers, aggregator, S3 
 
   it('workers and the aggregator start their child process before any job, and reuse it for every job', async () => {
     await Promise.all(services.map((s) => s.waitFor(/process(\(es\))? started/)));
+    // idle, each worker's shard process warms up (runner's warmUp); every study below runs after it, so the
+    // byte-identical comparisons also show that it changes no result
+    await Promise.all(services.slice(0, 2).map((s) => s.waitFor(/shard process \d+ warmed up in \d+\.\d\d s/)));
     // their child processes: the shard process (worker), BullMQ's sandboxed one (aggregator); other children, e.g. the
     // TypeScript loader's esbuild on a cold cache, do not count
     const sandboxes = (pid: number) => childrenOf(pid).filter((c) => {
@@ -186,6 +189,7 @@ describe('a misconfigured worker', () => {
       await worker.waitFor(/failed dist-bad-backend-[0-9a-f]{10}\.euler-polynomial-rho7-s3\.000000-000003: TRAJLAB_BACKEND must be one of auto, tensorflow, wasm, cpu; got 'cuda'/);
       expect(worker.proc.exitCode).toBe(null);
       expect(childrenOf(worker.proc.pid!).length).toBeGreaterThan(0);
+      expect(worker.log()).not.toMatch(/warm/); // no backend, no warm-up
     } finally {
       await worker.stop('SIGKILL');
       await Promise.all([redis.stop(), s3.stop()]);

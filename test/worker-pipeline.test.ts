@@ -76,7 +76,7 @@ describe("a worker's shard process", () => {
     expect(await new Promise((r) => bad.proc.once('exit', r))).toBe(2);
     expect(bad.log()).toMatch(/TRAJLAB_JOBS_PER_PROCESS must be an integer from 1 to 16; got '0'/);
 
-    const env = { REDIS_URL: redis.url, TRAJLAB_JOBS_PER_PROCESS: '1' };
+    const env = { REDIS_URL: redis.url, TRAJLAB_JOBS_PER_PROCESS: '1', TRAJLAB_WARM_UP: 'off' };
     const dir = tempDir();
     const path = writeSpec(dir, { name: 'one-at-a-time', samples: 12, shardSize: 4, dataset: { kind: 'gmm', dim: 64, components: 8, n: 4000 }, solvers: [{ solver: 'heun', steps: 300 }] });
     const worker = startService('worker', env);
@@ -92,6 +92,7 @@ describe("a worker's shard process", () => {
         await new Promise((r) => setTimeout(r, 25));
       }
       expect(most).toBe(1);
+      expect(worker.log()).not.toMatch(/warm/); // TRAJLAB_WARM_UP=off
     } finally {
       await queue.close();
       await Promise.all([worker.stop('SIGTERM'), aggregator.stop('SIGTERM')]);

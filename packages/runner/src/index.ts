@@ -7,3 +7,4 @@ export * from './embedded.js';
 export * from './execute.js';
 export * from './gits.js';
 export * from './pool.js';
+export * from './warm-up.js';

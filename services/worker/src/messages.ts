@@ -31,6 +31,10 @@ export type ToShardProcess = { type: 'job'; id: string; data: unknown; checked: 
 export type FromShardProcess =
   /** Loaded (tensor backend, AWS SDK), waiting for jobs. */
   | { type: 'ready' }
+  /** Its warm-up (runner's warmUp) is done, in `seconds`. */
+  | { type: 'warmed-up'; seconds: number }
+  /** Its warm-up failed (the process still takes jobs: each reports its own errors). */
+  | { type: 'warm-up-failed'; message: string }
   | { type: 'progress'; id: string; progress: ShardProgress }
   | { type: 'done'; id: string; manifest: ShardManifest }
   /** `name` is the error's (an UnrecoverableError fails the job without retries). */

@@ -6,7 +6,7 @@
  */
 import { backendFromEnv, initBackend } from '@trajlab/backend';
 import { exitWithParent, parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
-import { createContext, executeShard, ShardWrites, type ShardManifest, type StudyContext } from '@trajlab/runner';
+import { createContext, executeShard, ShardWrites, warmUp, type ShardManifest, type StudyContext } from '@trajlab/runner';
 import { ModelFileError } from '@trajlab/models';
 import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { planStudy, prefetchRemoteData, resolveStudyText } from '@trajlab/study';
@@ -155,8 +155,12 @@ async function runJob(jobId: string, data: unknown, checked: boolean, report: (p
   }
 }
 
+/** Set by the first job: a process given work before it could warm up goes straight to it. */
+let jobSeen = false;
+
 process.on('message', (m: ToShardProcess) => {
   if (m.type !== 'job') return;
+  jobSeen = true;
   runJob(m.id, m.data, m.checked, (progress) => send({ type: 'progress', id: m.id, progress })).then(
     (manifest) => send({ type: 'done', id: m.id, manifest }),
     (err: unknown) => send({ type: 'failed', id: m.id, name: err instanceof Error ? err.name : 'Error', message: err instanceof Error ? err.message : String(err) }),
@@ -164,3 +168,19 @@ process.on('message', (m: ToShardProcess) => {
 });
 const ready = () => send({ type: 'ready' });
 backendReady.then(ready, ready);
+
+// While no job has come, the process warms up (runner's warmUp: a small study computed in memory and discarded), so
+// its first job runs at the speed of the next ones. A job that comes meanwhile waits for it (it computes through the
+// same OneAtATime). Skipped with TRAJLAB_WARM_UP=off, or when the backend failed (the jobs report that).
+if ((process.env.TRAJLAB_WARM_UP ?? '').trim().toLowerCase() !== 'off') {
+  backendReady.then(
+    () => {
+      if (jobSeen) return;
+      compute.run(warmUp).then(
+        (r) => send({ type: 'warmed-up', seconds: r.seconds }),
+        (err: unknown) => send({ type: 'warm-up-failed', message: err instanceof Error ? err.message : String(err) }),
+      );
+    },
+    () => {},
+  );
+}

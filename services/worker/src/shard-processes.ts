@@ -77,6 +77,8 @@ export class ShardProcesses {
         wasReady = true;
         return markReady();
       }
+      if (m.type === 'warmed-up') return this.log(`shard process ${child.pid} warmed up in ${m.seconds.toFixed(2)} s`);
+      if (m.type === 'warm-up-failed') return this.log(`shard process ${child.pid}: warm-up failed (${m.message})`);
       const h = held.get(m.id);
       if (!h) return;
       if (m.type === 'progress') {
