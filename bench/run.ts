@@ -366,8 +366,10 @@ async function distributed(uri: string | null, source: string) {
     const proxy = latencyMs > 0 ? await startLatencyProxy(s3.endpoint, latencyMs) : null;
     const env = { ...s3.env, ...(proxy ? { AWS_ENDPOINT_URL_S3: proxy.endpoint } : {}), REDIS_URL: redis.url };
     const services = [startService('worker', { ...env, ...workerEnv }), startService('worker', { ...env, ...workerEnv }), startService('aggregator', env)];
-    // deployed workers wait for work with their child processes already started: so do these before the submit
+    // deployed workers wait for work with their child processes already started and warmed up: so do these before
+    // the submit
     await Promise.all(services.map((x) => x.waitFor(/process(\(es\))? started/)));
+    await Promise.all(services.slice(0, 2).map((x) => x.waitFor(/warmed up in/)));
     const out = store === 's3' ? `s3://${s3.bucket}/${tag}` : join(dir, `dist-${tag}`);
     // the S3 server runs in this process, which does nothing else meanwhile: its CPU time is this process's
     const cpu0 = process.cpuUsage();
