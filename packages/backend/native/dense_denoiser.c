@@ -4,7 +4,8 @@
  * D*(x; t) = sum_j w_j y_j / sum_j w_j with w_j = exp(l_j - m), l_j = (x / t^2) . y_j - (||y_j||^2 / 2) / t^2 (the
  * same logits, bit for bit, as the tensor path's two products) and m the row's largest logit. Two separate products
  * each stream the whole training set from memory (31 MB for Fashion-MNIST 10k, more than the cache holds); here the
- * set is read once, a block of DENSE_BLOCK points at a time, and both products use the block while it is in cache.
+ * set is read once, a block of dense_block_points(dim) points at a time, and both products use the block while it is
+ * in cache.
  * The softmax is streamed over the blocks (online log-sum-exp): with M the largest logit so far, the running sum
  * S = sum_j exp(l_j - M) and accumulator A = sum_j exp(l_j - M) y_j are multiplied by exp(M_old - M_new) whenever a
  * block raises M, and D* = A / S at the end.
@@ -121,9 +122,15 @@ static unsigned char *scratch_reserve(size_t bytes) {
 /* Bytes of a scratch part of `count` elements of `size` bytes, rounded up to a cache line. */
 static size_t part_bytes(size_t count, size_t size) { return (count * size + 63) / 64 * 64; }
 
+int dense_block_points(int dim) {
+  int points = (int)(DENSE_BLOCK_BYTES / ((size_t)(dim > 0 ? dim : 1) * sizeof(float))) / 16 * 16;
+  return points < 16 ? 16 : points > DENSE_BLOCK_MAX_POINTS ? DENSE_BLOCK_MAX_POINTS : points;
+}
+
 int dense_denoise(int n, int dim, const float *points, const float *half_norm, int b, const float *x, float inv_t2, gemm_isa isa, int threads, float *out, float *logits) {
   if (b <= 0) return 0;
-  int block = n < DENSE_BLOCK ? n : DENSE_BLOCK;
+  int block_points = dense_block_points(dim);
+  int block = n < block_points ? n : block_points;
   size_t w_bytes = part_bytes((size_t)block * b, sizeof(float)), qt_bytes = part_bytes((size_t)dim * b, sizeof(float));
   size_t acc_bytes = part_bytes((size_t)b * dim, sizeof(float)), row_bytes = part_bytes((size_t)b, sizeof(float));
   unsigned char *mem = scratch_reserve(w_bytes + qt_bytes + acc_bytes + 5 * row_bytes + part_bytes((size_t)b, 1));

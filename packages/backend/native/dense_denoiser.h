@@ -10,8 +10,18 @@
 
 #include "stable_gemm.h"
 
-/* Training points per block: 512 x 784 float32 (Fashion-MNIST) is 1.6 MB, which stays in cache between the products. */
-#define DENSE_BLOCK 512
+/*
+ * Training points per block (dense_block_points): as many as DENSE_BLOCK_BYTES hold, so that a block stays in a core's
+ * own (L2) cache between the two products, as a multiple of 16 from 16 to DENSE_BLOCK_MAX_POINTS: 128 points of 784
+ * values (Fashion-MNIST), 32 of 3072 (CIFAR-10), 512 in low dimension. Blocks of 512 Fashion-MNIST images (1.6 MB)
+ * left the L2 cache of an AMD EPYC VM: an evaluation of 32 queries took 9-10 ms instead of ~7.5 ms, and lost more of
+ * its speed with the other core running the same kernel.
+ */
+#define DENSE_BLOCK_BYTES (400 * 1024)
+#define DENSE_BLOCK_MAX_POINTS 512
+
+/* Points per block for points of `dim` values (see DENSE_BLOCK_BYTES). */
+int dense_block_points(int dim);
 
 /*
  * out[b, dim] = D*(x; t) for the b rows of x ([b, dim]) over the n points ([n, dim], with half_norm[j] = ||y_j||^2 / 2

@@ -58,7 +58,8 @@ const denoise = (blas: NativeBlas, points: Float32Array, n: number, x: Float32Ar
 describe.skipIf(!('blas' in loaded))('the native dense optimal denoiser (one pass over the training set)', () => {
   const { blas } = loaded as { blas: NativeBlas };
   const isas = NATIVE_ISAS.slice(NATIVE_ISAS.indexOf(blas.bestIsa()));
-  // 1300 points: two whole blocks of 512 and a partial one, so the softmax is streamed and rescaled across blocks
+  // 1300 points of 37 values: two whole blocks of 512 and a partial one, so the softmax is streamed and rescaled across
+  // blocks
   const [n, dim, b] = [1300, 37, 6];
   const points = values(n * dim, 3);
   const x = values(b * dim, 4, -1.5, 1.5);
@@ -98,6 +99,22 @@ describe.skipIf(!('blas' in loaded))('the native dense optimal denoiser (one pas
       // float32 logits in the expanded form (x . y_j - ||y_j||^2 / 2) / t^2 carry ~1e-7 of their size (tens here) as
       // absolute error, hence relative weight errors of a few 1e-6; a wrong rescale across blocks would be O(1)
       expect(err, `sigma ${t}`).toBeLessThan(1e-5);
+    }
+  });
+
+  it('agrees with the definition in image-like dimension, where a block holds fewer points (dense_block_points)', () => {
+    // 800 values a point: blocks of 128 points (400 KB), so 700 points are five whole blocks and a partial one
+    const [n2, dim2] = [700, 800];
+    const pts = values(n2 * dim2, 5);
+    const near = Float32Array.from([...pts.subarray(5 * dim2, 6 * dim2), ...pts.subarray(690 * dim2, 691 * dim2)].map((v, i) => v + 0.01 * Math.sin(i)));
+    const queries = Float32Array.from([...values(2 * dim2, 6, -1.5, 1.5), ...near]);
+    for (const t of [50, 10, 5, 1, 0.2, 0.05]) {
+      const got = denoise(blas, pts, n2, queries, t);
+      const want = reference(pts, n2, dim2, queries, t);
+      let err = 0;
+      for (let i = 0; i < got.length; i++) err = Math.max(err, Math.abs(got[i]! - want[i]!));
+      // logits of size ~270 / t^2 carry ~1e-7 of that as absolute error; a wrong rescale across blocks would be O(1)
+      expect(err, `sigma ${t}`).toBeLessThan(1e-4);
     }
   });
 
