@@ -119,8 +119,8 @@ function columnData(def: ColumnDef, type: DataType, rows: number, dim: number, c
     return makeData({ type: type as FixedSizeList<Float32>, length: rows, child, ...nulls });
   }
   if (def.kind === 'int32') return makeData({ type: type as Int32, length: rows, data: values as Int32Array, ...nulls });
-  if (def.kind === 'float32') return makeData({ type: type as Float32, length: rows, data: Float32Array.from(values), ...nulls });
-  return makeData({ type: type as Float64, length: rows, data: values instanceof Float64Array ? values : Float64Array.from(values), ...nulls });
+  if (def.kind === 'float32') return makeData({ type: type as Float32, length: rows, data: new Float32Array(values), ...nulls });
+  return makeData({ type: type as Float64, length: rows, data: values instanceof Float64Array ? values : new Float64Array(values), ...nulls });
 }
 
 /** Builds a single-batch table with exactly the given schema. */

@@ -59,7 +59,7 @@ export async function readFinals(store: ObjectStore, key: string): Promise<Float
   const col = t.getChild('final');
   if (!col) throw new Error(`${store.locate(key)}: no 'final' column`);
   const child = col.data[0]!.children[0]!;
-  return Float32Array.from((child.values as Float32Array).subarray(child.offset, child.offset + t.numRows * (col.type as { listSize: number }).listSize));
+  return (child.values as Float32Array).slice(child.offset, child.offset + t.numRows * (col.type as { listSize: number }).listSize);
 }
 
 /**

@@ -72,7 +72,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   };
 
   const observe = async (e: StepEvent) => {
-    const xHost = Float32Array.from(e.x.dataSync());
+    const xHost = new Float32Array(e.x.dataSync()); // a copy (the typed-array constructor copies ~30x faster than .from)
     checkFinite(xHost, e.i, e.sigma, 'x');
     store(xs, xHost, e.i);
     sigmaAt[e.i] = e.sigma;
@@ -92,7 +92,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     }
     let dHost: Float32Array | null = null;
     if (denoised && e.sigma > 0) {
-      dHost = Float32Array.from(denoised.dataSync());
+      dHost = new Float32Array(denoised.dataSync());
       checkFinite(dHost, e.i, e.sigma, 'D(x)');
       store(ds, dHost, e.i);
       hasD[e.i] = 1;
