@@ -21,7 +21,7 @@ let loaded: FileMapper | null | undefined;
  * at install, or Windows) or not loadable. Decided once per process.
  */
 export function fileMapper(env: NodeJS.ProcessEnv = process.env): FileMapper | null {
-  if ((env.TRAJLAB_MAP_FILES ?? '').toLowerCase() === 'off') return null;
+  if ((env.TRAJLAB_MAP_FILES ?? '').trim().toLowerCase() === 'off') return null;
   if (loaded !== undefined) return loaded;
   loaded = null;
   if (existsSync(MAP_FILE_BINDING_PATH)) {
