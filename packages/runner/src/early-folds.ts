@@ -8,7 +8,7 @@
  * read, a file that does not parse) drops the study's early state, and its aggregation reads everything itself,
  * reporting the problem as it always did.
  */
-import { aggregationStore, studyAggregation } from './aggregation.js';
+import { aggregateStudy, aggregationStore, studyAggregation } from './aggregation.js';
 import { FOLD_KINDS, StudyFold } from '@trajlab/results';
 import type { ObjectStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
@@ -122,4 +122,21 @@ export class EarlyFolds {
       s.failed = true;
     }
   }
+}
+
+/**
+ * Aggregates the finished study `studyId` written under `out` (aggregateStudy), continuing the fold `early` made of it
+ * while it ran, if any, through the store that fold read (which keeps the samples the report reads again); otherwise
+ * from the start through aggregationStore(store). Returns that store with the paths: study.json and the report go
+ * through it. The embedded run with shard processes and the aggregator service finish a study this way.
+ */
+export async function aggregateFinishedStudy(
+  store: ObjectStore,
+  studyId: string,
+  out: string,
+  early: EarlyFolds | null,
+): Promise<{ store: ObjectStore; summary: string; curves: string; foldedBefore: number }> {
+  const taken = early ? await early.take(studyId, out) : null;
+  const finished = taken?.store ?? aggregationStore(store);
+  return { store: finished, ...(await aggregateStudy(finished, studyId, taken?.fold)) };
 }

@@ -1,9 +1,8 @@
 import { activeBackend } from '@trajlab/backend';
 import { openStore } from '@trajlab/storage';
 import { planStudy, prefetchSpecFile, resolveStudyFile, studyKeys, type LoadedData, type PlannedConfig, type ResolvedStudy, type ShardPlan, type StudyPlan } from '@trajlab/study';
-import { aggregateStudy, aggregationStore } from './aggregation.js';
 import { createContext, type StudyContext } from './context.js';
-import { EarlyFolds } from './early-folds.js';
+import { aggregateFinishedStudy, EarlyFolds } from './early-folds.js';
 import { writeReport } from '@trajlab/report';
 import { executeShard } from './execute.js';
 import { computeGitsSchedules, type GitsRecord } from './gits.js';
@@ -163,10 +162,7 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
     ctx?.dispose();
   }
   if (reused > 0) log(`reused ${reused} shard(s) already written by an earlier run of this study`);
-  // the early fold (if any) and the store it read through, which keeps the samples the report reads again
-  const taken = early ? await early.take(study.studyId, opts.out) : null;
-  const finished = taken?.store ?? aggregationStore(store);
-  const { summary, curves, foldedBefore } = await aggregateStudy(finished, study.studyId, taken?.fold);
+  const { store: finished, summary, curves, foldedBefore } = await aggregateFinishedStudy(store, study.studyId, opts.out, early);
   const elapsedMs = Date.now() - started;
   await finished.put(
     studyKeys.studyJson(study.studyId),

@@ -4,7 +4,7 @@
  */
 import { aggregatePayloadSchema, exitWithParent, parsePayload, QUEUES, redisKeys, redisSettings, type AggregatePayload } from '@trajlab/queue';
 import { writeReport } from '@trajlab/report';
-import { aggregateStudy, aggregationStore, EarlyFolds } from '@trajlab/runner';
+import { aggregateFinishedStudy, EarlyFolds } from '@trajlab/runner';
 import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 import { QueueEvents, type SandboxedJob } from 'bullmq';
@@ -74,9 +74,7 @@ export default async function processAggregate(job: SandboxedJob): Promise<{ sum
 async function aggregate(p: AggregatePayload): Promise<{ summary: string; curves: string; report: string; foldedBefore: number }> {
   const raw = sharedStore(p.out);
   // the shards folded while the study ran, and the store that read them (the report reads their samples from memory)
-  const taken = await early.take(p.studyId, p.out);
-  const store = taken?.store ?? aggregationStore(raw);
-  const paths = await aggregateStudy(store, p.studyId, taken?.fold);
+  const { store, ...paths } = await aggregateFinishedStudy(raw, p.studyId, p.out, early);
   const key = studyKeys.studyJson(p.studyId);
   // study.json as it is now, not as the aggregation read it
   const doc = JSON.parse(new TextDecoder().decode(await raw.get(key))) as Record<string, unknown>;
