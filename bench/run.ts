@@ -9,10 +9,10 @@ import { loadIdxFile, gaussianDataset, type Dataset } from '@trajlab/datasets';
 import { polynomialSigmas } from '@trajlab/core';
 import { TrainingSet } from '@trajlab/denoisers';
 import { trainDenoiser, type Architecture } from '@trajlab/models/training';
-import { FsStore } from '@trajlab/storage';
+import { FsStore, openStore } from '@trajlab/storage';
 import { aggregateShards, buildTable, makeSchema, STEPS_COLUMNS, SAMPLES_COLUMNS, toIpcFile, type ColumnData } from '@trajlab/results';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -449,6 +449,76 @@ async function distributed(uri: string | null, source: string) {
     largeFs.embedded,
     `2048 trajectories, outputs in a shared directory instead of S3: submit --watch ${largeFs.d.toFixed(1)} s vs run --workers 2 ${largeFs.e.toFixed(1)} s; CPU during the study: shard processes ${largeFs.shardCpu.toFixed(1)} s, aggregation ${largeFs.aggregationCpu.toFixed(2)} s`,
   );
+  // What S3 itself costs the two cores: the 2048-trajectory study's shard files PUT and read back one request at a
+  // time, with no compute beside them (the server's CPU is this process's, the client's is its own process's)
+  const studyDir = readdirSync(join(dir, 'emb-large-0')).find((d) => d.startsWith('perf-'))!;
+  const costs = [];
+  for (let r = 0; r < 3; r++) {
+    const s3 = await startS3();
+    const cpu0 = process.cpuUsage();
+    // spawned, not run synchronously: this process's event loop serves its requests
+    const probe = await new Promise<string>((res, rej) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 's3-requests', join(dir, 'emb-large-0', studyDir), `s3://${s3.bucket}/cost-${r}`], {
+        cwd: REPO,
+        env: { ...process.env, ...s3.env },
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d));
+      child.on('close', (code) => (code === 0 ? res(out) : rej(new Error(`the S3 request probe exited with ${code}`))));
+    });
+    const cpu = process.cpuUsage(cpu0);
+    await s3.stop();
+    const c = JSON.parse(probe) as { puts: number; gets: number; bytes: number; putCpuMs: number; getCpuMs: number };
+    costs.push({ ...c, serverMs: (cpu.user + cpu.system) / 1000 });
+  }
+  const c0 = costs[0]!;
+  const requests = c0.puts + c0.gets;
+  const server = median(costs.map((c) => c.serverMs / requests));
+  const put = median(costs.map((c) => c.putCpuMs / c.puts));
+  const get = median(costs.map((c) => c.getCpuMs / c.gets));
+  const total = (server * requests + put * c0.puts + get * c0.gets) / 1000;
+  const detail = `the 2048-trajectory study's ${c0.puts} shard files (${(c0.bytes / 2 ** 20).toFixed(0)} MiB) PUT and its ${c0.gets} Arrow files read back, one request at a time, nothing else running (median of 3)`;
+  add({ name: 'S3 request cost, server (s3rver)', value: server, unit: 'ms CPU per request', detail, command: 'pnpm bench distributed' });
+  add({ name: 'S3 request cost, client PUT', value: put, unit: 'ms CPU per request', detail: `${detail}; the services' store (AWS SDK v3)`, command: 'pnpm bench distributed' });
+  add({ name: 'S3 request cost, client GET', value: get, unit: 'ms CPU per request', detail: `${detail}; the services' store (AWS SDK v3)`, command: 'pnpm bench distributed' });
+  add({
+    name: 'S3 request cost, study x4',
+    value: (100 * total) / (2 * large.e),
+    unit: "% of the embedded run's CPU time",
+    detail: `server and clients together: ${total.toFixed(2)} s of CPU for the study's ${requests} requests, against the ${(2 * large.e).toFixed(1)} s the two cores give run --workers 2 (${large.e.toFixed(1)} s wall): what the distributed run gives up to S3 on the same cores, before any queueing`,
+    command: 'pnpm bench distributed',
+  });
+}
+
+/**
+ * The S3 client's side of the request-cost measurement (`bench/run.ts s3-requests <dir> <s3 uri>`, in a process of its
+ * own): PUTs every shard file of the finished study under `dir` (as the workers upload them), then GETs its Arrow files
+ * (as the aggregator reads them), through the store the services use. Prints the counts and this process's CPU
+ * milliseconds for each half as JSON.
+ */
+async function s3RequestsProbe(dir: string, uri: string) {
+  const shards = join(dir, 'shards');
+  const files = readdirSync(shards, { recursive: true })
+    .map(String)
+    .filter((f) => /\.(arrow|json)$/.test(f))
+    .sort();
+  const bodies = files.map((f) => new Uint8Array(readFileSync(join(shards, f))));
+  const store = openStore(uri);
+  await store.put('warm-up', new Uint8Array(1)); // the SDK's and the connection's one-time costs stay out of the figures
+  const cpuMs = (since: NodeJS.CpuUsage) => {
+    const c = process.cpuUsage(since);
+    return (c.user + c.system) / 1000;
+  };
+  const putStart = process.cpuUsage();
+  for (let i = 0; i < files.length; i++) await store.put(`shards/${files[i]}`, bodies[i]!);
+  const putCpuMs = cpuMs(putStart);
+  const read = files.filter((f) => f.endsWith('.arrow'));
+  const getStart = process.cpuUsage();
+  for (const f of read) await store.get(`shards/${f}`);
+  const getCpuMs = cpuMs(getStart);
+  const bytes = bodies.reduce((a, b) => a + b.length, 0);
+  process.stdout.write(`${JSON.stringify({ puts: files.length, gets: read.length, bytes, putCpuMs, getCpuMs })}\n`);
 }
 
 /** 5. Aggregator throughput and peak RSS on 1e7 synthetic step rows (101 shards x ~100k rows), in a process of its own. */
@@ -556,6 +626,10 @@ const SECTIONS = ['kernel', 'pruning', 'study', 'aggregator', 'distributed', 'tr
 if (process.argv[2] === 'aggregate-files') {
   const [dir, count, rows, P] = process.argv.slice(3);
   await aggregateFiles(dir!, Number(count), Number(rows), Number(P));
+  process.exit(0);
+}
+if (process.argv[2] === 's3-requests') {
+  await s3RequestsProbe(process.argv[3]!, process.argv[4]!);
   process.exit(0);
 }
 if (process.argv[2] === 'kernel-probe') {
