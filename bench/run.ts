@@ -4,10 +4,10 @@
  * Benchmarks measure; they never fail a build.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { describeBackend, initBackend, installNativeMatMul, nativeMatMulActive, uninstallNativeMatMul } from '@trajlab/backend';
+import { activeNativeBlas, describeBackend, initBackend, installNativeMatMul, nativeMatMulActive, uninstallNativeMatMul } from '@trajlab/backend';
 import { loadIdxFile, gaussianDataset, type Dataset } from '@trajlab/datasets';
 import { polynomialSigmas } from '@trajlab/core';
-import { TrainingSet } from '@trajlab/denoisers';
+import { kdeChunkSums, TrainingSet } from '@trajlab/denoisers';
 import { trainDenoiser, type Architecture } from '@trajlab/models/training';
 import { FsStore, openStore } from '@trajlab/storage';
 import { aggregateShards, buildTable, makeSchema, STEPS_COLUMNS, SAMPLES_COLUMNS, toIpcFile, type ColumnData } from '@trajlab/results';
@@ -109,6 +109,7 @@ async function kernel(data: Dataset) {
     ts.dispose();
   }
   if (providers.length > 1) installNativeMatMul();
+  kdeSums(data.n);
   // The same evaluation in one process, then in two at once (the two cores of `trajlab run --workers 2`): what a
   // process keeps of its speed when the other core runs the same kernel bounds what a second process can add.
   const alone = await kernelProbe();
@@ -119,6 +120,43 @@ async function kernel(data: Dataset) {
     value: rate(median(paired)),
     unit: 'GFLOP/s per process',
     detail: `${paired.map((ms) => ms.toFixed(1)).join(' and ')} ms per evaluation against ${alone.toFixed(1)} ms in one process alone: ${((100 * alone) / Math.max(...paired)).toFixed(0)}% of its speed each, so two processes compute at most ${((2 * alone) / Math.max(...paired)).toFixed(2)}x one`,
+    command: 'pnpm bench kernel',
+  });
+}
+
+/**
+ * 1b. The KDE gain metric's exponential sums (TrainingSet.kdeGain, float64) of a batch of 32 rows over `n` points: the
+ * native binding's kdeSums against the same arithmetic in JavaScript (kde-sums.ts; the same bits), on logits spread
+ * like a mid-schedule step's.
+ */
+function kdeSums(n: number) {
+  const B = 32;
+  const a = Float32Array.from({ length: B * n }, (_, i) => 30 + 8 * Math.sin(i * 0.37));
+  const dy = Float32Array.from({ length: B * n }, (_, i) => 0.3 * Math.cos(i * 0.11));
+  const rowTerm = Float64Array.from({ length: B }, (_, r) => 0.01 * r);
+  const out = new Float64Array(4 * B);
+  const ms = (f: () => void) => {
+    f();
+    const runs: number[] = [];
+    for (let r = 0; r < 7; r++) {
+      const t0 = performance.now();
+      f();
+      runs.push(performance.now() - t0);
+    }
+    return median(runs);
+  };
+  const js = ms(() => kdeChunkSums(a, dy, rowTerm, 1, out));
+  const native = activeNativeBlas();
+  if (!native) {
+    add({ name: 'KDE gain sums, batch 32, JavaScript', value: js, unit: 'ms', detail: `${B} rows x ${n} points, two float64 exponentials per term`, command: 'pnpm bench kernel' });
+    return;
+  }
+  const nat = ms(() => native.kdeSums(a, dy, rowTerm, 1, out));
+  add({
+    name: 'KDE gain sums, batch 32, native',
+    value: nat,
+    unit: 'ms',
+    detail: `${B} rows x ${n} points, two float64 exponentials per term (${native.isa()}): ${(js / nat).toFixed(1)}x faster than the same arithmetic in JavaScript (${js.toFixed(1)} ms), the same bits`,
     command: 'pnpm bench kernel',
   });
 }

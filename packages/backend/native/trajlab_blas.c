@@ -3,7 +3,8 @@
  * product, stable_gemm.c), is the matrix product of the wasm tensor backend (see ../src/blas.ts): the operands are
  * Float32Array views into the wasm heap, so nothing is copied: C = op(A) op(B) for row-major A, B, C (op = optional
  * transpose), as in cblas_sgemm with alpha 1, beta 0. denseDenoise is the dense optimal denoiser in one pass over the
- * training set (dense_denoiser.c), prunedDenoise its certified pruning (pruned_denoiser.c), both on host arrays.
+ * training set (dense_denoiser.c), prunedDenoise its certified pruning (pruned_denoiser.c), both on host arrays;
+ * kdeSums the KDE gain metric's exponential sums (kde_sums.c).
  */
 #include <math.h>
 #include <node_api.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "dense_denoiser.h"
+#include "kde_sums.h"
 #include "pruned_denoiser.h"
 #include "stable_gemm.h"
 
@@ -179,6 +181,32 @@ static napi_value dense_exp_binding(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * kdeSums(a, dy, rowTerm, invT2, out): the KDE gain's exponential sums of one chunk (kde_sums.h). b = rowTerm.length
+ * rows of size = a.length / b points; a, dy Float32Array [b, size]; out Float64Array [b, 4] (m0, s0, m1, s1 per row).
+ */
+static napi_value kde_sums_binding(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  if (!get_args(env, info, 5, argv, "kdeSums(a, dy, rowTerm, invT2, out) takes 5 arguments")) return NULL;
+  float *a, *dy;
+  double *row_term, *out;
+  size_t l_a, l_dy, l_row, l_out;
+  if (!float32_view(env, argv[0], "a must be a Float32Array", &a, &l_a)) return NULL;
+  if (!float32_view(env, argv[1], "dy must be a Float32Array", &dy, &l_dy)) return NULL;
+  if (!typed_view(env, argv[2], napi_float64_array, "rowTerm must be a Float64Array", (void **)&row_term, &l_row)) return NULL;
+  if (!typed_view(env, argv[4], napi_float64_array, "out must be a Float64Array", (void **)&out, &l_out)) return NULL;
+  double inv_t2 = 0;
+  CHECK(env, napi_get_value_double(env, argv[3], &inv_t2));
+  size_t b = l_row;
+  size_t size = b ? l_a / b : 0;
+  if (b == 0 || size == 0 || b > INT32_MAX || size > INT32_MAX || l_a != b * size || l_dy != l_a || l_out != 4 * b) {
+    napi_throw_range_error(env, NULL, "kdeSums: the arrays do not match b = rowTerm.length rows of size = a.length / b points (dy as a, out [b, 4])");
+    return NULL;
+  }
+  kde_sums(active_isa(), (int)b, (int)size, a, dy, row_term, inv_t2, out);
+  return NULL;
+}
+
 /* setThreads(n): the number of threads each product uses from now on (the bits do not depend on it). */
 static napi_value set_threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -250,6 +278,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"denseDenoise", NULL, dense_denoise_binding, NULL, NULL, NULL, napi_enumerable, NULL},
       {"denseExp", NULL, dense_exp_binding, NULL, NULL, NULL, napi_enumerable, NULL},
       {"prunedDenoise", NULL, pruned_denoise_binding, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"kdeSums", NULL, kde_sums_binding, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, set_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"threads", NULL, get_threads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setIsa", NULL, set_isa, NULL, NULL, NULL, napi_enumerable, NULL},

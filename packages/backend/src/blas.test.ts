@@ -179,12 +179,14 @@ describe('the native binding', () => {
   it('is refused, by name of what it lacks, when it was built by an older trajlab', () => {
     const fn = () => {};
     // the OpenBLAS binding of earlier versions: sgemm, setThreads, threads, config
-    expect(missingBindingFunctions({ sgemm: fn, setThreads: fn, threads: fn, config: fn })).toEqual(['denseDenoise', 'denseExp', 'prunedDenoise', 'setIsa', 'isa', 'bestIsa']);
+    expect(missingBindingFunctions({ sgemm: fn, setThreads: fn, threads: fn, config: fn })).toEqual(['denseDenoise', 'denseExp', 'prunedDenoise', 'kdeSums', 'setIsa', 'isa', 'bestIsa']);
     // the first row-stable binding, without the pruned denoiser
-    expect(missingBindingFunctions({ sgemm: fn, setThreads: fn, threads: fn, setIsa: fn, isa: fn, bestIsa: fn })).toEqual(['denseDenoise', 'denseExp', 'prunedDenoise']);
+    expect(missingBindingFunctions({ sgemm: fn, setThreads: fn, threads: fn, setIsa: fn, isa: fn, bestIsa: fn })).toEqual(['denseDenoise', 'denseExp', 'prunedDenoise', 'kdeSums']);
     // the one before the one-pass dense denoiser
-    expect(missingBindingFunctions({ sgemm: fn, prunedDenoise: fn, setThreads: fn, threads: fn, setIsa: fn, isa: fn, bestIsa: fn })).toEqual(['denseDenoise', 'denseExp']);
-    expect(missingBindingFunctions({ sgemm: fn, denseDenoise: fn, denseExp: fn, prunedDenoise: fn, setThreads: fn, threads: fn, setIsa: fn, isa: fn, bestIsa: fn })).toEqual([]);
+    expect(missingBindingFunctions({ sgemm: fn, prunedDenoise: fn, setThreads: fn, threads: fn, setIsa: fn, isa: fn, bestIsa: fn })).toEqual(['denseDenoise', 'denseExp', 'kdeSums']);
+    // the one before the native KDE sums
+    expect(missingBindingFunctions({ sgemm: fn, denseDenoise: fn, denseExp: fn, prunedDenoise: fn, setThreads: fn, threads: fn, setIsa: fn, isa: fn, bestIsa: fn })).toEqual(['kdeSums']);
+    expect(missingBindingFunctions({ sgemm: fn, denseDenoise: fn, denseExp: fn, prunedDenoise: fn, kdeSums: fn, setThreads: fn, threads: fn, setIsa: fn, isa: fn, bestIsa: fn })).toEqual([]);
     if ('blas' in loaded) expect(missingBindingFunctions(loaded.blas as unknown as Record<string, unknown>)).toEqual([]);
   });
 

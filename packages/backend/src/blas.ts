@@ -51,6 +51,12 @@ export interface NativeBlas {
     out: Float32Array,
     kept: Int32Array,
   ): void;
+  /**
+   * The KDE gain's exponential sums over one chunk of the training set (native/kde_sums.h), float64: for each of the
+   * b = rowTerm.length rows of `a` (logits at x) and `dy` (delta . y_j), both [b, size], out[4r..4r+3] = m0, s0, m1,
+   * s1. The same bits on every instruction set, and as packages/denoisers/src/kde-sums.ts.
+   */
+  kdeSums(a: Float32Array, dy: Float32Array, rowTerm: Float64Array, invT2: number, out: Float64Array): void;
   /** Threads per product from now on (1 to 256). */
   setThreads(threads: number): void;
   threads(): number;
@@ -79,7 +85,7 @@ export const NATIVE_MATMUL_NAME = 'native row-stable sgemm';
 /** Where the binding is built (by scripts/build-native.mjs). */
 export const NATIVE_BLAS_PATH = fileURLToPath(new URL('../native/build/trajlab_blas.node', import.meta.url));
 
-const BINDING_FUNCTIONS = ['sgemm', 'denseDenoise', 'denseExp', 'prunedDenoise', 'setThreads', 'threads', 'setIsa', 'isa', 'bestIsa'] as const;
+const BINDING_FUNCTIONS = ['sgemm', 'denseDenoise', 'denseExp', 'prunedDenoise', 'kdeSums', 'setThreads', 'threads', 'setIsa', 'isa', 'bestIsa'] as const;
 
 /** The functions of NativeBlas a loaded binding lacks (one built by an older trajlab, say). */
 export function missingBindingFunctions(binding: Record<string, unknown>): string[] {

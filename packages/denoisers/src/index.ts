@@ -4,3 +4,4 @@ export * from './analytic.js';
 export * from './factory.js';
 export * from './pca.js';
 export * from './network.js';
+export { kdeChunkSums, kdeExp } from './kde-sums.js';

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { activeNativeBlas, nativeMatMulActive, type NativeBlas } from '@trajlab/backend';
 import { topAxesBySubspaceIteration } from './pca.js';
+import { kdeChunkSums } from './kde-sums.js';
 
 /** One slice of the training set kept on the device in both layouts the kernels need. */
 interface Chunk {
@@ -585,6 +586,7 @@ export class TrainingSet {
     const ref = new Float64Array(B);
     const lse0 = new Float64Array(B).fill(-Infinity);
     const lse1 = new Float64Array(B).fill(-Infinity);
+    const sums = new Float64Array(4 * B);
     this.chunks.forEach((c, ci) => {
       let aHost: Float32Array;
       let dyHost: Float32Array;
@@ -601,26 +603,15 @@ export class TrainingSet {
         dyHost = dy.dataSync() as Float32Array;
         tf.dispose([a, dy]);
       }
+      // per row: m0, s0 = sum e^(a_j - m0), m1, s1 = sum e^(a_j - m0 + c_j - m1) (kde-sums.ts; the binding's the same bits)
+      if (native) native.kdeSums(aHost, dyHost, rowTerm, invT2, sums);
+      else kdeChunkSums(aHost, dyHost, rowTerm, invT2, sums);
       for (let r = 0; r < B; r++) {
-        const base = r * c.size;
-        let m0 = -Infinity;
-        for (let j = 0; j < c.size; j++) m0 = Math.max(m0, aHost[base + j]!);
+        const m0 = sums[4 * r]!;
         if (ci === 0) ref[r] = m0;
-        let m1 = -Infinity;
-        for (let j = 0; j < c.size; j++) {
-          const z = aHost[base + j]! - m0 + (2 * dyHost[base + j]! - rowTerm[r]!) * 0.5 * invT2;
-          m1 = Math.max(m1, z);
-        }
-        let s0 = 0;
-        let s1 = 0;
-        for (let j = 0; j < c.size; j++) {
-          const z = aHost[base + j]! - m0;
-          s0 += Math.exp(z);
-          s1 += Math.exp(z + (2 * dyHost[base + j]! - rowTerm[r]!) * 0.5 * invT2 - m1);
-        }
         const shift = m0 - ref[r]!;
-        lse0[r] = logAddExp(lse0[r]!, shift + Math.log(s0));
-        lse1[r] = logAddExp(lse1[r]!, shift + m1 + Math.log(s1));
+        lse0[r] = logAddExp(lse0[r]!, shift + Math.log(sums[4 * r + 1]!));
+        lse1[r] = logAddExp(lse1[r]!, shift + sums[4 * r + 2]! + Math.log(sums[4 * r + 3]!));
       }
     });
     delta.dispose();
