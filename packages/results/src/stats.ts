@@ -51,22 +51,29 @@ export class RunningStats {
 
   /** q-quantile (0..1) within the sketch's relative accuracy; NaN when empty. */
   quantile(q: number): number {
-    if (this.count === 0) return Number.NaN;
-    const rank = q * (this.count - 1);
+    return this.quantiles([q])[0]!;
+  }
+
+  /** The q-quantiles of `qs`, each as quantile(q) gives it, with the sketch's buckets sorted once for all of them. */
+  quantiles(qs: readonly number[]): number[] {
+    if (this.count === 0) return qs.map(() => Number.NaN);
     const value = (key: number) => (2 * this.gamma ** key) / (this.gamma + 1);
-    let seen = 0;
     const negKeys = [...this.negative.keys()].sort((a, b) => b - a);
-    for (const k of negKeys) {
-      seen += this.negative.get(k)!;
-      if (seen > rank) return -value(k);
-    }
-    seen += this.zeros;
-    if (seen > rank) return 0;
     const posKeys = [...this.positive.keys()].sort((a, b) => a - b);
-    for (const k of posKeys) {
-      seen += this.positive.get(k)!;
-      if (seen > rank) return value(k);
-    }
-    return value(posKeys[posKeys.length - 1]!);
+    return qs.map((q) => {
+      const rank = q * (this.count - 1);
+      let seen = 0;
+      for (const k of negKeys) {
+        seen += this.negative.get(k)!;
+        if (seen > rank) return -value(k);
+      }
+      seen += this.zeros;
+      if (seen > rank) return 0;
+      for (const k of posKeys) {
+        seen += this.positive.get(k)!;
+        if (seen > rank) return value(k);
+      }
+      return value(posKeys[posKeys.length - 1]!);
+    });
   }
 }
