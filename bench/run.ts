@@ -276,7 +276,12 @@ function numpyPeer(uri: string, samples: number): { wall: number; loop: number }
 }
 
 /** The perf spec: Euler 20 + Heun 10 (20 NFE each), 256 samples per config, sampling only (metrics off), optionally certified pruning. */
-function perfSpec(dir: string, uri: string | null, pruning: boolean, samples = 256): string {
+/**
+ * The perf study's spec file: Fashion-MNIST 10k (or synthetic), Euler 20 + Heun 10, `samples` per config, the dense or
+ * pruned optimal denoiser; metrics off unless `everyMetric` (the spec defaults: KDE gain, nearest neighbours, PCA, the
+ * denoised value filled in at every point).
+ */
+function perfSpec(dir: string, uri: string | null, pruning: boolean, samples = 256, everyMetric = false): string {
   const spec = {
     name: 'perf',
     samples,
@@ -288,9 +293,9 @@ function perfSpec(dir: string, uri: string | null, pruning: boolean, samples = 2
       { solver: 'heun', steps: 10 },
     ],
     keepStates: 0,
-    metrics: { kde: false, nearest: false, pca: false, fillDenoised: false },
+    ...(everyMetric ? {} : { metrics: { kde: false, nearest: false, pca: false, fillDenoised: false } }),
   };
-  const path = join(dir, `perf-${pruning ? 'pruned' : 'dense'}-${samples}.yaml`);
+  const path = join(dir, `perf-${pruning ? 'pruned' : 'dense'}-${samples}${everyMetric ? '-metrics' : ''}.yaml`);
   writeFileSync(path, stringify(spec));
   return path;
 }
@@ -342,6 +347,18 @@ async function study(uri: string | null, source: string) {
         command: 'pnpm bench study',
       });
     }
+  }
+  {
+    // the same dense study with every metric on (the spec's defaults), as a researcher runs it: what the metrics cost
+    const spec = perfSpec(dir, uri, false, 256, true);
+    const s = await medianRun(spec, dir, 'metrics', 2);
+    add({
+      name: 'study, dense, every metric, 2 processes',
+      value: 512 / s,
+      unit: 'trajectories/s',
+      detail: `${source}; the same 512 trajectories with the spec's default metrics (KDE gain, nearest neighbours, PCA, D(x) filled in at every point): ${s.toFixed(1)} s wall incl. start-up, against ${(512 / rates['dense-2']!).toFixed(1)} s with metrics off`,
+      command: 'pnpm bench study',
+    });
   }
   // The same study with 4x the samples: fixed costs (start-up, aggregation, report) weigh a quarter as much.
   const largeRuns = await pairedRuns(perfSpec(dir, uri, false, 1024), dir, 'large', 3);
