@@ -84,11 +84,12 @@ describe('requests to S3 of a distributed study', () => {
     // summary and curves: written by the aggregation and read by the report from memory
     expect(count('GET', /\/summary\//)).toEqual([]);
     // a shard checks its reference's files by reading them (no HEAD first) and takes the finals from the samples file it
-    // checked: each reference samples file is read by the two shards that compare against it and by the aggregation
+    // checked; the shard process keeps the finals it checked or wrote, so each reference samples file is read by the
+    // aggregation and at most once by the worker's one shard process, not by each of the two shards comparing against it
     expect(count('HEAD', shardFile)).toEqual([]);
     const referenceSamples = count('GET', /-s6\/.*\.samples\.arrow$/);
-    expect(referenceSamples).toHaveLength(9);
     expect(new Set(referenceSamples).size).toBe(3);
+    for (const file of new Set(referenceSamples)) expect(referenceSamples.filter((r) => r === file).length, file).toBeLessThanOrEqual(2);
     expect(await expectArrowFilesEqualLocalRun(specPath, dir, studyId, out, env)).toContain(`${studyId}/summary/summary.arrow`);
   });
 
