@@ -55,16 +55,21 @@ export async function writeShard(store: ObjectStore, studyId: string, config: Pl
 
 /** The `final` column (x_S per sample) of a samples.arrow object, row-major [rows, dim]. */
 export async function readFinals(store: ObjectStore, key: string): Promise<Float32Array> {
-  const t = readIpcFile(await store.get(key), store.locate(key));
+  return finalsOf(await store.get(key), store.locate(key));
+}
+
+/** The final samples ([rows, dim], row-major) of a samples file's bytes; `location` names it in errors. */
+function finalsOf(bytes: Uint8Array, location: string): Float32Array {
+  const t = readIpcFile(bytes, location);
   const col = t.getChild('final');
-  if (!col) throw new Error(`${store.locate(key)}: no 'final' column`);
+  if (!col) throw new Error(`${location}: no 'final' column`);
   const child = col.data[0]!.children[0]!;
   return (child.values as Float32Array).slice(child.offset, child.offset + t.numRows * (col.type as { listSize: number }).listSize);
 }
 
 /**
  * Reference final samples this process has verified (read from complete files: manifest and hashes checked) or
- * written, by location, least recently used first, up to FINALS_CACHE_BYTES. Every other config's shard over the same
+ * computed, by location, least recently used first, up to FINALS_CACHE_BYTES. Every other config's shard over the same
  * samples needs them: without this each one read the reference shard's files again and hashed them (in the solver zoo
  * example, ~0.23 s of ~2.9 s; over S3, three requests a shard). A reference shard is deterministic and its files are
  * written once, atomically, so the finals read once are the finals.
@@ -189,6 +194,11 @@ export async function executeShard(ctx: StudyContext, store: ObjectStore, config
     const pruning = stats && after ? { rows: after.rows - stats.rows, pointsKept: after.pointsKept - stats.pointsKept, pointsTotal: after.pointsTotal - stats.pointsTotal } : undefined;
     return { out, pruning, computedReference };
   });
+  // a reference shard's finals, for the other configs' shards over the same samples in this process
+  if (config.role === 'reference') {
+    const finalsKey = studyKeys.shard(studyId, config.configId, shard.name, 'samples');
+    verifiedFinals.set(store.locate(finalsKey), finalsOf(computed.out.samples, store.locate(finalsKey)));
+  }
   // the upload runs outside the lock: the next shard computes meanwhile
   const write = writeShard(store, studyId, config, shard, computed.out, computed.pruning);
   opts.writes?.track(studyKeys.manifest(studyId, config.configId, shard.name), write);
