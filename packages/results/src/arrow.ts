@@ -96,8 +96,14 @@ function columnData(def: ColumnDef, type: DataType, rows: number, dim: number, c
   if (def.kind === 'utf8') {
     const values = col.values as string[];
     if (values.length !== rows) throw new Error(`column '${def.name}' has ${values.length} values, expected ${rows}`);
+    // each distinct string encoded once (a shard's config, solver and schedule columns repeat one value on every row)
     const enc = new TextEncoder();
-    const parts = values.map((s) => enc.encode(s));
+    const encoded = new Map<string, Uint8Array>();
+    const parts = values.map((s) => {
+      let bytes = encoded.get(s);
+      if (!bytes) encoded.set(s, (bytes = enc.encode(s)));
+      return bytes;
+    });
     const valueOffsets = new Int32Array(rows + 1);
     parts.forEach((p, i) => (valueOffsets[i + 1] = valueOffsets[i]! + p.length));
     const data = new Uint8Array(valueOffsets[rows]!);
