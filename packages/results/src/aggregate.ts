@@ -30,14 +30,32 @@ function numericColumn(table: Table, name: string, file: string): ArrayLike<numb
   return col.toArray() as ArrayLike<number | null>;
 }
 
-/** Values of a nullable column as numbers with NaN for null. */
+/**
+ * Values of a nullable column as numbers with NaN for null. Float64, Float32 and Int32 chunks are read from their
+ * buffers and validity bitmaps directly (Vector.get dispatches through a visitor for every value); any other type
+ * through get.
+ */
 function withNulls(table: Table, name: string, file: string): Float64Array {
   const col = table.getChild(name);
   if (!col) throw new ArrowFileError(file, `missing column '${name}' (not a shard of the expected kind?)`);
   const out = new Float64Array(col.length);
-  for (let i = 0; i < col.length; i++) {
-    const v = col.get(i) as number | null;
-    out[i] = v === null ? Number.NaN : v;
+  let at = 0;
+  for (const data of col.data) {
+    const values: unknown = data.values;
+    if (values instanceof Float64Array || values instanceof Float32Array || values instanceof Int32Array) {
+      // a chunk's values start at its first row; its validity bits at bit `offset` of the bitmap (as Data.getValid)
+      const bitmap = data.nullCount > 0 ? data.nullBitmap : undefined;
+      for (let i = 0; i < data.length; i++) {
+        const bit = data.offset + i;
+        out[at + i] = bitmap && !((bitmap[bit >> 3]! >> (bit & 7)) & 1) ? Number.NaN : values[i]!;
+      }
+    } else {
+      for (let i = 0; i < data.length; i++) {
+        const v = col.get(at + i) as number | null;
+        out[at + i] = v === null ? Number.NaN : v;
+      }
+    }
+    at += data.length;
   }
   return out;
 }
