@@ -104,9 +104,11 @@ __attribute__((target("avx512f"))) static int sums_avx512(int size, const float 
     __m512d va = _mm512_cvtps_pd(_mm256_loadu_ps(a + j));
     __m512d vdy = _mm512_cvtps_pd(_mm256_loadu_ps(dy + j));
     __m512d d = _mm512_sub_pd(va, vm0);
-    acc0 = _mm512_add_pd(acc0, exp_avx512(d));
+    // eight terms that are all below KDE_EXP_MIN add exact zeros: skipped, the same bits (at small sigma, most are)
+    if (_mm512_cmp_pd_mask(d, _mm512_set1_pd(KDE_EXP_MIN), _CMP_NLT_UQ)) acc0 = _mm512_add_pd(acc0, exp_avx512(d));
     __m512d c = _mm512_mul_pd(_mm512_mul_pd(_mm512_sub_pd(_mm512_mul_pd(_mm512_set1_pd(2.0), vdy), vrow), _mm512_set1_pd(0.5)), vinv);
-    acc1 = _mm512_add_pd(acc1, exp_avx512(_mm512_sub_pd(_mm512_add_pd(d, c), vm1)));
+    __m512d z = _mm512_sub_pd(_mm512_add_pd(d, c), vm1);
+    if (_mm512_cmp_pd_mask(z, _mm512_set1_pd(KDE_EXP_MIN), _CMP_NLT_UQ)) acc1 = _mm512_add_pd(acc1, exp_avx512(z));
   }
   _mm512_storeu_pd(l0, acc0);
   _mm512_storeu_pd(l1, acc1);
@@ -134,9 +136,11 @@ __attribute__((target("avx2"))) static int sums_avx2(int size, const float *a, c
       __m256d va = _mm256_cvtps_pd(_mm_loadu_ps(a + j + 4 * h));
       __m256d vdy = _mm256_cvtps_pd(_mm_loadu_ps(dy + j + 4 * h));
       __m256d d = _mm256_sub_pd(va, vm0);
-      acc0[h] = _mm256_add_pd(acc0[h], exp_avx2(d));
+      // four terms that are all below KDE_EXP_MIN add exact zeros: skipped, the same bits
+      if (_mm256_movemask_pd(_mm256_cmp_pd(d, _mm256_set1_pd(KDE_EXP_MIN), _CMP_NLT_UQ))) acc0[h] = _mm256_add_pd(acc0[h], exp_avx2(d));
       __m256d c = _mm256_mul_pd(_mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(_mm256_set1_pd(2.0), vdy), vrow), _mm256_set1_pd(0.5)), vinv);
-      acc1[h] = _mm256_add_pd(acc1[h], exp_avx2(_mm256_sub_pd(_mm256_add_pd(d, c), vm1)));
+      __m256d z = _mm256_sub_pd(_mm256_add_pd(d, c), vm1);
+      if (_mm256_movemask_pd(_mm256_cmp_pd(z, _mm256_set1_pd(KDE_EXP_MIN), _CMP_NLT_UQ))) acc1[h] = _mm256_add_pd(acc1[h], exp_avx2(z));
     }
   }
   _mm256_storeu_pd(l0, acc0[0]);
