@@ -173,11 +173,13 @@ export async function executeShard(ctx: StudyContext, store: ObjectStore, config
     if (reference && reference !== config) {
       const refShard = reference.shards.find((s) => s.first === shard.first && s.count === shard.count);
       if (!refShard) throw new Error(`no reference shard covers samples ${shard.first}..${shard.first + shard.count - 1}`);
-      await opts.writes?.settled(studyKeys.manifest(studyId, reference.configId, refShard.name));
       const finalsKey = studyKeys.shard(studyId, reference.configId, refShard.name, 'samples');
       const location = store.locate(finalsKey);
       referenceFinals = verifiedFinals.get(location);
       if (!referenceFinals) {
+        // not kept here (a reference shard this process computed is, so this waits only for one whose finals were
+        // dropped since): its upload by this process, if under way, settles first
+        await opts.writes?.settled(studyKeys.manifest(studyId, reference.configId, refShard.name));
         // the reference's samples file, read to check its hash, is read again for its final samples: from memory
         const refStore = new RememberingStore(store, { keep: (key) => key === finalsKey });
         if (!(await existingShard(refStore, studyId, reference, refShard))) {
@@ -196,8 +198,8 @@ export async function executeShard(ctx: StudyContext, store: ObjectStore, config
   });
   // a reference shard's finals, for the other configs' shards over the same samples in this process
   if (config.role === 'reference') {
-    const finalsKey = studyKeys.shard(studyId, config.configId, shard.name, 'samples');
-    verifiedFinals.set(store.locate(finalsKey), finalsOf(computed.out.samples, store.locate(finalsKey)));
+    const location = store.locate(studyKeys.shard(studyId, config.configId, shard.name, 'samples'));
+    verifiedFinals.set(location, finalsOf(computed.out.samples, location));
   }
   // the upload runs outside the lock: the next shard computes meanwhile
   const write = writeShard(store, studyId, config, shard, computed.out, computed.pruning);
