@@ -51,6 +51,14 @@ function joinLanes(lane: Float64Array): number {
 }
 
 /**
+ * z_j = (a_j - m0) + c_j with c_j = (2 dy_j - rowTerm) / 2 * invT2, in the order kdeGain has always computed it (the
+ * binding's `shifted`).
+ */
+function shifted(a: number, dy: number, m0: number, rowTerm: number, invT2: number): number {
+  return a - m0 + (2 * dy - rowTerm) * 0.5 * invT2;
+}
+
+/**
  * The sums of every row: `a` and `dy` are [B, size] row-major (B = rowTerm.length), rowTerm[r] = delta . (x + x') of
  * row r, invT2 = 1 / t^2; out[4r .. 4r + 3] = m0, s0, m1, s1.
  */
@@ -67,18 +75,16 @@ export function kdeChunkSums(a: Float32Array, dy: Float32Array, rowTerm: Float64
       const v = a[base + j]!;
       m0 = v > m0 ? v : m0;
     }
-    // z_j = (a_j - m0) + c_j, as kdeGain has always computed it
     let m1 = -Infinity;
     for (let j = 0; j < size; j++) {
-      const z = a[base + j]! - m0 + (2 * dy[base + j]! - rt) * 0.5 * invT2;
+      const z = shifted(a[base + j]!, dy[base + j]!, m0, rt, invT2);
       m1 = z > m1 ? z : m1;
     }
     l0.fill(0);
     l1.fill(0);
     for (let j = 0; j < size; j++) {
-      const d = a[base + j]! - m0;
-      l0[j & 7] = l0[j & 7]! + kdeExp(d);
-      l1[j & 7] = l1[j & 7]! + kdeExp(d + (2 * dy[base + j]! - rt) * 0.5 * invT2 - m1);
+      l0[j & 7] = l0[j & 7]! + kdeExp(a[base + j]! - m0);
+      l1[j & 7] = l1[j & 7]! + kdeExp(shifted(a[base + j]!, dy[base + j]!, m0, rt, invT2) - m1);
     }
     out[4 * r] = m0;
     out[4 * r + 1] = joinLanes(l0);
