@@ -39,18 +39,25 @@ const add = (f: Figure) => {
 /** What the benchmarks run on, in the figures' details. */
 const SOURCE = existsSync(FMNIST) ? 'Fashion-MNIST, 10k images' : 'synthetic Gaussian 10k x 784 (Fashion-MNIST not installed)';
 
-/** Median seconds of 7 runs of `f` (after one warm-up run), each until its result is on the host. */
-function medianSeconds(f: () => tf.Tensor): number {
-  f().dispose();
+/** Median seconds of 7 runs of `run` (after one warm-up run). */
+function medianRunSeconds(run: () => void): number {
+  run();
   const runs: number[] = [];
   for (let r = 0; r < 7; r++) {
     const t0 = performance.now();
-    const out = f();
-    out.dataSync();
-    out.dispose();
+    run();
     runs.push((performance.now() - t0) / 1000);
   }
   return median(runs);
+}
+
+/** Median seconds of 7 runs of `f` (after one warm-up run), each until its result is on the host. */
+function medianSeconds(f: () => tf.Tensor): number {
+  return medianRunSeconds(() => {
+    const out = f();
+    out.dataSync();
+    out.dispose();
+  });
 }
 
 function dataset(): Dataset {
@@ -135,16 +142,7 @@ function kdeSums(n: number) {
   const dy = Float32Array.from({ length: B * n }, (_, i) => 0.3 * Math.cos(i * 0.11));
   const rowTerm = Float64Array.from({ length: B }, (_, r) => 0.01 * r);
   const out = new Float64Array(4 * B);
-  const ms = (f: () => void) => {
-    f();
-    const runs: number[] = [];
-    for (let r = 0; r < 7; r++) {
-      const t0 = performance.now();
-      f();
-      runs.push(performance.now() - t0);
-    }
-    return median(runs);
-  };
+  const ms = (run: () => void) => 1000 * medianRunSeconds(run);
   const js = ms(() => kdeChunkSums(a, dy, rowTerm, 1, out));
   const native = activeNativeBlas();
   if (!native) {
@@ -165,12 +163,24 @@ function kdeSums(n: number) {
 const PROBE_SECONDS = 4;
 
 /** Median milliseconds of a dense evaluation of 32 queries, in a process of its own (`bench/run.ts kernel-probe`). */
-function kernelProbe(): Promise<number> {
+async function kernelProbe(): Promise<number> {
+  return Number((await probeOutput('kernel-probe')).trim());
+}
+
+/**
+ * What this file prints run as a probe (`bench/run.ts <mode> ...args`) in a process of its own, with `env` added to
+ * this one's; its stderr is shown unless `quiet`. Rejects when it fails.
+ */
+function probeOutput(mode: string, args: string[] = [], env: Record<string, string> = {}, quiet = false): Promise<string> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 'kernel-probe'], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), mode, ...args], {
+      cwd: REPO,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', quiet ? 'ignore' : 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d));
-    child.on('close', (code) => (code === 0 ? res(Number(out.trim())) : rej(new Error(`kernel probe exited with ${code}`))));
+    child.on('close', (code) => (code === 0 ? res(out) : rej(new Error(`bench/run.ts ${mode} exited with ${code}`))));
   });
 }
 
@@ -511,17 +521,9 @@ async function distributed(uri: string | null, source: string) {
   for (let r = 0; r < 3; r++) {
     const s3 = await startS3();
     const cpu0 = process.cpuUsage();
-    // spawned, not run synchronously: this process's event loop serves its requests
-    const probe = await new Promise<string>((res, rej) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), 's3-requests', join(dir, 'emb-large-0', studyDir), `s3://${s3.bucket}/cost-${r}`], {
-        cwd: REPO,
-        env: { ...process.env, ...s3.env },
-        stdio: ['ignore', 'pipe', 'ignore'],
-      });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d));
-      child.on('close', (code) => (code === 0 ? res(out) : rej(new Error(`the S3 request probe exited with ${code}`))));
-    });
+    // a process of its own, waited for asynchronously: this process's event loop serves its requests (the AWS SDK's
+    // Node version warning on its stderr is left out)
+    const probe = await probeOutput('s3-requests', [join(dir, 'emb-large-0', studyDir), `s3://${s3.bucket}/cost-${r}`], s3.env, true);
     const cpu = process.cpuUsage(cpu0);
     await s3.stop();
     const c = JSON.parse(probe) as { puts: number; gets: number; bytes: number; putCpuMs: number; getCpuMs: number };
