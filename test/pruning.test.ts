@@ -1,10 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { installNativeMatMul, nativeMatMulActive, uninstallNativeMatMul } from '@trajlab/backend';
 import { normalStream, polynomialSigmas } from '@trajlab/core';
-import { loadIdxFile } from '@trajlab/datasets';
-import { TrainingSet } from '@trajlab/denoisers';
-import { existsSync } from 'node:fs';
+import { datasetContentHash, loadIdxFile } from '@trajlab/datasets';
+import { PRUNING_RECIPE, pruningTablesPath, readPruningTables, TrainingSet } from '@trajlab/denoisers';
+import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { arrowFiles, cliAsync, tempDir, writeSpec } from './helpers.js';
 
 const FMNIST = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz';
 
@@ -110,3 +112,123 @@ describe.skipIf(!NATIVE_AT_START)('certified pruning with native products', () =
   });
 });
 
+
+describe.skipIf(!NATIVE_AT_START)("certified pruning's tables kept on disk between processes", () => {
+  const n = 1200;
+  const dim = 20;
+  const base = normalStream(21, 0, n * 4);
+  const pts = Float32Array.from({ length: n * dim }, (_, i) => Math.sin((1 + (i % dim)) * base[Math.floor(i / dim) * 4 + (i % 4)]!));
+  const pruning = { rank: 6, tolerance: 1e-7 };
+  const cacheOf = (dir: string, points = pts) => ({ dir, contentHash: datasetContentHash(points, n, dim) });
+
+  /** D* of noisy training points at every sigma of a schedule, concatenated. */
+  function evaluations(ts: TrainingSet): number[] {
+    const z = normalStream(22, 0, 8 * dim);
+    const out: number[] = [];
+    for (const t of polynomialSigmas(10, 0.002, 80)) {
+      const x = tf.tensor2d(Float32Array.from({ length: 8 * dim }, (_, i) => pts[((Math.floor(i / dim) * 97) % n) * dim + (i % dim)]! + t * z[i]!), [8, dim]);
+      const d = ts.denoise(x, t);
+      out.push(...d.dataSync());
+      tf.dispose([x, d]);
+    }
+    return out;
+  }
+
+  it('a second training set over the same points reads the tables the first wrote, and evaluates bit for bit alike', () => {
+    const dir = tempDir();
+    const uncached = new TrainingSet(pts, n, dim, { pruning });
+    const first = new TrainingSet(pts, n, dim, { pruning, pruningCache: cacheOf(dir) });
+    expect(first.pruningTablesRead).toBe(false);
+    expect(existsSync(pruningTablesPath(cacheOf(dir), n, dim, pruning.rank, PRUNING_RECIPE))).toBe(true);
+    const second = new TrainingSet(pts, n, dim, { pruning, pruningCache: cacheOf(dir) });
+    expect(second.pruningTablesRead).toBe(true);
+    const expected = evaluations(uncached);
+    expect(evaluations(first)).toEqual(expected);
+    expect(evaluations(second)).toEqual(expected);
+    // the same bounds: the same points kept in every evaluation, and some pruned
+    expect(second.pruningStats).toEqual(uncached.pruningStats);
+    expect(second.pruningStats.pointsKept).toBeLessThan(second.pruningStats.pointsTotal);
+    for (const ts of [uncached, first, second]) ts.dispose();
+  });
+
+  it('a damaged or truncated file is not used: the tables are computed again and the file replaced', () => {
+    const dir = tempDir();
+    const file = pruningTablesPath(cacheOf(dir), n, dim, pruning.rank, PRUNING_RECIPE);
+    new TrainingSet(pts, n, dim, { pruning, pruningCache: cacheOf(dir) }).dispose();
+    const intact = readFileSync(file);
+    const expected = evaluations(new TrainingSet(pts, n, dim, { pruning }));
+    const damaged = Buffer.from(intact);
+    damaged[damaged.length - 5] = damaged[damaged.length - 5]! ^ 0x40; // one bit of the bound table
+    for (const bytes of [damaged, intact.subarray(0, intact.length - 4), Buffer.from('not a table\n')]) {
+      writeFileSync(file, bytes);
+      const ts = new TrainingSet(pts, n, dim, { pruning, pruningCache: cacheOf(dir) });
+      expect(ts.pruningTablesRead).toBe(false);
+      expect(evaluations(ts)).toEqual(expected);
+      ts.dispose();
+      expect(readFileSync(file).equals(intact)).toBe(true);
+    }
+  });
+
+  it("another rank, other points or another recipe are another file; a file under another set's name is refused", () => {
+    const dir = tempDir();
+    new TrainingSet(pts, n, dim, { pruning, pruningCache: cacheOf(dir) }).dispose();
+    const other = Float32Array.from(pts, (v, i) => (i === 0 ? v + 1 : v));
+    const names = [
+      pruningTablesPath(cacheOf(dir), n, dim, pruning.rank, PRUNING_RECIPE),
+      pruningTablesPath(cacheOf(dir), n, dim, pruning.rank + 1, PRUNING_RECIPE),
+      pruningTablesPath(cacheOf(dir, other), n, dim, pruning.rank, PRUNING_RECIPE),
+      pruningTablesPath(cacheOf(dir), n, dim, pruning.rank, `${PRUNING_RECIPE} changed`),
+    ];
+    expect(new Set(names).size).toBe(4);
+    const ts = new TrainingSet(pts, n, dim, { pruning: { ...pruning, rank: pruning.rank + 1 }, pruningCache: cacheOf(dir) });
+    expect(ts.pruningTablesRead).toBe(false);
+    ts.dispose();
+    // the first set's file renamed to the other points' name: its header names the first set's content hash
+    copyFileSync(names[0]!, names[2]!);
+    expect(readPruningTables(cacheOf(dir, other), n, dim, pruning.rank, PRUNING_RECIPE)).toBeNull();
+    expect(readPruningTables(cacheOf(dir), n, dim, pruning.rank, PRUNING_RECIPE)).not.toBeNull();
+  });
+
+  it('without native products nothing is kept on disk (other kernels may round differently on another machine)', () => {
+    const dir = tempDir();
+    uninstallNativeMatMul();
+    try {
+      const ts = new TrainingSet(pts, n, dim, { pruning, pruningCache: cacheOf(dir) });
+      expect(ts.pruningTablesRead).toBe(false);
+      ts.dispose();
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      installNativeMatMul();
+    }
+  });
+
+  it('trajlab run keeps them in the data cache: a second run reads them and writes the same bytes, as does one after they are damaged', async () => {
+    const dir = tempDir();
+    const spec = writeSpec(dir, {
+      name: 'pruning-cache',
+      samples: 8,
+      shardSize: 4,
+      dataset: { kind: 'gmm', dim: 12, components: 5, n: 900, seed: 3 },
+      denoiser: { kind: 'optimal', pruning: { rank: 4, tolerance: 1e-7 } },
+      solvers: [{ solver: 'heun', steps: 8 }],
+      keepStates: 2,
+    });
+    const env = { ...process.env, TRAJLAB_DATA_CACHE: join(dir, 'cache') };
+    const runs: string[] = [];
+    for (const out of ['cold', 'warm', 'damaged']) {
+      if (out === 'damaged') {
+        const [file] = readdirSync(join(dir, 'cache', 'pruning'));
+        const bytes = readFileSync(join(dir, 'cache', 'pruning', file!));
+        bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 1;
+        writeFileSync(join(dir, 'cache', 'pruning', file!), bytes);
+      }
+      const r = await cliAsync(['run', spec, '--out', join(dir, out), '--workers', '1', '--quiet'], { env });
+      expect(r.status, r.stderr).toBe(0);
+      runs.push(join(dir, out, /study\s+(\S+)/.exec(r.stdout)![1]!));
+      expect(readdirSync(join(dir, 'cache', 'pruning')).filter((f) => f.endsWith('.f32'))).toHaveLength(1);
+    }
+    const files = arrowFiles(runs[0]!);
+    expect(files.length).toBeGreaterThan(4);
+    for (const run of runs.slice(1)) for (const f of files) expect(readFileSync(join(run, f)).equals(readFileSync(join(runs[0]!, f))), f).toBe(true);
+  });
+});

@@ -5,3 +5,4 @@ export * from './factory.js';
 export * from './pca.js';
 export * from './network.js';
 export { kdeChunkSums, kdeExp } from './kde-sums.js';
+export * from './pruning-tables.js';

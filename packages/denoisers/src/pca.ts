@@ -42,6 +42,11 @@ export function topAxes(pc: PrincipalComponents, dim: number, rank: number): Flo
   return basis;
 }
 
+/** Subspace iterations of the pruning axes (topAxesBySubspaceIteration's default). */
+export const SUBSPACE_ITERATIONS = 12;
+/** Points the pruning axes' covariance is estimated from, at most (topAxesBySubspaceIteration's default). */
+export const SUBSPACE_MAX_POINTS = 2048;
+
 /**
  * An orthonormal basis of (approximately) the top `rank` principal axes by subspace iteration on the device, for large
  * dim where a full eigendecomposition is slow. Any orthonormal basis gives a valid distance lower bound; the closer
@@ -50,8 +55,10 @@ export function topAxes(pc: PrincipalComponents, dim: number, rank: number): Flo
  * @param iterations subspace iterations (each a product with the covariance and a Gram-Schmidt pass on the host); on
  *   Fashion-MNIST 12 prune as many points as 30. @defaultValue 12
  * @param maxPoints points the covariance is estimated from. @defaultValue 2048
+ * Certified pruning's tables are kept on disk under a description of this computation (PRUNING_RECIPE in
+ * training-set.ts): a change to it must change that description.
  */
-export function topAxesBySubspaceIteration(points: Float32Array, n: number, dim: number, rank: number, iterations = 12, maxPoints = 2048): { mean: Float32Array; basis: Float32Array } {
+export function topAxesBySubspaceIteration(points: Float32Array, n: number, dim: number, rank: number, iterations = SUBSPACE_ITERATIONS, maxPoints = SUBSPACE_MAX_POINTS): { mean: Float32Array; basis: Float32Array } {
   const m = Math.min(n, maxPoints);
   const sample = new Float32Array(m * dim);
   for (let i = 0; i < m; i++) sample.set(points.subarray(Math.floor((i * n) / m) * dim, (Math.floor((i * n) / m) + 1) * dim), i * dim);

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { activeNativeBlas, nativeMatMulActive, type NativeBlas } from '@trajlab/backend';
-import { topAxesBySubspaceIteration } from './pca.js';
+import { SUBSPACE_ITERATIONS, SUBSPACE_MAX_POINTS, topAxesBySubspaceIteration } from './pca.js';
+import { readPruningTables, writePruningTables, type PruningTables, type PruningTablesCache } from './pruning-tables.js';
 import { kdeChunkSums } from './kde-sums.js';
 
 /** One slice of the training set kept on the device in both layouts the kernels need. */
@@ -40,6 +41,13 @@ const TENSOR_ROW_FRACTION = 1 / 32;
 /** Relative float32 rounding margin subtracted from the expanded-form distance bounds of certified pruning. */
 const LB_MARGIN = 1e-5;
 
+/**
+ * How certified pruning's tables are computed (TrainingSet.pruningTables), as far as their bits depend on it: tables
+ * kept on disk are filed under it (pruning-tables.ts), so a change here is never served tables made the old way. Bump
+ * its version whenever that computation changes in a way its parameters below do not show.
+ */
+export const PRUNING_RECIPE = `v1; axes: subspace iteration, ${SUBSPACE_ITERATIONS} iterations over at most ${SUBSPACE_MAX_POINTS} points; margins ${LB_MARGIN}, 1e-4; products: native row-stable sgemm`;
+
 /** Nearest and second-nearest training points of a batch of query points. */
 export interface NearestResult {
   index: Int32Array;
@@ -78,6 +86,12 @@ export interface TrainingSetOptions {
    * queries is O(B * chunkSize) whatever the dataset size. @defaultValue 16384
    */
   chunkSize?: number;
+  /**
+   * Where certified pruning's tables may be kept between processes (pruning-tables.ts): read from there when a process
+   * made them before for the same points (content hash), rank and recipe, else computed and written there. Used only
+   * with native products. @defaultValue none: computed by every TrainingSet
+   */
+  pruningCache?: PruningTablesCache;
 }
 
 /**
@@ -118,6 +132,8 @@ export class TrainingSet {
    * points, on either path: what reusing the denoiser's logits saves shows here.
    */
   metricProducts = 0;
+  /** Whether certified pruning's tables were read from the pruningCache rather than computed here. */
+  readonly pruningTablesRead: boolean = false;
   /** Pruning counters (zeros without pruning). */
   readonly pruningStats: PruningStats = { rows: 0, pointsKept: 0, pointsTotal: 0 };
   /**
@@ -155,53 +171,69 @@ export class TrainingSet {
     }
     if (opts.pruning) {
       const rank = Math.min(opts.pruning.rank ?? 32, dim, n);
-      const { mean, basis } = topAxesBySubspaceIteration(points, n, dim, rank);
-      const meanT = tf.tensor2d(mean, [1, dim]);
-      const basisT = tf.tensor2d(basis, [dim, rank]);
-      // p_j = P^T (y_j - mean) in float32, as the queries' projections are computed: with native products on the host
-      // copy, a block of points at a time (the same bits: float32 differences, then the row-stable product), else on
-      // the device
       const native = activeNativeBlas();
-      const projected = native ? projectOnHost(native, points, n, dim, mean, basis, rank) : new Float32Array(n * rank);
-      if (!native) {
-        for (const c of this.chunks) {
-          const p = tf.tidy(() => tf.matMul(tf.sub(this.pointsOf(c), meanT), basisT));
-          projected.set(p.dataSync(), c.start * rank);
-          p.dispose();
-        }
-      }
-      // the table's columns (-2 p_j, 1, (1 - LB_MARGIN) ||p_j||^2), the set's radius within the axes (max ||p_j||) and
-      // across them (max ||(I - P P^T) (y_j - mean)||, from ||y_j - mean||^2 - ||p_j||^2 with a margin for rounding)
-      const tableHost = new Float32Array((rank + 2) * n);
-      let maxNorm2 = 0;
-      let maxResidual2 = 0;
-      for (let j = 0; j < n; j++) {
-        let pn = 0;
-        for (let k = 0; k < rank; k++) {
-          const v = projected[j * rank + k]!;
-          pn += v * v;
-          tableHost[k * n + j] = -2 * v;
-        }
-        let whole = 0;
-        for (let k = 0, o = j * dim; k < dim; k++) whole += (points[o + k]! - mean[k]!) ** 2;
-        tableHost[rank * n + j] = 1;
-        tableHost[(rank + 1) * n + j] = Math.fround(pn) * (1 - LB_MARGIN);
-        maxNorm2 = Math.max(maxNorm2, pn);
-        maxResidual2 = Math.max(maxResidual2, whole * (1 + 1e-4) - pn * (1 - 1e-4));
+      // kept on disk only where the products are the native row-stable kernel, whose bits are the same on every
+      // machine and instruction set (wasm's own and tfjs-node's kernels may differ from one machine to another)
+      const cache = native ? opts.pruningCache : undefined;
+      let tables = cache ? readPruningTables(cache, n, dim, rank, PRUNING_RECIPE) : null;
+      this.pruningTablesRead = tables !== null;
+      if (!tables) {
+        tables = this.pruningTables(native, rank);
+        if (cache) writePruningTables(cache, n, dim, rank, PRUNING_RECIPE, tables);
       }
       this.pca = {
-        mean: meanT,
-        basis: basisT,
+        mean: tf.tensor2d(tables.mean, [1, dim]),
+        basis: tf.tensor2d(tables.basis, [dim, rank]),
         bounds: null,
-        maxProjected: Math.sqrt(maxNorm2),
-        maxResidual: Math.sqrt(Math.max(0, maxResidual2)),
-        meanHost: mean,
-        basisHost: basis,
-        tableHost,
+        maxProjected: tables.maxProjected,
+        maxResidual: tables.maxResidual,
+        meanHost: tables.mean,
+        basisHost: tables.basis,
+        tableHost: tables.table,
         tolerance: opts.pruning.tolerance ?? 1e-7,
         rank,
       };
     }
+  }
+
+  /** Certified pruning's host tables for this training set at `rank` (see PRUNING_RECIPE before changing them). */
+  private pruningTables(native: NativeBlas | null, rank: number): PruningTables {
+    const { points, n, dim } = this;
+    const { mean, basis } = topAxesBySubspaceIteration(points, n, dim, rank);
+    // p_j = P^T (y_j - mean) in float32, as the queries' projections are computed: with native products on the host
+    // copy, a block of points at a time (the same bits: float32 differences, then the row-stable product), else on
+    // the device
+    const projected = native ? projectOnHost(native, points, n, dim, mean, basis, rank) : new Float32Array(n * rank);
+    if (!native) {
+      const meanT = tf.tensor2d(mean, [1, dim]);
+      const basisT = tf.tensor2d(basis, [dim, rank]);
+      for (const c of this.chunks) {
+        const p = tf.tidy(() => tf.matMul(tf.sub(this.pointsOf(c), meanT), basisT));
+        projected.set(p.dataSync(), c.start * rank);
+        p.dispose();
+      }
+      tf.dispose([meanT, basisT]);
+    }
+    // the table's columns (-2 p_j, 1, (1 - LB_MARGIN) ||p_j||^2), the set's radius within the axes (max ||p_j||) and
+    // across them (max ||(I - P P^T) (y_j - mean)||, from ||y_j - mean||^2 - ||p_j||^2 with a margin for rounding)
+    const table = new Float32Array((rank + 2) * n);
+    let maxNorm2 = 0;
+    let maxResidual2 = 0;
+    for (let j = 0; j < n; j++) {
+      let pn = 0;
+      for (let k = 0; k < rank; k++) {
+        const v = projected[j * rank + k]!;
+        pn += v * v;
+        table[k * n + j] = -2 * v;
+      }
+      let whole = 0;
+      for (let k = 0, o = j * dim; k < dim; k++) whole += (points[o + k]! - mean[k]!) ** 2;
+      table[rank * n + j] = 1;
+      table[(rank + 1) * n + j] = Math.fround(pn) * (1 - LB_MARGIN);
+      maxNorm2 = Math.max(maxNorm2, pn);
+      maxResidual2 = Math.max(maxResidual2, whole * (1 + 1e-4) - pn * (1 - 1e-4));
+    }
+    return { mean, basis, table, maxProjected: Math.sqrt(maxNorm2), maxResidual: Math.sqrt(Math.max(0, maxResidual2)) };
   }
 
   /** A chunk's points on the device, uploaded on first use (kept: that use may be inside the caller's tidy). */

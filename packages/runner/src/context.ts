@@ -2,7 +2,8 @@ import type { Dataset } from '@trajlab/datasets';
 import { createDenoiser, DEFAULT_CHUNK_SIZE, TrainingSet, type Denoiser, type Network } from '@trajlab/denoisers';
 import { loadNetwork } from '@trajlab/models';
 import type { FileMetadata } from '@trajlab/results';
-import type { LoadedData, ResolvedModel, ResolvedStudy, StudyPlan } from '@trajlab/study';
+import { dataCacheDir, type LoadedData, type ResolvedModel, type ResolvedStudy, type StudyPlan } from '@trajlab/study';
+import { join } from 'node:path';
 import { TRAJLAB_VERSION } from '@trajlab/core';
 
 /** Everything a shard needs, built once per process and reused across shards. */
@@ -32,7 +33,10 @@ export async function createContext(study: ResolvedStudy, data: LoadedData, plan
   const needsTraining = spec.metrics.kde || spec.metrics.nearest || sharesTraining;
   const chunkSize = spec.denoiser.kind === 'optimal' ? spec.denoiser.chunkSize : DEFAULT_CHUNK_SIZE;
   const pruning = spec.denoiser.kind === 'optimal' && sharesTraining ? spec.denoiser.pruning : undefined;
-  const trainingSet = needsTraining ? new TrainingSet(data.dataset.points, data.dataset.n, data.dataset.dim, { chunkSize, pruning }) : null;
+  // certified pruning's tables are kept in the data cache, beside the decoded datasets: the next process over the same
+  // points reads them instead of computing them
+  const pruningCache = pruning ? { dir: join(dataCacheDir(), 'pruning'), contentHash: data.dataset.contentHash } : undefined;
+  const trainingSet = needsTraining ? new TrainingSet(data.dataset.points, data.dataset.n, data.dataset.dim, { chunkSize, pruning, pruningCache }) : null;
   // the optimal denoiser keeps its latest logits so the KDE gain and the nearest neighbours need no extra pass
   if (trainingSet && sharesTraining && (spec.metrics.kde || spec.metrics.nearest)) trainingSet.cacheLogits = true;
   const denoiser = createDenoiser(spec.denoiser, data.denoiser, 'denoiser', sharesTraining ? (trainingSet ?? undefined) : undefined, denoiserNet);
