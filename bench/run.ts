@@ -200,23 +200,54 @@ async function runKernelProbe(data: Dataset) {
   process.stdout.write(`${median(times)}\n`);
 }
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
+/** What one `trajlab ...` process took: its exit code, output, wall seconds and CPU seconds. */
+interface CommandRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  seconds: number;
+  /** User + system CPU seconds of the command and every process it waited for (its shard processes), 10 ms resolution. */
+  cpuSeconds: number;
+}
+
+/** Marks where the shell's `times` output starts on the command's stderr (see run). */
+const TIMES_MARK = '@@trajlab-bench-times';
+
+/**
+ * Runs `trajlab <args>` in a shell that prints its children's CPU times when it exits (`times`: Node has no
+ * RUSAGE_CHILDREN), so the CPU the command and its shard processes spent is counted along with the wall time.
+ */
+function run(args: string[], env: Record<string, string> = {}): Promise<CommandRun> {
   return new Promise((res) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [join(REPO, 'services/coordinator/bin/trajlab.mjs'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const script = `"$0" "$@"; s=$?; echo ${TIMES_MARK} >&2; times >&2; exit $s`;
+    const child = spawn('/bin/sh', ['-c', script, process.execPath, join(REPO, 'services/coordinator/bin/trajlab.mjs'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
     child.stderr.on('data', (d: Buffer) => (stderr += d));
-    child.on('close', (code) => res({ code: code ?? -1, stdout, stderr, seconds: (performance.now() - t0) / 1000 }));
+    child.on('close', (code) => {
+      const seconds = (performance.now() - t0) / 1000;
+      const mark = stderr.lastIndexOf(`${TIMES_MARK}\n`);
+      // `times` prints the shell's own user and system times, then its children's: "0m4.890000s 0m0.226000s"
+      const children = mark < 0 ? undefined : stderr.slice(mark).trim().split('\n')[2];
+      const m = children ? /^(\d+)m([\d.]+)s\s+(\d+)m([\d.]+)s$/.exec(children.trim()) : null;
+      const cpuSeconds = m ? 60 * Number(m[1]) + Number(m[2]) + 60 * Number(m[3]) + Number(m[4]) : Number.NaN;
+      res({ code: code ?? -1, stdout, stderr: mark < 0 ? stderr : stderr.slice(0, mark), seconds, cpuSeconds });
+    });
   });
+}
+
+/** One `trajlab run` of `spec` with `workers` processes into `out` (wall and CPU seconds); throws with its stderr if it fails. */
+async function runOnce(spec: string, out: string, workers: number, env: Record<string, string> = {}): Promise<CommandRun> {
+  const res = await run(['run', spec, '--out', out, '--workers', String(workers), '--quiet'], env);
+  if (res.code !== 0) throw new Error(res.stderr);
+  return res;
 }
 
 /** Wall seconds of one `trajlab run` of `spec` with `workers` processes into `out`; throws with its stderr if it fails. */
 async function runSeconds(spec: string, out: string, workers: number, env: Record<string, string> = {}): Promise<number> {
-  const res = await run(['run', spec, '--out', out, '--workers', String(workers), '--quiet'], env);
-  if (res.code !== 0) throw new Error(res.stderr);
-  return res.seconds;
+  return (await runOnce(spec, out, workers, env)).seconds;
 }
 
 /** Median wall seconds of three `trajlab run` of `spec` with `workers` processes (outputs under `dir`, named by `tag`). */
@@ -227,18 +258,29 @@ async function medianRun(spec: string, dir: string, tag: string, workers: number
 }
 
 /**
- * Wall seconds of `pairs` runs of `spec` with `--workers 1` and `--workers 2`, alternating (1, 2, 1, 2, ...): a drift of
- * the machine's speed (a VM's host can slow it by a third for seconds at a time) hits both alike, and the speed-up is
- * taken within each pair.
+ * Wall and CPU seconds of `pairs` runs of `spec` with `--workers 1` and `--workers 2`, alternating (1, 2, 1, 2, ...): a
+ * drift of the machine's speed (a VM's host can slow it by a third for seconds at a time) hits both alike, and the
+ * speed-up is taken within each pair.
  */
-async function pairedRuns(spec: string, dir: string, tag: string, pairs: number, env: Record<string, string> = {}): Promise<{ one: number[]; two: number[]; speedUps: number[] }> {
-  const one: number[] = [];
-  const two: number[] = [];
+async function pairedRuns(spec: string, dir: string, tag: string, pairs: number, env: Record<string, string> = {}): Promise<PairedRuns> {
+  const runs: Record<1 | 2, CommandRun[]> = { 1: [], 2: [] };
   for (let r = 0; r < pairs; r++) {
-    one.push(await runSeconds(spec, join(dir, `out-${tag}-1-${r}`), 1, env));
-    two.push(await runSeconds(spec, join(dir, `out-${tag}-2-${r}`), 2, env));
+    for (const workers of [1, 2] as const) runs[workers].push(await runOnce(spec, join(dir, `out-${tag}-${workers}-${r}`), workers, env));
   }
-  return { one, two, speedUps: one.map((s, i) => s / two[i]!) };
+  const one = runs[1].map((r) => r.seconds);
+  const two = runs[2].map((r) => r.seconds);
+  return { one, two, speedUps: one.map((s, i) => s / two[i]!), cpuOne: runs[1].map((r) => r.cpuSeconds), cpuTwo: runs[2].map((r) => r.cpuSeconds) };
+}
+
+interface PairedRuns {
+  /** Wall seconds with one process, then with two, run by run. */
+  one: number[];
+  two: number[];
+  /** one[i] / two[i]. */
+  speedUps: number[];
+  /** CPU seconds (all processes) with one process, then with two, run by run. */
+  cpuOne: number[];
+  cpuTwo: number[];
 }
 
 /** "a-b" range of `xs`, each written by `format` (three significant digits by default). */
@@ -316,7 +358,7 @@ async function study(uri: string | null, source: string) {
   const rates: Record<string, number> = {};
   steadiness('study');
   /** The figures of 1 and 2 processes and of the speed-up, from paired runs. */
-  const addPaired = (runs: { one: number[]; two: number[]; speedUps: number[] }, trajectories: number, name: (workers: number) => string, detail: (s: number) => string, speedUp: string, what: string) => {
+  const addPaired = (runs: PairedRuns, trajectories: number, name: (workers: number) => string, detail: (s: number) => string, speedUp: string, what: string) => {
     for (const [workers, secs] of [[1, runs.one], [2, runs.two]] as const) {
       const s = median(secs);
       add({ name: name(workers), value: trajectories / s, unit: 'trajectories/s', detail: `${detail(s)} (runs: ${range(secs, (v) => v.toFixed(1))} s)`, command: 'pnpm bench study' });
@@ -326,6 +368,17 @@ async function study(uri: string | null, source: string) {
       value: median(runs.speedUps),
       unit: 'x',
       detail: `speed-up of --workers 2 over --workers 1${what}: median of ${runs.speedUps.length} pairs of runs, one after the other (pairs: ${range(runs.speedUps)})`,
+      command: 'pnpm bench study',
+    });
+    // Two cores give at most twice one process's CPU time: the CPU the second process adds (its own start-up, and a
+    // kernel slowed by the other core's memory traffic) bounds the speed-up before any part that runs alone.
+    const bounds = runs.cpuOne.map((c, i) => (2 * c) / runs.cpuTwo[i]!);
+    const cpu = (xs: number[]) => `${median(xs).toFixed(2)} s (runs: ${range(xs, (v) => v.toFixed(2))})`;
+    add({
+      name: `${speedUp}, bound from CPU time`,
+      value: median(bounds),
+      unit: 'x',
+      detail: `CPU seconds of every process of the run${what}: ${cpu(runs.cpuOne)} with --workers 1, ${cpu(runs.cpuTwo)} with --workers 2; two cores busy all the time would give 2 x the first / the second (pairs: ${range(bounds)})`,
       command: 'pnpm bench study',
     });
   };
