@@ -386,15 +386,17 @@ async function study(uri: string | null, source: string) {
       detail: `speed-up of --workers 2 over --workers 1${what}: median of ${runs.speedUps.length} pairs of runs, one after the other (pairs: ${range(runs.speedUps)})`,
       command: 'pnpm bench study',
     });
-    // Two cores give at most twice one process's CPU time: the CPU the second process adds (its own start-up, and a
-    // kernel slowed by the other core's memory traffic) bounds the speed-up before any part that runs alone.
-    const bounds = runs.cpuOne.map((c, i) => (2 * c) / runs.cpuTwo[i]!);
+    // Two cores give at most two CPU seconds per second: a run with two processes takes at least half its CPU time,
+    // so the speed-up of a pair is at most 2 x (one process's wall time) / (the two processes' CPU time). What the
+    // second process adds in CPU (its own start-up, a kernel slowed by the other core) lowers that bound; time a core
+    // stands idle is what separates the speed-up from it.
+    const bounds = runs.one.map((wall, i) => (2 * wall) / runs.cpuTwo[i]!);
     const cpu = (xs: number[]) => `${median(xs).toFixed(2)} s (runs: ${range(xs, (v) => v.toFixed(2))})`;
     add({
       name: `${speedUp}, bound from CPU time`,
       value: median(bounds),
       unit: 'x',
-      detail: `CPU seconds of every process of the run${what}: ${cpu(runs.cpuOne)} with --workers 1, ${cpu(runs.cpuTwo)} with --workers 2; two cores busy all the time would give 2 x the first / the second (pairs: ${range(bounds)})`,
+      detail: `CPU seconds of every process of the run${what} (the shell's times): ${cpu(runs.cpuOne)} with --workers 1, ${cpu(runs.cpuTwo)} with --workers 2; two cores busy all the time would give 2 x the first's wall time / the second's CPU time (pairs: ${range(bounds)})`,
       command: 'pnpm bench study',
     });
   };
