@@ -52,11 +52,11 @@ export const SUBSPACE_MAX_POINTS = 2048;
  * dim where a full eigendecomposition is slow. Any orthonormal basis gives a valid distance lower bound; the closer
  * to the principal axes, the tighter it is. So the covariance is estimated from at most `maxPoints` evenly strided
  * points (deterministic), which keeps the set-up of a large training set short.
+ * Certified pruning's tables are kept on disk under a description of this computation (PRUNING_RECIPE in
+ * training-set.ts): a change to it must change that description.
  * @param iterations subspace iterations (each a product with the covariance and a Gram-Schmidt pass on the host); on
  *   Fashion-MNIST 12 prune as many points as 30. @defaultValue 12
  * @param maxPoints points the covariance is estimated from. @defaultValue 2048
- * Certified pruning's tables are kept on disk under a description of this computation (PRUNING_RECIPE in
- * training-set.ts): a change to it must change that description.
  */
 export function topAxesBySubspaceIteration(points: Float32Array, n: number, dim: number, rank: number, iterations = SUBSPACE_ITERATIONS, maxPoints = SUBSPACE_MAX_POINTS): { mean: Float32Array; basis: Float32Array } {
   const m = Math.min(n, maxPoints);

@@ -41,12 +41,15 @@ const TENSOR_ROW_FRACTION = 1 / 32;
 /** Relative float32 rounding margin subtracted from the expanded-form distance bounds of certified pruning. */
 const LB_MARGIN = 1e-5;
 
+/** Relative margin of the squared residual radius, which comes from a difference of squared norms (see pruningTables). */
+const RESIDUAL_MARGIN = 1e-4;
+
 /**
  * How certified pruning's tables are computed (TrainingSet.pruningTables), as far as their bits depend on it: tables
  * kept on disk are filed under it (pruning-tables.ts), so a change here is never served tables made the old way. Bump
  * its version whenever that computation changes in a way its parameters below do not show.
  */
-export const PRUNING_RECIPE = `v1; axes: subspace iteration, ${SUBSPACE_ITERATIONS} iterations over at most ${SUBSPACE_MAX_POINTS} points; margins ${LB_MARGIN}, 1e-4; products: native row-stable sgemm`;
+export const PRUNING_RECIPE = `v1; axes: subspace iteration, ${SUBSPACE_ITERATIONS} iterations over at most ${SUBSPACE_MAX_POINTS} points; margins ${LB_MARGIN}, ${RESIDUAL_MARGIN}; products: native row-stable sgemm`;
 
 /** Nearest and second-nearest training points of a batch of query points. */
 export interface NearestResult {
@@ -231,7 +234,7 @@ export class TrainingSet {
       table[rank * n + j] = 1;
       table[(rank + 1) * n + j] = Math.fround(pn) * (1 - LB_MARGIN);
       maxNorm2 = Math.max(maxNorm2, pn);
-      maxResidual2 = Math.max(maxResidual2, whole * (1 + 1e-4) - pn * (1 - 1e-4));
+      maxResidual2 = Math.max(maxResidual2, whole * (1 + RESIDUAL_MARGIN) - pn * (1 - RESIDUAL_MARGIN));
     }
     return { mean, basis, table, maxProjected: Math.sqrt(maxNorm2), maxResidual: Math.sqrt(Math.max(0, maxResidual2)) };
   }
