@@ -1,7 +1,7 @@
 import { copyModel, ModelFileError, splitModelUri } from '@trajlab/models';
 import { FsStore, openStore, StoreError } from '@trajlab/storage';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -9,11 +9,44 @@ import { SpecError } from './errors.js';
 
 /**
  * Dataset files named by s3://bucket/key are downloaded once into a local cache (TRAJLAB_DATA_CACHE, default
- * <tmpdir>/trajlab-data-cache) before a spec is resolved; resolution then reads the cached copy. The uri as written stays
- * in the spec (and the study id); the dataset's content hash is what guarantees every process reads the same data.
+ * <tmpdir>/trajlab-data-cache-<uid>, see privateCacheDir) before a spec is resolved; resolution then reads the cached
+ * copy. The uri as written stays in the spec (and the study id); the dataset's content hash is what guarantees every
+ * process reads the same data. The cache also holds decoded IDX copies and certified pruning's tables: what is in it is
+ * trusted, so the default is a directory of this user's alone.
  */
 export function dataCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.TRAJLAB_DATA_CACHE || join(tmpdir(), 'trajlab-data-cache');
+  if (env.TRAJLAB_DATA_CACHE) return env.TRAJLAB_DATA_CACHE;
+  const uid = typeof process.getuid === 'function' ? process.getuid() : null;
+  return uid === null ? join(tmpdir(), 'trajlab-data-cache') : privateCacheDir(join(tmpdir(), `trajlab-data-cache-${uid}`), uid);
+}
+
+/** The default data cache cannot be used: it is not a directory of this user's alone. */
+export class DataCacheError extends Error {
+  constructor(
+    readonly dir: string,
+    why: string,
+  ) {
+    super(`${dir}: the default data cache ${why}; set TRAJLAB_DATA_CACHE to a directory of your own`);
+    this.name = 'DataCacheError';
+  }
+}
+
+/**
+ * `dir` (in a directory other users can write, such as /tmp), created if missing with access for user `uid` alone, and
+ * checked to be a real directory that `uid` owns and nobody else can write: otherwise another user could have made it
+ * first and filled it with data every later run would trust. Throws DataCacheError naming it.
+ */
+export function privateCacheDir(dir: string, uid: number): string {
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new DataCacheError(dir, `cannot be created (${(err as Error).message})`);
+  }
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) throw new DataCacheError(dir, 'is not a directory (a link or a file is in its place)');
+  if (st.uid !== uid) throw new DataCacheError(dir, `belongs to another user (uid ${st.uid})`);
+  if ((st.mode & 0o022) !== 0) throw new DataCacheError(dir, `can be written by other users (mode ${(st.mode & 0o777).toString(8)})`);
+  return dir;
 }
 
 /** Where an s3:// dataset uri is cached locally. */

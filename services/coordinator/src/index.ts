@@ -4,7 +4,7 @@ import { DenoiserSpecError } from '@trajlab/denoisers';
 import { ArrowFileError } from '@trajlab/results';
 import { aggregateStudy, runStudyEmbedded, ShardProcesses, type StartedShardProcess } from '@trajlab/runner';
 import { openStore, StoreError } from '@trajlab/storage';
-import { planStudy, prefetchSpecFile, resolveStudyFile, SpecError, type StudyPlan, type ResolvedStudy } from '@trajlab/study';
+import { DataCacheError, planStudy, prefetchSpecFile, resolveStudyFile, SpecError, type StudyPlan, type ResolvedStudy } from '@trajlab/study';
 import { writeReport } from '@trajlab/report';
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -287,7 +287,7 @@ export async function main(argv: string[], started: StartedShardProcess[] = []):
       process.stderr.write(`trajlab: invalid input: ${message}\n`);
       return 2;
     }
-    if (err instanceof StoreError || err instanceof ArrowFileError || err instanceof RedisUnavailableError) {
+    if (err instanceof StoreError || err instanceof ArrowFileError || err instanceof RedisUnavailableError || err instanceof DataCacheError) {
       process.stderr.write(`trajlab: ${message}\n`);
       return 1;
     }
