@@ -16,6 +16,12 @@ describe.skipIf(uid === null)('the default data cache, a directory of this user 
     expect(privateCacheDir(dir, uid!)).toBe(dir);
   });
 
+  it('that cannot be made (its parent missing or read-only) is given as it is: there is nothing in it to trust', () => {
+    const dir = join(tempDir(), 'missing-parent', 'cache');
+    expect(privateCacheDir(dir, uid!)).toBe(dir);
+    expect(existsSync(dir)).toBe(false);
+  });
+
   it('is refused, naming it, when others can write it, when a link stands in its place or when another user owns it', () => {
     const base = tempDir();
     const open = join(base, 'open');

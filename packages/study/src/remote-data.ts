@@ -34,15 +34,22 @@ export class DataCacheError extends Error {
 /**
  * `dir` (in a directory other users can write, such as /tmp), created if missing with access for user `uid` alone, and
  * checked to be a real directory that `uid` owns and nobody else can write: otherwise another user could have made it
- * first and filled it with data every later run would trust. Throws DataCacheError naming it.
+ * first and filled it with data every later run would trust. Throws DataCacheError naming it. One that cannot be made
+ * is returned as it is: there is nothing in it.
  */
 export function privateCacheDir(dir: string, uid: number): string {
   try {
     mkdirSync(dir, { mode: 0o700 });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new DataCacheError(dir, `cannot be created (${(err as Error).message})`);
+  } catch {
+    // there already, or it cannot be made (a read-only tmpdir, say): then nothing in it can be trusted by mistake, and
+    // whoever writes there fails as without a cache (decoded copies and pruning tables are then made in each process)
   }
-  const st = lstatSync(dir);
+  let st;
+  try {
+    st = lstatSync(dir);
+  } catch {
+    return dir;
+  }
   if (!st.isDirectory()) throw new DataCacheError(dir, 'is not a directory (a link or a file is in its place)');
   if (st.uid !== uid) throw new DataCacheError(dir, `belongs to another user (uid ${st.uid})`);
   if ((st.mode & 0o022) !== 0) throw new DataCacheError(dir, `can be written by other users (mode ${(st.mode & 0o777).toString(8)})`);
