@@ -156,7 +156,9 @@ describe.skipIf(!NATIVE_AT_START)("certified pruning's tables kept on disk betwe
     const file = pruningTablesPath(cacheOf(dir), n, dim, pruning.rank, PRUNING_RECIPE);
     new TrainingSet(pts, n, dim, { pruning, pruningCache: cacheOf(dir) }).dispose();
     const intact = readFileSync(file);
-    const expected = evaluations(new TrainingSet(pts, n, dim, { pruning }));
+    const uncached = new TrainingSet(pts, n, dim, { pruning });
+    const expected = evaluations(uncached);
+    uncached.dispose();
     const damaged = Buffer.from(intact);
     damaged[damaged.length - 5] = damaged[damaged.length - 5]! ^ 0x40; // one bit of the bound table
     for (const bytes of [damaged, intact.subarray(0, intact.length - 4), Buffer.from('not a table\n')]) {
