@@ -6,6 +6,7 @@
 // vm scripts have no module loader on Node 20. TRAJLAB_CODE_CACHE=off: the bundle is simply required. Plain CommonJS:
 // it runs before any loader.
 'use strict';
+const { isAscii } = require('node:buffer');
 const { readFileSync, renameSync, statSync, writeFileSync } = require('node:fs');
 const Module = require('node:module');
 const { basename, dirname, join } = require('node:path');
@@ -15,6 +16,16 @@ const vm = require('node:vm');
 function cachePath(file) {
   const { size, mtimeMs } = statSync(file);
   return join(dirname(file), `.${basename(file)}.${process.version}.${size}.${Math.round(mtimeMs)}.v8-cache`);
+}
+
+/**
+ * The text of `file`. esbuild writes bundles in ASCII (it escapes other characters), and ASCII decoded as latin1 is the
+ * same string without UTF-8's validation: ~1-2 ms instead of ~20-35 ms for a 4 MB bundle on a 2-core VM, in every
+ * process that starts. A file with other bytes is decoded as UTF-8.
+ */
+function readSource(file) {
+  const bytes = readFileSync(file);
+  return bytes.toString(isAscii(bytes) ? 'latin1' : 'utf8');
 }
 
 /** How the latest runCached of this process went: 'off' (plain require), 'used' the cache, or 'written' it. */
@@ -33,7 +44,7 @@ function runCached(file) {
   } catch {
     cachedData = undefined;
   }
-  const script = new vm.Script(Module.wrap(readFileSync(file, 'utf8')), { filename: file, cachedData });
+  const script = new vm.Script(Module.wrap(readSource(file)), { filename: file, cachedData });
   const module = new Module(file, null);
   module.filename = file;
   script.runInThisContext()(module.exports, Module.createRequire(file), module, file, dirname(file));
@@ -55,4 +66,4 @@ function runCached(file) {
   return module.exports;
 }
 
-module.exports = { runCached, cachePath, lastRun: () => lastRun };
+module.exports = { runCached, cachePath, readSource, lastRun: () => lastRun };

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { BUNDLE_SUFFIX, compiledIsFresh, importEntry, sourceStamp, STAMP_FILE } from '../scripts/compiled.mjs';
 import { arrowFiles, cliAsync, REPO, sha256, tempDir, writeSpec } from './helpers.js';
 
-const { cachePath } = createRequire(import.meta.url)('../scripts/cached-bundle.cjs') as { cachePath: (file: string) => string };
+const { cachePath, readSource } = createRequire(import.meta.url)('../scripts/cached-bundle.cjs') as { cachePath: (file: string) => string; readSource: (file: string) => string };
 
 /** A minimal workspace: one package with a source file, the compiler script, and a stamp of them. */
 function fixture(): { root: string; source: string } {
@@ -85,6 +85,26 @@ describe('compiled JavaScript (pnpm install compiles the TypeScript; the command
     writeFileSync(bundle, `${readFileSync(bundle, 'utf8')}// rebuilt\n`);
     expect(cachePath(bundle)).not.toBe(cache);
     expect(run()).toEqual({ value, how: 'written' });
+  });
+
+  it('a bundle is read as latin1 only when it is ASCII (as esbuild writes them), else as UTF-8', () => {
+    const dir = tempDir('trajlab-cache-');
+    const ascii = join(dir, 'ascii.bundle-code.cjs');
+    const utf8 = join(dir, 'utf8.bundle-code.cjs');
+    writeFileSync(ascii, "exports.text = 'sigma \\u03c3';\n");
+    writeFileSync(utf8, "exports.text = 'sigma \u03c3, caf\u00e9';\n", 'utf8');
+    expect(readSource(ascii)).toBe(readFileSync(ascii, 'utf8'));
+    expect(readSource(utf8)).toBe(readFileSync(utf8, 'utf8'));
+    const runner = join(REPO, 'scripts', 'cached-bundle.cjs');
+    for (const [file, text] of [[ascii, 'sigma \u03c3'], [utf8, 'sigma \u03c3, caf\u00e9']] as const) {
+      // first run (compiled, cache written), then from the cache
+      for (const how of ['written', 'used']) {
+        const script = `const c = require(${JSON.stringify(runner)}); const m = c.runCached(${JSON.stringify(file)}); console.log(JSON.stringify({ text: m.text, how: c.lastRun() }));`;
+        const out = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+        expect(out.status, out.stderr).toBe(0);
+        expect(JSON.parse(out.stdout)).toEqual({ text, how });
+      }
+    }
   });
 
   it('pnpm install compiled every package, and the compiled command writes the same bytes as the sources through tsx', async () => {

@@ -5,12 +5,13 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { decodedCopyPath, POINTS_ALIGNMENT, readDecodedHeader, readDecodedPoints } from './idx-cache.js';
 import { loadIdxFile } from './idx.js';
-import { fileMapper } from './map-file.js';
+import { fileMapper, nativeChecksum } from './map-file.js';
 
 // CI has a C compiler and Node's headers at `pnpm install`, so there the binding must exist; on a machine without them
 // the mapping tests are skipped and decoded copies are read.
 const mapper = fileMapper();
-if (process.env.CI && !mapper) throw new Error('CI expects the file-mapping binding (packages/datasets/native/build/trajlab_map_file.node)');
+const checksum = nativeChecksum();
+if (process.env.CI && !(mapper && checksum)) throw new Error('CI expects the file-mapping binding (packages/datasets/native/build/trajlab_map_file.node)');
 
 /** An IDX file of `n` float32 vectors of `dim` values (big-endian, as IDX stores them), gzipped, in a fresh directory. */
 function idxFile(n: number, dim: number) {
@@ -92,5 +93,63 @@ describe.skipIf(!mapper)('mapped decoded copies', () => {
     expect(readDecodedPoints(copy, map)).toBeNull();
     expect(Array.from(loadIdxFile(file, { cacheDir }).points)).toEqual(expected);
     expect(readDecodedPoints(readDecodedHeader(copyFile)!, map)).not.toBeNull();
+  });
+
+  it.skipIf(!checksum)('checksum bytes with XXH64: the reference values of xxHash\'s own xxhsum, over a view\'s bytes alone', () => {
+    const xxh64 = checksum!;
+    // `xxhsum -H1` (xxHash 0.8.1) of the bytes (37 i + 11) mod 256, i < length: every path of the algorithm (no
+    // stripe, stripes, and tails of 8-, 4- and 1-byte steps)
+    const reference: [number, string][] = [
+      [0, 'ef46db3751d8e999'], [1, 'f592c0c7639c4cb6'], [3, '22c08528601d4f27'], [4, 'fb1e5cf2f1ae4d95'],
+      [5, '9d213eca1f68f273'], [7, '5613ac510496c04e'], [8, '57cb2b7521f3e21a'], [9, 'c3f1d09775257b66'],
+      [31, 'e4a0e629e519a4ae'], [32, 'cc6b8aaada790b2d'], [33, '35ec49850475a832'], [63, 'bf9f0ba3cf95b28a'],
+      [64, '155ccce4bf32befc'], [65, 'da5ee441a595cfb8'], [100, '4826e367566ea023'], [1000, '128da10cfbdc59d9'],
+    ];
+    const pattern = (length: number) => Uint8Array.from({ length }, (_, i) => (37 * i + 11) % 256);
+    for (const [length, hex] of reference) expect(xxh64(pattern(length)), `${length} bytes`).toBe(hex);
+    expect(xxh64(new TextEncoder().encode('abc'))).toBe('44bc2cf5ad770999');
+    // a view is checksummed over its own bytes, whatever its type and offset in its buffer
+    const wide = pattern(1000 + 12);
+    expect(xxh64(new Float32Array(wide.buffer, 12, 250))).toBe(xxh64(wide.slice(12)));
+    // any one flipped bit changes it
+    const bytes = pattern(71);
+    const base = xxh64(bytes);
+    for (let bit = 0; bit < 8 * bytes.length; bit++) {
+      const flipped = Uint8Array.from(bytes);
+      flipped[bit >> 3] = flipped[bit >> 3]! ^ (1 << (bit & 7));
+      expect(xxh64(flipped)).not.toBe(base);
+    }
+    expect(() => xxh64(new ArrayBuffer(8) as unknown as Uint8Array)).toThrow(/TypedArray/);
+  });
+
+  it.skipIf(!checksum)('are checked by their XXH64 where the binding is, else by their sha256, and a wrong checksum is refused', () => {
+    const { file, cacheDir } = idxFile(40, 6);
+    const expected = Array.from(loadIdxFile(file).points);
+    loadIdxFile(file, { cacheDir }).points;
+    const copyFile = decodedCopyPath(file, undefined, cacheDir)!;
+    const copy = readDecodedHeader(copyFile)!;
+    expect(copy.header.pointsChecksum).toBe(checksum!(new Float32Array(expected)));
+    expect(Array.from(readDecodedPoints(copy, mapper, checksum)!)).toEqual(expected);
+    // a header whose checksum does not match its (intact) points: refused where the checksum is used, and accepted by
+    // the sha256 alone, so the checksum is what decided
+    const wrong = { ...copy, header: { ...copy.header, pointsChecksum: '0123456789abcdef' } };
+    expect(readDecodedPoints(wrong, mapper, checksum)).toBeNull();
+    expect(Array.from(readDecodedPoints(wrong, mapper, null)!)).toEqual(expected);
+    // damaged points are refused either way, mapped or read
+    const damaged = readFileSync(copyFile);
+    damaged[copy.offset + 17] = damaged[copy.offset + 17]! ^ 0x04;
+    writeFileSync(`${copyFile}.new`, damaged);
+    renameSync(`${copyFile}.new`, copyFile);
+    for (const m of [mapper, null]) {
+      expect(readDecodedPoints(copy, m, checksum)).toBeNull();
+      expect(readDecodedPoints(copy, m, null)).toBeNull();
+    }
+    // decoded again and rewritten on the next load
+    expect(Array.from(loadIdxFile(file, { cacheDir }).points)).toEqual(expected);
+    // a copy written without the binding has no checksum: checked by its sha256
+    const rewritten = readDecodedHeader(copyFile)!;
+    const plain = { ...rewritten, header: { ...rewritten.header, pointsChecksum: undefined } };
+    expect(Array.from(readDecodedPoints(plain, mapper, checksum)!)).toEqual(expected);
+    expect(readDecodedPoints({ ...plain, header: { ...plain.header, contentHash: '0'.repeat(64) } }, mapper, checksum)).toBeNull();
   });
 });
