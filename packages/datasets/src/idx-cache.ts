@@ -14,9 +14,10 @@ import type { Dataset } from './types.js';
  * alone; the points are read when first used and checked, so a damaged copy is never used: it is decoded again from
  * the file. The check is the points' XXH64 written beside them (the native binding of map-file.ts: ~5 ms for the
  * 31 MB of Fashion-MNIST 10k, against ~30 ms for their sha256 on a 2-core VM, in every process that loads them), or
- * their sha256 against the content hash where the binding is missing, now or when the copy was written. The points start on a page boundary: where the file-mapping binding is built
- * (map-file.ts) they are mapped rather than read. A copy is always written whole to a temporary file and renamed into
- * place, never rewritten in place, so a mapping made by another process keeps the content it checked.
+ * their sha256 against the content hash where the binding is missing, now or when the copy was written. The points
+ * start on a page boundary: where the file-mapping binding is built (map-file.ts) they are mapped rather than read. A
+ * copy is always written whole to a temporary file and renamed into place, never rewritten in place, so a mapping made
+ * by another process keeps the content it checked.
  */
 
 /**

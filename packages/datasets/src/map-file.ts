@@ -25,7 +25,10 @@ interface Binding {
 
 let loaded: Binding | undefined;
 
-/** The binding's functions, each null where the binding is not built (no C compiler at install, or Windows), not loadable or older. Loaded once per process. */
+/**
+ * The binding's functions, each null where the binding is not built (no C compiler at install, or Windows), cannot be
+ * loaded, or is older than the function. Loaded once per process.
+ */
 function binding(): Binding {
   if (loaded) return loaded;
   loaded = { mapFile: null, checksum: null };
