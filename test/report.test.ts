@@ -100,6 +100,29 @@ describe.skipIf(!hasChromium)('report.html in real headless Chromium', () => {
 });
 
 describe('reports are reproducible from the output files alone', () => {
+  it('the final samples shown beside their nearest training images are the first 16, across shards, whatever the sharding', async () => {
+    // the PNG of the figure (its width: one column per final sample shown)
+    const nnGrid = (report: string) => {
+      const html = readFileSync(report, 'utf8');
+      const figure = html.slice(html.indexOf('<figure id="fig-image-nn">'));
+      const png = Buffer.from(/src="data:image\/png;base64,([^"]+)"/.exec(figure)![1]!, 'base64');
+      return { png, width: png.readUInt32BE(16) };
+    };
+    const study = async (samples: number, shardSize: number) => {
+      const dir = tempDir();
+      writeImages(dir);
+      const res = await runSpec({ name: 'report-finals', samples, shardSize, dataset: { kind: 'idx', uri: './bars-idx3-ubyte' }, solvers: [{ solver: 'euler', steps: 6 }], metrics: { kde: false, pca: false } }, dir);
+      return nnGrid(res.report);
+    };
+    const [oneShard, smallShards, eight] = [await study(20, 20), await study(20, 3), await study(8, 8)];
+    // 16 of the 20 samples, the same images whether they come from one shard or six (3 per shard)
+    expect(smallShards.png.equals(oneShard.png)).toBe(true);
+    // one column per sample shown: 8x8 images drawn at scale 2 with 1-pixel gaps (png.ts imageGrid); a study of 8
+    // samples shows all 8
+    expect(oneShard.width).toBe(16 * (8 * 2 + 1) + 1);
+    expect(eight.width).toBe(8 * (8 * 2 + 1) + 1);
+  });
+
   it('a report rebuilt from a copied output folder is identical', async () => {
     const copy = join(tempDir(), mixture.studyId);
     cpSync(mixture.studyDir, copy, { recursive: true });
