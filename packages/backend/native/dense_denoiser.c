@@ -15,8 +15,9 @@
  * arithmetic (range reduction and a polynomial in fused multiply-adds, the same in the vector and scalar code), and a
  * block's weights are summed per query in one chain over its points. So a row's result never depends on the other
  * rows, the threads or the instruction set. The block's logits are kept transposed ([points, queries]): the first
- * product writes them so without a copy of the queries per block, the per-query passes run across queries, and the
- * second product reads them as its left operand at a stride.
+ * product writes them so without a copy of the queries per block, the per-query passes run across queries (vectorised,
+ * a query per lane), and the second product reads them as its left operand at a stride. Queries go in groups small
+ * enough for a block's logits to stay in cache (dense_group_queries); rows never mix, so groups never change bits.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "dense_denoiser.h"
@@ -57,35 +58,37 @@ static float dense_expf(float x) {
 
 #ifdef DENSE_X86
 /* dense_expf sixteen and eight lanes at a time: the same operations, so the same bits. */
+__attribute__((target("avx512f"))) static inline __m512 exp16(__m512 x) {
+  __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_MIN), _CMP_GE_OQ);
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
+  r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
+  __m512 p = _mm512_set1_ps(EXP_POLY[0]);
+  for (int k = 1; k < 8; k++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_POLY[k]));
+  __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+  return _mm512_maskz_mov_ps(live, _mm512_mul_ps(p, _mm512_castsi512_ps(e)));
+}
+
+__attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
+  __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_MIN), _CMP_GE_OQ);
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
+  __m256 p = _mm256_set1_ps(EXP_POLY[0]);
+  for (int k = 1; k < 8; k++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_POLY[k]));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_and_ps(live, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
 __attribute__((target("avx512f"))) static void exp_avx512(float *v, size_t count) {
   size_t i = 0;
-  for (; i + 16 <= count; i += 16) {
-    __m512 x = _mm512_loadu_ps(v + i);
-    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(EXP_MIN), _CMP_GE_OQ);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
-    r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
-    __m512 p = _mm512_set1_ps(EXP_POLY[0]);
-    for (int k = 1; k < 8; k++) p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_POLY[k]));
-    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    _mm512_storeu_ps(v + i, _mm512_maskz_mov_ps(live, _mm512_mul_ps(p, _mm512_castsi512_ps(e))));
-  }
+  for (; i + 16 <= count; i += 16) _mm512_storeu_ps(v + i, exp16(_mm512_loadu_ps(v + i)));
   for (; i < count; i++) v[i] = dense_expf(v[i]);
 }
 
 __attribute__((target("avx2,fma"))) static void exp_avx2(float *v, size_t count) {
   size_t i = 0;
-  for (; i + 8 <= count; i += 8) {
-    __m256 x = _mm256_loadu_ps(v + i);
-    __m256 live = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_MIN), _CMP_GE_OQ);
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
-    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
-    __m256 p = _mm256_set1_ps(EXP_POLY[0]);
-    for (int k = 1; k < 8; k++) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_POLY[k]));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    _mm256_storeu_ps(v + i, _mm256_and_ps(live, _mm256_mul_ps(p, _mm256_castsi256_ps(e))));
-  }
+  for (; i + 8 <= count; i += 8) _mm256_storeu_ps(v + i, exp8(_mm256_loadu_ps(v + i)));
   for (; i < count; i++) v[i] = dense_expf(v[i]);
 }
 #endif
@@ -98,6 +101,128 @@ void dense_exp_inplace(gemm_isa isa, float *v, size_t count) {
 #endif
   (void)isa;
   for (size_t i = 0; i < count; i++) v[i] = dense_expf(v[i]);
+}
+
+/*
+ * The per-query passes over a block's logits w ([nc points, b queries], row j at w + j * b). Each has a scalar form
+ * and vector forms that do the same operations lane by lane (a lane is a query), in the same order over the points,
+ * so the same bits; the vector forms leave the columns past the last whole vector to the scalar form (from i0).
+ *
+ * logits_top: w[j][i] -= f32(half_norm[j] * inv_t2), and top[i] = the largest of them (a NaN never raises it: it marks
+ * its row in nan_row).
+ */
+static void logits_top_scalar(float *w, int nc, int b, int i0, const float *half_norm, float inv_t2, float *top, unsigned char *nan_row) {
+  for (int j = 0; j < nc; j++) {
+    float hn = half_norm[j] * inv_t2;
+    float *wj = w + (size_t)j * b;
+    for (int i = i0; i < b; i++) {
+      float v = wj[i] - hn;
+      wj[i] = v;
+      if (v > top[i]) top[i] = v;
+      else if (v != v) nan_row[i] = 1;
+    }
+  }
+}
+
+/* weights: w[j][i] = e^(w[j][i] - shift[i]) (dense_expf), and block_sum[i] = their sum, one chain over j from 0. */
+static void weights_scalar(float *w, int nc, int b, int i0, const float *shift, float *block_sum) {
+  for (int i = i0; i < b; i++) block_sum[i] = 0.0f;
+  for (int j = 0; j < nc; j++) {
+    float *wj = w + (size_t)j * b;
+    for (int i = i0; i < b; i++) {
+      float e = dense_expf(wj[i] - shift[i]);
+      wj[i] = e;
+      block_sum[i] += e;
+    }
+  }
+}
+
+#ifdef DENSE_X86
+__attribute__((target("avx512f"))) static void logits_top_avx512(float *w, int nc, int b, const float *half_norm, float inv_t2, float *top, unsigned char *nan_row) {
+  int vb = b / 16 * 16;
+  for (int j = 0; j < nc; j++) {
+    __m512 hn = _mm512_set1_ps(half_norm[j] * inv_t2);
+    float *wj = w + (size_t)j * b;
+    for (int i = 0; i < vb; i += 16) {
+      __m512 v = _mm512_sub_ps(_mm512_loadu_ps(wj + i), hn);
+      _mm512_storeu_ps(wj + i, v);
+      __m512 t = _mm512_loadu_ps(top + i);
+      _mm512_storeu_ps(top + i, _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), v));
+      __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      if (nan)
+        for (int k = 0; k < 16; k++)
+          if (nan >> k & 1) nan_row[i + k] = 1;
+    }
+  }
+  logits_top_scalar(w, nc, b, vb, half_norm, inv_t2, top, nan_row);
+}
+
+__attribute__((target("avx512f"))) static void weights_avx512(float *w, int nc, int b, const float *shift, float *block_sum) {
+  int vb = b / 16 * 16;
+  for (int i = 0; i < vb; i++) block_sum[i] = 0.0f;
+  for (int j = 0; j < nc; j++) {
+    float *wj = w + (size_t)j * b;
+    for (int i = 0; i < vb; i += 16) {
+      __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(wj + i), _mm512_loadu_ps(shift + i)));
+      _mm512_storeu_ps(wj + i, e);
+      _mm512_storeu_ps(block_sum + i, _mm512_add_ps(_mm512_loadu_ps(block_sum + i), e));
+    }
+  }
+  weights_scalar(w, nc, b, vb, shift, block_sum);
+}
+
+__attribute__((target("avx2,fma"))) static void logits_top_avx2(float *w, int nc, int b, const float *half_norm, float inv_t2, float *top, unsigned char *nan_row) {
+  int vb = b / 8 * 8;
+  for (int j = 0; j < nc; j++) {
+    __m256 hn = _mm256_set1_ps(half_norm[j] * inv_t2);
+    float *wj = w + (size_t)j * b;
+    for (int i = 0; i < vb; i += 8) {
+      __m256 v = _mm256_sub_ps(_mm256_loadu_ps(wj + i), hn);
+      _mm256_storeu_ps(wj + i, v);
+      __m256 t = _mm256_loadu_ps(top + i);
+      _mm256_storeu_ps(top + i, _mm256_blendv_ps(t, v, _mm256_cmp_ps(v, t, _CMP_GT_OQ)));
+      int nan = _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      if (nan)
+        for (int k = 0; k < 8; k++)
+          if (nan >> k & 1) nan_row[i + k] = 1;
+    }
+  }
+  logits_top_scalar(w, nc, b, vb, half_norm, inv_t2, top, nan_row);
+}
+
+__attribute__((target("avx2,fma"))) static void weights_avx2(float *w, int nc, int b, const float *shift, float *block_sum) {
+  int vb = b / 8 * 8;
+  for (int i = 0; i < vb; i++) block_sum[i] = 0.0f;
+  for (int j = 0; j < nc; j++) {
+    float *wj = w + (size_t)j * b;
+    for (int i = 0; i < vb; i += 8) {
+      __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(wj + i), _mm256_loadu_ps(shift + i)));
+      _mm256_storeu_ps(wj + i, e);
+      _mm256_storeu_ps(block_sum + i, _mm256_add_ps(_mm256_loadu_ps(block_sum + i), e));
+    }
+  }
+  weights_scalar(w, nc, b, vb, shift, block_sum);
+}
+#endif
+
+static void logits_top(gemm_isa isa, float *w, int nc, int b, const float *half_norm, float inv_t2, float *top, unsigned char *nan_row) {
+#ifdef DENSE_X86
+  if (isa > gemm_best_isa()) isa = gemm_best_isa();
+  if (isa == GEMM_ISA_AVX512) return logits_top_avx512(w, nc, b, half_norm, inv_t2, top, nan_row);
+  if (isa == GEMM_ISA_AVX2) return logits_top_avx2(w, nc, b, half_norm, inv_t2, top, nan_row);
+#endif
+  (void)isa;
+  logits_top_scalar(w, nc, b, 0, half_norm, inv_t2, top, nan_row);
+}
+
+static void weights(gemm_isa isa, float *w, int nc, int b, const float *shift, float *block_sum) {
+#ifdef DENSE_X86
+  if (isa > gemm_best_isa()) isa = gemm_best_isa();
+  if (isa == GEMM_ISA_AVX512) return weights_avx512(w, nc, b, shift, block_sum);
+  if (isa == GEMM_ISA_AVX2) return weights_avx2(w, nc, b, shift, block_sum);
+#endif
+  (void)isa;
+  weights_scalar(w, nc, b, 0, shift, block_sum);
 }
 
 /*
@@ -127,8 +252,13 @@ int dense_block_points(int dim) {
   return points < 16 ? 16 : points > DENSE_BLOCK_MAX_POINTS ? DENSE_BLOCK_MAX_POINTS : points;
 }
 
-int dense_denoise(int n, int dim, const float *points, const float *half_norm, int b, const float *x, float inv_t2, gemm_isa isa, int threads, float *out, float *logits) {
-  if (b <= 0) return 0;
+int dense_group_queries(int block) {
+  int queries = (int)(DENSE_LOGITS_BYTES / ((size_t)(block > 0 ? block : 1) * sizeof(float))) / 16 * 16;
+  return queries < 16 ? 16 : queries;
+}
+
+/* dense_denoise for one group of b queries; `logits`, when not NULL, has rows of n (the group's rows of the whole). */
+static int dense_denoise_group(int n, int dim, const float *points, const float *half_norm, int b, const float *x, float inv_t2, gemm_isa isa, int threads, float *out, float *logits) {
   int block_points = dense_block_points(dim);
   int block = n < block_points ? n : block_points;
   size_t w_bytes = part_bytes((size_t)block * b, sizeof(float)), qt_bytes = part_bytes((size_t)dim * b, sizeof(float));
@@ -160,16 +290,7 @@ int dense_denoise(int n, int dim, const float *points, const float *half_norm, i
     /* logits y_j . (x_i / t^2) (the product's chain over the coordinates), minus (||y_j||^2 / 2) / t^2 */
     if (gemm_strided(nc, b, dim, y, dim, 1, qt, b, w, b, false, isa, threads) != 0) return -1;
     for (int i = 0; i < b; i++) top[i] = -INFINITY;
-    for (int j = 0; j < nc; j++) {
-      float hn = half_norm[j0 + j] * inv_t2;
-      float *wj = w + (size_t)j * b;
-      for (int i = 0; i < b; i++) {
-        float v = wj[i] - hn;
-        wj[i] = v;
-        if (v > top[i]) top[i] = v;
-        else if (v != v) nan_row[i] = 1;
-      }
-    }
+    logits_top(isa, w, nc, b, half_norm + j0, inv_t2, top, nan_row);
     if (logits)
       for (int j = 0; j < nc; j++)
         for (int i = 0; i < b; i++) logits[(size_t)i * n + j0 + j] = w[(size_t)j * b + i];
@@ -187,17 +308,22 @@ int dense_denoise(int n, int dim, const float *points, const float *half_norm, i
       shift[i] = run_max[i] == -INFINITY ? 0.0f : run_max[i];
     }
     /* weights exp(l_j - M), every exponent <= 0, and their sum per query: one chain over the block's points */
-    for (int j = 0; j < nc; j++)
-      for (int i = 0; i < b; i++) w[(size_t)j * b + i] -= shift[i];
-    dense_exp_inplace(isa, w, (size_t)nc * b);
-    for (int i = 0; i < b; i++) block_sum[i] = 0.0f;
-    for (int j = 0; j < nc; j++)
-      for (int i = 0; i < b; i++) block_sum[i] += w[(size_t)j * b + i];
+    weights(isa, w, nc, b, shift, block_sum);
     for (int i = 0; i < b; i++) run_sum[i] += block_sum[i];
     /* A += weights . block: the weights read transposed, each coordinate's chain continued from the previous blocks */
     if (gemm_strided(b, dim, nc, w, 1, b, y, dim, acc, dim, true, isa, threads) != 0) return -1;
   }
   for (int i = 0; i < b; i++)
     for (int d = 0; d < dim; d++) out[(size_t)i * dim + d] = nan_row[i] ? NAN : acc[(size_t)i * dim + d] / run_sum[i];
+  return 0;
+}
+
+int dense_denoise(int n, int dim, const float *points, const float *half_norm, int b, const float *x, float inv_t2, gemm_isa isa, int threads, float *out, float *logits) {
+  int block_points = dense_block_points(dim);
+  int group = dense_group_queries(n < block_points ? n : block_points);
+  for (int i0 = 0; i0 < b; i0 += group) {
+    int g = b - i0 < group ? b - i0 : group;
+    if (dense_denoise_group(n, dim, points, half_norm, g, x + (size_t)i0 * dim, inv_t2, isa, threads, out + (size_t)i0 * dim, logits ? logits + (size_t)i0 * n : NULL) != 0) return -1;
+  }
   return 0;
 }

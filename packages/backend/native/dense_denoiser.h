@@ -24,6 +24,18 @@
 int dense_block_points(int dim);
 
 /*
+ * Queries are taken in groups whose block of logits ([points of a block, queries of the group] floats) holds at most
+ * DENSE_LOGITS_BYTES, so that it stays in cache through the passes over it (the logits' subtraction and maximum, the
+ * weights and their sums, the weighted sum): in low dimension a block is 512 points, and 1024 queries made its logits
+ * 2 MB. A group is a multiple of 16 queries, at least 16 (dense_group_queries). Rows are computed independently, so
+ * groups change the speed, never the bits.
+ */
+#define DENSE_LOGITS_BYTES (256 * 1024)
+
+/* Queries per group for blocks of `block` points (see DENSE_LOGITS_BYTES). */
+int dense_group_queries(int block);
+
+/*
  * out[b, dim] = D*(x; t) for the b rows of x ([b, dim]) over the n points ([n, dim], with half_norm[j] = ||y_j||^2 / 2
  * in float32), inv_t2 = 1 / t^2 in float32. `logits` ([b, n]) receives (x * inv_t2) . y_j - half_norm[j] * inv_t2 when
  * not NULL. A row's bits depend on that row alone (never on b, the threads or the instruction set). Returns 0, or -1
