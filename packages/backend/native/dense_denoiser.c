@@ -138,71 +138,49 @@ static void weights_scalar(float *w, int nc, int b, int i0, const float *shift, 
 }
 
 #ifdef DENSE_X86
-__attribute__((target("avx512f"))) static void logits_top_avx512(float *w, int nc, int b, const float *half_norm, float inv_t2, float *top, unsigned char *nan_row) {
-  int vb = b / 16 * 16;
-  for (int j = 0; j < nc; j++) {
-    __m512 hn = _mm512_set1_ps(half_norm[j] * inv_t2);
-    float *wj = w + (size_t)j * b;
-    for (int i = 0; i < vb; i += 16) {
-      __m512 v = _mm512_sub_ps(_mm512_loadu_ps(wj + i), hn);
-      _mm512_storeu_ps(wj + i, v);
-      __m512 t = _mm512_loadu_ps(top + i);
-      _mm512_storeu_ps(top + i, _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), v));
-      __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-      if (nan)
-        for (int k = 0; k < 16; k++)
-          if (nan >> k & 1) nan_row[i + k] = 1;
-    }
-  }
-  logits_top_scalar(w, nc, b, vb, half_norm, inv_t2, top, nan_row);
-}
+/* The lane operations the vector passes need beyond loads and arithmetic: keep t where v is not larger (a NaN never
+   is), and the bits of the lanes that hold a NaN. */
+__attribute__((target("avx512f"))) static inline __m512 select_gt16(__m512 v, __m512 t) { return _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(v, t, _CMP_GT_OQ), v); }
+__attribute__((target("avx512f"))) static inline int nan_bits16(__m512 v) { return (int)_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q); }
+__attribute__((target("avx2,fma"))) static inline __m256 select_gt8(__m256 v, __m256 t) { return _mm256_blendv_ps(t, v, _mm256_cmp_ps(v, t, _CMP_GT_OQ)); }
+__attribute__((target("avx2,fma"))) static inline int nan_bits8(__m256 v) { return _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)); }
 
-__attribute__((target("avx512f"))) static void weights_avx512(float *w, int nc, int b, const float *shift, float *block_sum) {
-  int vb = b / 16 * 16;
-  for (int i = 0; i < vb; i++) block_sum[i] = 0.0f;
-  for (int j = 0; j < nc; j++) {
-    float *wj = w + (size_t)j * b;
-    for (int i = 0; i < vb; i += 16) {
-      __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(wj + i), _mm512_loadu_ps(shift + i)));
-      _mm512_storeu_ps(wj + i, e);
-      _mm512_storeu_ps(block_sum + i, _mm512_add_ps(_mm512_loadu_ps(block_sum + i), e));
-    }
+/* logits_top_SUFFIX and weights_SUFFIX for vectors of VW lanes (the scalar forms do the columns past the last one). */
+#define DEFINE_BLOCK_PASSES(SUFFIX, TARGET, VEC, VW, LOAD, STORE, SET1, SUB, ADD, EXP, SELECT_GT, NAN_BITS)                  \
+  __attribute__((target(TARGET))) static void logits_top_##SUFFIX(float *w, int nc, int b, const float *half_norm, float inv_t2, \
+                                                                  float *top, unsigned char *nan_row) {                      \
+    int vb = b / VW * VW;                                                                                                     \
+    for (int j = 0; j < nc; j++) {                                                                                            \
+      VEC hn = SET1(half_norm[j] * inv_t2);                                                                                   \
+      float *wj = w + (size_t)j * b;                                                                                          \
+      for (int i = 0; i < vb; i += VW) {                                                                                      \
+        VEC v = SUB(LOAD(wj + i), hn);                                                                                        \
+        STORE(wj + i, v);                                                                                                     \
+        STORE(top + i, SELECT_GT(v, LOAD(top + i)));                                                                          \
+        int nan = NAN_BITS(v);                                                                                                \
+        if (nan)                                                                                                              \
+          for (int k = 0; k < VW; k++)                                                                                        \
+            if (nan >> k & 1) nan_row[i + k] = 1;                                                                             \
+      }                                                                                                                       \
+    }                                                                                                                         \
+    logits_top_scalar(w, nc, b, vb, half_norm, inv_t2, top, nan_row);                                                         \
+  }                                                                                                                           \
+  __attribute__((target(TARGET))) static void weights_##SUFFIX(float *w, int nc, int b, const float *shift, float *block_sum) { \
+    int vb = b / VW * VW;                                                                                                     \
+    for (int i = 0; i < vb; i++) block_sum[i] = 0.0f;                                                                         \
+    for (int j = 0; j < nc; j++) {                                                                                            \
+      float *wj = w + (size_t)j * b;                                                                                          \
+      for (int i = 0; i < vb; i += VW) {                                                                                      \
+        VEC e = EXP(SUB(LOAD(wj + i), LOAD(shift + i)));                                                                      \
+        STORE(wj + i, e);                                                                                                     \
+        STORE(block_sum + i, ADD(LOAD(block_sum + i), e));                                                                    \
+      }                                                                                                                       \
+    }                                                                                                                         \
+    weights_scalar(w, nc, b, vb, shift, block_sum);                                                                           \
   }
-  weights_scalar(w, nc, b, vb, shift, block_sum);
-}
 
-__attribute__((target("avx2,fma"))) static void logits_top_avx2(float *w, int nc, int b, const float *half_norm, float inv_t2, float *top, unsigned char *nan_row) {
-  int vb = b / 8 * 8;
-  for (int j = 0; j < nc; j++) {
-    __m256 hn = _mm256_set1_ps(half_norm[j] * inv_t2);
-    float *wj = w + (size_t)j * b;
-    for (int i = 0; i < vb; i += 8) {
-      __m256 v = _mm256_sub_ps(_mm256_loadu_ps(wj + i), hn);
-      _mm256_storeu_ps(wj + i, v);
-      __m256 t = _mm256_loadu_ps(top + i);
-      _mm256_storeu_ps(top + i, _mm256_blendv_ps(t, v, _mm256_cmp_ps(v, t, _CMP_GT_OQ)));
-      int nan = _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
-      if (nan)
-        for (int k = 0; k < 8; k++)
-          if (nan >> k & 1) nan_row[i + k] = 1;
-    }
-  }
-  logits_top_scalar(w, nc, b, vb, half_norm, inv_t2, top, nan_row);
-}
-
-__attribute__((target("avx2,fma"))) static void weights_avx2(float *w, int nc, int b, const float *shift, float *block_sum) {
-  int vb = b / 8 * 8;
-  for (int i = 0; i < vb; i++) block_sum[i] = 0.0f;
-  for (int j = 0; j < nc; j++) {
-    float *wj = w + (size_t)j * b;
-    for (int i = 0; i < vb; i += 8) {
-      __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(wj + i), _mm256_loadu_ps(shift + i)));
-      _mm256_storeu_ps(wj + i, e);
-      _mm256_storeu_ps(block_sum + i, _mm256_add_ps(_mm256_loadu_ps(block_sum + i), e));
-    }
-  }
-  weights_scalar(w, nc, b, vb, shift, block_sum);
-}
+DEFINE_BLOCK_PASSES(avx512, "avx512f", __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_sub_ps, _mm512_add_ps, exp16, select_gt16, nan_bits16)
+DEFINE_BLOCK_PASSES(avx2, "avx2,fma", __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_sub_ps, _mm256_add_ps, exp8, select_gt8, nan_bits8)
 #endif
 
 static void logits_top(gemm_isa isa, float *w, int nc, int b, const float *half_norm, float inv_t2, float *top, unsigned char *nan_row) {
