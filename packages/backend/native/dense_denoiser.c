@@ -43,7 +43,7 @@
 #define LN2_LO (-2.12194440e-4f)
 static const float EXP_POLY[8] = {1.0f / 5040, 1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
 
-static float dense_expf(float x) {
+__attribute__((always_inline)) static inline float dense_expf(float x) {
   if (!(x >= EXP_MIN)) return 0.0f;
   float n = rintf(x * LOG2E);
   float r = fmaf(n, -LN2_HI, x);
@@ -55,6 +55,9 @@ static float dense_expf(float x) {
   memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
+
+/* dense_expf as a function of its own (for a pointer to it). */
+static float dense_expf_scalar(float x) { return dense_expf(x); }
 
 #ifdef DENSE_X86
 /* dense_expf sixteen and eight lanes at a time: the same operations, so the same bits. */
@@ -79,6 +82,10 @@ __attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
   __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_and_ps(live, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
+
+/* dense_expf compiled with the FMA instruction: fmaf and rintf inline instead of calls into libm (the same results:
+   both are exact roundings whichever does them); for the per-query rescaling, once per query and block. */
+__attribute__((target("avx2,fma"))) static float dense_expf_fma(float x) { return dense_expf(x); }
 
 __attribute__((target("avx512f"))) static void exp_avx512(float *v, size_t count) {
   size_t i = 0;
@@ -124,13 +131,16 @@ static void logits_top_scalar(float *w, int nc, int b, int i0, const float *half
   }
 }
 
-/* weights: w[j][i] = e^(w[j][i] - shift[i]) (dense_expf), and block_sum[i] = their sum, one chain over j from 0. */
-static void weights_scalar(float *w, int nc, int b, int i0, const float *shift, float *block_sum) {
+/*
+ * weights: w[j][i] = e^(w[j][i] - shift[i]) (dense_expf, by `exp`: its FMA form beside the vector forms), and
+ * block_sum[i] = their sum, one chain over j from 0.
+ */
+static void weights_scalar(float *w, int nc, int b, int i0, const float *shift, float *block_sum, float (*exp)(float)) {
   for (int i = i0; i < b; i++) block_sum[i] = 0.0f;
   for (int j = 0; j < nc; j++) {
     float *wj = w + (size_t)j * b;
     for (int i = i0; i < b; i++) {
-      float e = dense_expf(wj[i] - shift[i]);
+      float e = exp(wj[i] - shift[i]);
       wj[i] = e;
       block_sum[i] += e;
     }
@@ -176,7 +186,7 @@ __attribute__((target("avx2,fma"))) static inline int nan_bits8(__m256 v) { retu
         STORE(block_sum + i, ADD(LOAD(block_sum + i), e));                                                                    \
       }                                                                                                                       \
     }                                                                                                                         \
-    weights_scalar(w, nc, b, vb, shift, block_sum);                                                                           \
+    weights_scalar(w, nc, b, vb, shift, block_sum, dense_expf_fma);                                                           \
   }
 
 DEFINE_BLOCK_PASSES(avx512, "avx512f", __m512, 16, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_sub_ps, _mm512_add_ps, exp16, select_gt16, nan_bits16)
@@ -200,7 +210,7 @@ static void weights(gemm_isa isa, float *w, int nc, int b, const float *shift, f
   if (isa == GEMM_ISA_AVX2) return weights_avx2(w, nc, b, shift, block_sum);
 #endif
   (void)isa;
-  weights_scalar(w, nc, b, 0, shift, block_sum);
+  weights_scalar(w, nc, b, 0, shift, block_sum, dense_expf_scalar);
 }
 
 /*
@@ -237,6 +247,10 @@ int dense_group_queries(int block) {
 
 /* dense_denoise for one group of b queries; `logits`, when not NULL, has rows of n (the group's rows of the whole). */
 static int dense_denoise_group(int n, int dim, const float *points, const float *half_norm, int b, const float *x, float inv_t2, gemm_isa isa, int threads, float *out, float *logits) {
+  float (*scalar_exp)(float) = dense_expf_scalar;
+#ifdef DENSE_X86
+  if ((isa > gemm_best_isa() ? gemm_best_isa() : isa) >= GEMM_ISA_AVX2) scalar_exp = dense_expf_fma;
+#endif
   int block_points = dense_block_points(dim);
   int block = n < block_points ? n : block_points;
   size_t w_bytes = part_bytes((size_t)block * b, sizeof(float)), qt_bytes = part_bytes((size_t)dim * b, sizeof(float));
@@ -276,7 +290,7 @@ static int dense_denoise_group(int n, int dim, const float *points, const float 
     for (int i = 0; i < b; i++) {
       if (top[i] > run_max[i]) {
         if (run_max[i] != -INFINITY) {
-          float scale = dense_expf(run_max[i] - top[i]);
+          float scale = scalar_exp(run_max[i] - top[i]);
           run_sum[i] *= scale;
           for (int d = 0; d < dim; d++) acc[(size_t)i * dim + d] *= scale;
         }
