@@ -102,7 +102,7 @@ __attribute__((target("avx2,fma"))) static void exp_avx2(float *v, size_t count)
 
 void dense_exp_inplace(gemm_isa isa, float *v, size_t count) {
 #ifdef DENSE_X86
-  if (isa > gemm_best_isa()) isa = gemm_best_isa();
+  isa = gemm_usable_isa(isa);
   if (isa == GEMM_ISA_AVX512) return exp_avx512(v, count);
   if (isa == GEMM_ISA_AVX2) return exp_avx2(v, count);
 #endif
@@ -193,9 +193,9 @@ DEFINE_BLOCK_PASSES(avx512, "avx512f", __m512, 16, _mm512_loadu_ps, _mm512_store
 DEFINE_BLOCK_PASSES(avx2, "avx2,fma", __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_sub_ps, _mm256_add_ps, exp8, select_gt8, nan_bits8)
 #endif
 
+/* The passes by instruction set; `isa` is usable already (dense_denoise takes gemm_usable_isa). */
 static void logits_top(gemm_isa isa, float *w, int nc, int b, const float *half_norm, float inv_t2, float *top, unsigned char *nan_row) {
 #ifdef DENSE_X86
-  if (isa > gemm_best_isa()) isa = gemm_best_isa();
   if (isa == GEMM_ISA_AVX512) return logits_top_avx512(w, nc, b, half_norm, inv_t2, top, nan_row);
   if (isa == GEMM_ISA_AVX2) return logits_top_avx2(w, nc, b, half_norm, inv_t2, top, nan_row);
 #endif
@@ -205,7 +205,6 @@ static void logits_top(gemm_isa isa, float *w, int nc, int b, const float *half_
 
 static void weights(gemm_isa isa, float *w, int nc, int b, const float *shift, float *block_sum) {
 #ifdef DENSE_X86
-  if (isa > gemm_best_isa()) isa = gemm_best_isa();
   if (isa == GEMM_ISA_AVX512) return weights_avx512(w, nc, b, shift, block_sum);
   if (isa == GEMM_ISA_AVX2) return weights_avx2(w, nc, b, shift, block_sum);
 #endif
@@ -245,11 +244,14 @@ int dense_group_queries(int block) {
   return queries < 16 ? 16 : queries;
 }
 
-/* dense_denoise for one group of b queries; `logits`, when not NULL, has rows of n (the group's rows of the whole). */
+/*
+ * dense_denoise for one group of b queries, with a usable `isa` (gemm_usable_isa); `logits`, when not NULL, has rows
+ * of n (the group's rows of the whole).
+ */
 static int dense_denoise_group(int n, int dim, const float *points, const float *half_norm, int b, const float *x, float inv_t2, gemm_isa isa, int threads, float *out, float *logits) {
   float (*scalar_exp)(float) = dense_expf_scalar;
 #ifdef DENSE_X86
-  if ((isa > gemm_best_isa() ? gemm_best_isa() : isa) >= GEMM_ISA_AVX2) scalar_exp = dense_expf_fma;
+  if (isa >= GEMM_ISA_AVX2) scalar_exp = dense_expf_fma;
 #endif
   int block_points = dense_block_points(dim);
   int block = n < block_points ? n : block_points;
@@ -311,6 +313,7 @@ static int dense_denoise_group(int n, int dim, const float *points, const float 
 }
 
 int dense_denoise(int n, int dim, const float *points, const float *half_norm, int b, const float *x, float inv_t2, gemm_isa isa, int threads, float *out, float *logits) {
+  isa = gemm_usable_isa(isa);
   int block_points = dense_block_points(dim);
   int group = dense_group_queries(n < block_points ? n : block_points);
   for (int i0 = 0; i0 < b; i0 += group) {

@@ -153,7 +153,7 @@ __attribute__((target("avx2"))) static int sums_avx2(int size, const float *a, c
 
 void kde_sums(gemm_isa isa, int b, int size, const float *a, const float *dy, const double *row_term, double inv_t2, double *out) {
 #ifdef KDE_X86
-  if (isa > gemm_best_isa()) isa = gemm_best_isa();
+  isa = gemm_usable_isa(isa);
 #endif
   for (int r = 0; r < b; r++) {
     const float *ar = a + (size_t)r * size;

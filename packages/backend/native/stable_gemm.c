@@ -103,6 +103,11 @@ gemm_isa gemm_best_isa(void) {
   return GEMM_ISA_SCALAR;
 }
 
+gemm_isa gemm_usable_isa(gemm_isa isa) {
+  gemm_isa best = gemm_best_isa();
+  return isa > best ? best : isa;
+}
+
 const char *gemm_isa_name(gemm_isa isa) {
   switch (isa) {
     case GEMM_ISA_AVX512: return "avx512";
@@ -336,7 +341,7 @@ int gemm_sgemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, 
     memset(c, 0, sizeof(float) * (size_t)m * n);
     return 0;
   }
-  if (isa > gemm_best_isa()) isa = gemm_best_isa();
+  isa = gemm_usable_isa(isa);
   /* matrix times vector with contiguous rows: C = op(A) b with A untransposed, or C = a op(B) with B transposed
      (C[0, j] = chain of a[p] B[j, p]); a vector is contiguous whether transposed or not */
   if (n == 1 && !trans_a) {
@@ -396,6 +401,6 @@ int gemm_strided(int m, int n, int k, const float *l, ptrdiff_t lr, ptrdiff_t lc
       for (int i = 0; i < m; i++) memset(c + (ptrdiff_t)i * ldc, 0, sizeof(float) * n);
     return 0;
   }
-  if (isa > gemm_best_isa()) isa = gemm_best_isa();
+  isa = gemm_usable_isa(isa);
   return gemm_core(isa, m, n, k, l, lr, lc, r, ldr, c, ldc, accumulate, threads);
 }

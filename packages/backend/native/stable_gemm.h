@@ -17,6 +17,9 @@ typedef enum { GEMM_ISA_SCALAR = 0, GEMM_ISA_AVX2 = 1, GEMM_ISA_AVX512 = 2 } gem
 /* The fastest instruction set this CPU (and its operating system) supports. */
 gemm_isa gemm_best_isa(void);
 
+/* `isa`, or gemm_best_isa() when `isa` asks for more than the CPU has (what every kernel runs with). */
+gemm_isa gemm_usable_isa(gemm_isa isa);
+
 /* The name of an instruction set: "scalar", "avx2", "avx512". */
 const char *gemm_isa_name(gemm_isa isa);
 
