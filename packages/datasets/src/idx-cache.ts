@@ -1,6 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { writeCacheFile } from './cache-file.js';
 import { datasetContentHash } from './hash.js';
 import { fileMapper, nativeChecksum, type Checksummer, type FileMapper } from './map-file.js';
 import type { Dataset } from './types.js';
@@ -163,16 +164,5 @@ export function writeDecodedIdx(file: string, data: Dataset): void {
   const json = Buffer.from(text + ' '.repeat((POINTS_ALIGNMENT - (unpadded % POINTS_ALIGNMENT)) % POINTS_ALIGNMENT), 'utf8');
   const lengthField = Buffer.alloc(4);
   lengthField.writeUInt32LE(json.length);
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(tmp, Buffer.concat([lengthField, json, Buffer.from(data.points.buffer, data.points.byteOffset, data.points.byteLength)]));
-    renameSync(tmp, file);
-  } catch {
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-      // nothing was written there
-    }
-  }
+  writeCacheFile(file, [lengthField, json, new Uint8Array(data.points.buffer, data.points.byteOffset, data.points.byteLength)]);
 }

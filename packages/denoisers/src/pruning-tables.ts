@@ -11,11 +11,12 @@
  * the tables are computed again and the file replaced. Files are written whole to a temporary name and renamed into
  * place, so a reader never sees part of one.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { TRAJLAB_VERSION } from '@trajlab/core';
+import { writeCacheFile } from '@trajlab/datasets';
 
 /** Bumped when the file layout changes. */
 const FORMAT = 1;
@@ -102,8 +103,8 @@ export function readPruningTables(cache: PruningTablesCache, n: number, dim: num
 }
 
 /**
- * Writes `tables` to their file (pruningTablesPath; whole, through a temporary file renamed into place). A cache that cannot be written (a
- * read-only or full disk) only means the next process computes the tables too: failures are ignored.
+ * Writes `tables` to their file (pruningTablesPath) by writeCacheFile: whole, through a temporary file renamed into
+ * place; a cache that cannot be written only means the next process computes the tables too.
  */
 export function writePruningTables(cache: PruningTablesCache, n: number, dim: number, rank: number, recipe: string, tables: PruningTables): void {
   const size = sizes(n, dim, rank);
@@ -128,13 +129,5 @@ export function writePruningTables(cache: PruningTablesCache, n: number, dim: nu
     maxResidual: tables.maxResidual,
     sha256: createHash('sha256').update(payload).digest('hex'),
   };
-  const file = pruningTablesPath(cache, n, dim, rank, recipe);
-  const temp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-  try {
-    mkdirSync(cache.dir, { recursive: true });
-    writeFileSync(temp, Buffer.concat([Buffer.from(`${JSON.stringify(header)}\n`, 'utf8'), payload]));
-    renameSync(temp, file);
-  } catch {
-    rmSync(temp, { force: true });
-  }
+  writeCacheFile(pruningTablesPath(cache, n, dim, rank, recipe), [Buffer.from(`${JSON.stringify(header)}\n`, 'utf8'), payload]);
 }
