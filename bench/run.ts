@@ -588,28 +588,39 @@ async function distributed(uri: string | null, source: string) {
   // What S3 itself costs the two cores: the 2048-trajectory study's shard files PUT and read back one request at a
   // time, with no compute beside them (the server's CPU is this process's, the client's is its own process's)
   const studyDir = readdirSync(join(dir, 'emb-large-0')).find((d) => d.startsWith('perf-'))!;
-  const costs = [];
+  type Cost = { puts: number; gets: number; bytes: number; putCpuMs: number; getCpuMs: number; serverMs: number };
+  const costs: Cost[] = [];
+  // the same requests sent by the AWS SDK (TRAJLAB_S3_CLIENT=sdk, as for AWS's own endpoints): what the store's own
+  // requests save
+  const sdkCosts: Cost[] = [];
   for (let r = 0; r < 3; r++) {
-    const s3 = await startS3();
-    const cpu0 = process.cpuUsage();
-    // a process of its own, waited for asynchronously: this process's event loop serves its requests (the AWS SDK's
-    // Node version warning on its stderr is left out)
-    const probe = await probeOutput('s3-requests', [join(dir, 'emb-large-0', studyDir), `s3://${s3.bucket}/cost-${r}`], s3.env, true);
-    const cpu = process.cpuUsage(cpu0);
-    await s3.stop();
-    const c = JSON.parse(probe) as { puts: number; gets: number; bytes: number; putCpuMs: number; getCpuMs: number };
-    costs.push({ ...c, serverMs: (cpu.user + cpu.system) / 1000 });
+    for (const [client, into] of [['builtin', costs], ['sdk', sdkCosts]] as const) {
+      const s3 = await startS3();
+      const cpu0 = process.cpuUsage();
+      // a process of its own, waited for asynchronously: this process's event loop serves its requests (the AWS SDK's
+      // Node version warning on its stderr is left out)
+      const probe = await probeOutput('s3-requests', [join(dir, 'emb-large-0', studyDir), `s3://${s3.bucket}/cost-${r}`], { ...s3.env, TRAJLAB_S3_CLIENT: client }, true);
+      const cpu = process.cpuUsage(cpu0);
+      await s3.stop();
+      into.push({ ...(JSON.parse(probe) as Omit<Cost, 'serverMs'>), serverMs: (cpu.user + cpu.system) / 1000 });
+    }
   }
   const c0 = costs[0]!;
   const requests = c0.puts + c0.gets;
-  const server = median(costs.map((c) => c.serverMs / requests));
-  const put = median(costs.map((c) => c.putCpuMs / c.puts));
-  const get = median(costs.map((c) => c.getCpuMs / c.gets));
+  const perRequest = (cs: Cost[]) => ({
+    server: median(cs.map((c) => c.serverMs / requests)),
+    put: median(cs.map((c) => c.putCpuMs / c.puts)),
+    get: median(cs.map((c) => c.getCpuMs / c.gets)),
+  });
+  const { server, put, get } = perRequest(costs);
+  const viaSdk = perRequest(sdkCosts);
   const total = (server * requests + put * c0.puts + get * c0.gets) / 1000;
   const detail = `the 2048-trajectory study's ${c0.puts} shard files (${(c0.bytes / 2 ** 20).toFixed(0)} MiB) PUT and its ${c0.gets} Arrow files read back, one request at a time, nothing else running (median of 3)`;
-  add({ name: 'S3 request cost, server (s3rver)', value: server, unit: 'ms CPU per request', detail, command: 'pnpm bench distributed' });
-  add({ name: 'S3 request cost, client PUT', value: put, unit: 'ms CPU per request', detail: `${detail}; the services' store (AWS SDK v3)`, command: 'pnpm bench distributed' });
-  add({ name: 'S3 request cost, client GET', value: get, unit: 'ms CPU per request', detail: `${detail}; the services' store (AWS SDK v3)`, command: 'pnpm bench distributed' });
+  add({ name: 'S3 request cost, server (s3rver)', value: server, unit: 'ms CPU per request', detail: `${detail}; ${viaSdk.server.toFixed(2)} ms when the AWS SDK sends them`, command: 'pnpm bench distributed' });
+  for (const [name, ours, theirs] of [['PUT', put, viaSdk.put], ['GET', get, viaSdk.get]] as const) {
+    add({ name: `S3 request cost, client ${name}`, value: ours, unit: 'ms CPU per request', detail: `${detail}; the services' store (its own SigV4 requests over Node's HTTP client)`, command: 'pnpm bench distributed' });
+    add({ name: `S3 request cost, client ${name}, AWS SDK`, value: theirs, unit: 'ms CPU per request', detail: `the same requests sent by the AWS SDK v3 (TRAJLAB_S3_CLIENT=sdk, as for AWS's own endpoints): ${(theirs / ours).toFixed(1)}x the store's own`, command: 'pnpm bench distributed' });
+  }
   add({
     name: 'S3 request cost, study x4',
     value: (100 * total) / (2 * large.e),

@@ -1,7 +1,9 @@
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { openStore, S3Store } from '@trajlab/storage';
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startS3, S3_TEST_CREDENTIALS, type TestS3 } from './s3-server.js';
+import { forwardWhole, startS3, S3_TEST_CREDENTIALS, type TestS3 } from './s3-server.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -12,9 +14,9 @@ describe('S3 object store against a real S3 server over HTTP', () => {
   });
   afterAll(async () => s3?.stop());
 
-  it('round-trips small objects by sha256, lists, reports missing objects by name', async () => {
-    const store = openStore(`s3://${s3.bucket}/studies/a`, { ...process.env, ...s3.env });
-    expect(store.root).toBe(`s3://${s3.bucket}/studies/a`);
+  it.each(['builtin', 'sdk'])('round-trips small objects by sha256, lists, reports missing objects by name (%s requests)', async (client) => {
+    const store = openStore(`s3://${s3.bucket}/studies/${client}`, { ...process.env, ...s3.env, TRAJLAB_S3_CLIENT: client });
+    expect(store.root).toBe(`s3://${s3.bucket}/studies/${client}`);
     const body = randomBytes(100_000);
     await store.put('x/one.arrow', body);
     await store.put('x/two.json', new TextEncoder().encode('{}'));
@@ -22,7 +24,7 @@ describe('S3 object store against a real S3 server over HTTP', () => {
     expect(await store.exists('x/one.arrow')).toBe(true);
     expect(await store.exists('x/nope')).toBe(false);
     expect(await store.list('x/')).toEqual(['x/one.arrow', 'x/two.json']);
-    await expect(store.get('x/nope')).rejects.toThrow(`s3://${s3.bucket}/studies/a/x/nope: object not found`);
+    await expect(store.get('x/nope')).rejects.toThrow(`s3://${s3.bucket}/studies/${client}/x/nope: object not found`);
   });
 
   it('uploads an object above the multipart threshold in parts, byte for byte', async () => {
@@ -65,5 +67,89 @@ describe('S3 object store against a real S3 server over HTTP', () => {
     const hash = (r: { studyDir: string }) => JSON.parse(readFileSync(join(r.studyDir, 'study.json'), 'utf8')).data.dataset.contentHash;
     expect(hash(remote)).toBe(hash(local));
     expect(remote.studyId).not.toBe(local.studyId); // the uri as written is part of the spec
+  });
+});
+
+describe("the store's own S3 requests (SigV4 over Node's HTTP client) against a real S3 server", () => {
+  let s3: TestS3;
+  let sdk: S3Client;
+  // every request on its way to the server, as `METHOD path` (the path as sent, still encoded)
+  const seen: string[] = [];
+  const proxy = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    forwardWhole(
+      new URL(s3.endpoint),
+      req,
+      (status, headers, body) => {
+        res.writeHead(status, headers);
+        res.end(body);
+      },
+      () => res.destroy(),
+    );
+  });
+  let endpoint = '';
+  beforeAll(async () => {
+    s3 = await startS3();
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    endpoint = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    sdk = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3_TEST_CREDENTIALS });
+  });
+  afterAll(async () => {
+    sdk?.destroy();
+    await new Promise<void>((r) => proxy.close(() => r()));
+    await s3?.stop();
+  });
+  const store = (client: 'builtin' | 'sdk', credentials = S3_TEST_CREDENTIALS) => new S3Store({ bucket: s3.bucket, prefix: 'own', endpoint, credentials, client });
+  // keys a study could be given through its prefix: spaces, +, =, &, unicode, RFC 3986's reserved characters
+  const odd = ['a b/c+d=e&f.arrow', 'ünïcødé/文件/ñ.json', "odd/!'()*~._-/x", 'semi;colon,comma:colon@at$dollar'];
+
+  it('is the default with a custom endpoint; the SDK sends them for AWS itself or when asked', async () => {
+    const own = openStore(`s3://${s3.bucket}/own`, { ...s3.env });
+    const viaSdk = openStore(`s3://${s3.bucket}/own`, { ...s3.env, TRAJLAB_S3_CLIENT: 'sdk' });
+    expect((own as unknown as { requests: unknown }).requests).not.toBeNull();
+    expect((viaSdk as unknown as { requests: unknown }).requests).toBeNull();
+    expect((new S3Store({ bucket: s3.bucket, region: 'us-east-1' }) as unknown as { requests: unknown }).requests).toBeNull();
+    expect(() => openStore(`s3://${s3.bucket}/own`, { ...s3.env, TRAJLAB_S3_CLIENT: 'fast' })).toThrow(/TRAJLAB_S3_CLIENT must be builtin or sdk; got 'fast'/);
+    expect(() => openStore(`s3://${s3.bucket}/own`, { TRAJLAB_S3_CLIENT: 'builtin' })).toThrow(/TRAJLAB_S3_CLIENT=builtin needs a custom endpoint/);
+  });
+
+  it('sends the paths the SDK sends, writes objects the SDK reads and lists under the same keys, reads what it wrote', async () => {
+    const own = store('builtin');
+    for (const [i, key] of odd.entries()) {
+      const body = randomBytes(1000 + 37_000 * i);
+      seen.length = 0;
+      await own.put(key, body);
+      const read = await sdk.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `own/${key}` }));
+      expect(sha(await read.Body!.transformToByteArray())).toBe(sha(body));
+      // the same key, encoded alike by both (what a server that checks signatures recomputes them from)
+      const [ours, theirs] = seen.map((r) => r.split(' ')[1]!.split('?')[0]);
+      expect(seen).toHaveLength(2);
+      expect(ours).toBe(theirs);
+      expect(sha(await own.get(key))).toBe(sha(body));
+      expect(await own.exists(key)).toBe(true);
+      const other = randomBytes(5000);
+      await sdk.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `own/${key}.sdk`, Body: other }));
+      expect(sha(await own.get(`${key}.sdk`))).toBe(sha(other));
+    }
+    const listed = await sdk.send(new ListObjectsV2Command({ Bucket: s3.bucket, Prefix: 'own/' }));
+    expect((listed.Contents ?? []).map((o) => o.Key).sort()).toEqual(odd.flatMap((k) => [`own/${k}`, `own/${k}.sdk`]).sort());
+    expect(await own.list('')).toEqual(odd.flatMap((k) => [k, `${k}.sdk`]).sort());
+    await expect(own.get('missing/one')).rejects.toThrow(`s3://${s3.bucket}/own/missing/one: object not found`);
+    expect(await own.exists('missing/one')).toBe(false);
+    // an empty object, and one the same store overwrites
+    await own.put('empty', new Uint8Array(0));
+    expect((await own.get('empty')).length).toBe(0);
+    await own.put('empty', new Uint8Array([7]));
+    expect([...(await own.get('empty'))]).toEqual([7]);
+  });
+
+  it('a refused request (unknown access key) fails at once, naming the object and the store\'s error, without retries', async () => {
+    const wrong = store('builtin', { accessKeyId: 'NOT-A-KEY', secretAccessKey: 'x' });
+    seen.length = 0;
+    await expect(wrong.put('x.arrow', new Uint8Array([1]))).rejects.toThrow(`s3://${s3.bucket}/own/x.arrow: upload failed (InvalidAccessKeyId:`);
+    await expect(wrong.get('a b/c+d=e&f.arrow')).rejects.toThrow(`s3://${s3.bucket}/own/a b/c+d=e&f.arrow: download failed (InvalidAccessKeyId:`);
+    await expect(wrong.exists('a b/c+d=e&f.arrow')).rejects.toThrow(`s3://${s3.bucket}/own/a b/c+d=e&f.arrow: HEAD failed (HTTP 403)`);
+    expect(seen).toEqual([`PUT /${s3.bucket}/own/x.arrow`, `GET /${s3.bucket}/own/a%20b/c%2Bd%3De%26f.arrow`, `HEAD /${s3.bucket}/own/a%20b/c%2Bd%3De%26f.arrow`]);
+    expect(await store('builtin').exists('x.arrow')).toBe(false);
   });
 });
