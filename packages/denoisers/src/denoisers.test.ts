@@ -133,6 +133,7 @@ describe('training-set kernel metrics', () => {
         const cached = fresh.takeLogits(x, t);
         expect(cached).not.toBeNull();
         const withCache = fresh.kdeGain(x, xnT, xq, xn, t, cached);
+        fresh.releaseLogits(cached);
         const without = fresh.kdeGain(x, xnT, xq, xn, t);
         expect(Array.from(without)).toEqual(Array.from(withCache));
         for (let r = 0; r < rows; r++) {
@@ -162,6 +163,44 @@ describe('training-set kernel metrics', () => {
       pruned.dispose();
       tf.dispose([x, xnT]);
     }
+  });
+
+  it.runIf(nativeMatMulActive())('with native products: logits buffers given back are reused by later evaluations, never shared by two live ones', () => {
+    const rows = 6;
+    const xq = Float32Array.from(normalStream(23, 0, rows * dim));
+    const x = tf.tensor2d(xq, [rows, dim]);
+    const pooled = new TrainingSet(points, n, dim, { chunkSize: 64 });
+    const plain = new TrainingSet(points, n, dim, { chunkSize: 64 });
+    pooled.cacheLogits = plain.cacheLogits = true;
+    const take = (ts: TrainingSet, t: number) => {
+      ts.denoise(x, t).dispose();
+      const l = ts.takeLogits(x, t)!;
+      expect(l).toHaveLength(Math.ceil(n / 64));
+      return l as Float32Array[];
+    };
+    const first = take(pooled, 1);
+    pooled.releaseLogits(first);
+    pooled.releaseLogits(first); // a second release of the same buffers changes nothing
+    const second = take(pooled, 2);
+    const third = take(pooled, 3); // taken while `second` is still held
+    expect(second.some((a) => first.includes(a))).toBe(true);
+    for (const a of third) expect(second.includes(a)).toBe(false);
+    expect(new Set([...second, ...third]).size).toBe(second.length + third.length);
+    // the reused buffers hold exactly the logits a set without reuse computes
+    for (const [t, got] of [[2, second], [3, third]] as const) {
+      const want = take(plain, t);
+      got.forEach((a, ci) => expect(Array.from(a)).toEqual(Array.from(want[ci]!)));
+    }
+    // a buffer dropped from the cache (not taken) goes back too: the next evaluation's logits reuse it
+    pooled.releaseLogits([...second, ...third]);
+    pooled.denoise(x, 4).dispose(); // cached, not taken
+    pooled.denoise(x, 5).dispose(); // drops the t = 4 logits
+    const fifth = pooled.takeLogits(x, 5) as Float32Array[];
+    for (const a of fifth) expect([...second, ...third].includes(a)).toBe(true);
+    expect(pooled.takeLogits(x, 4)).toBeNull();
+    tf.dispose(x);
+    pooled.dispose();
+    plain.dispose();
   });
 
   it('nearest and second-nearest match brute force', () => {

@@ -27,6 +27,17 @@ interface Chunk {
 /** Training points per chunk when none is given: the optimal denoiser streams its softmax over chunks of this size. */
 export const DEFAULT_CHUNK_SIZE = 16384;
 
+/** One chunk's logits of an evaluation: a device tensor (tensor path) or a host array [B, size] (native products). */
+export type ChunkLogits = tf.Tensor2D | Float32Array;
+
+/** Evaluations' worth of host logits buffers a TrainingSet keeps for reuse: the held, the cached and a spare. */
+const LOGITS_POOL = 3;
+
+/** The values of a chunk's logits on the host (a tensor's are read back; a host array is itself). */
+function hostArray(l: ChunkLogits): Float32Array {
+  return l instanceof Float32Array ? l : (l.dataSync() as Float32Array);
+}
+
 /** Batches below this many rows take the pre-transposed training set with native products (see dots). */
 const NARROW_BATCH = 24;
 
@@ -129,7 +140,16 @@ export class TrainingSet {
   } | null = null;
   /** Keep the logits of the latest dense evaluation for the metrics (see takeLogits). @defaultValue false */
   cacheLogits = false;
-  private cached: { xId: number; t: number; logits: tf.Tensor2D[] } | null = null;
+  private cached: { xId: number; t: number; logits: ChunkLogits[] } | null = null;
+  /**
+   * Host logits buffers given back by releaseLogits, reused by the next evaluations: with native products every
+   * evaluation keeps [B, n] float32 logits for the metrics (1.3 MB at B = 32, n = 10k), and fresh ones each time
+   * were garbage enough to make V8 collect every ~0.1 s (its external-memory trigger). At most LOGITS_POOL
+   * evaluations' worth (with several chunks, an evaluation's logits are one array per chunk plus the whole [B, n]).
+   */
+  private readonly logitsPool: Float32Array[] = [];
+  /** The KDE gain's delta . y_j products, one chunk at a time, reused from one call to the next. */
+  private dotsScratch = new Float32Array(0);
   /**
    * Products with the training set made by the metrics (kdeGain, nearest) so far, one per chunk and pass over its
    * points, on either path: what reusing the denoiser's logits saves shows here.
@@ -290,8 +310,7 @@ export class TrainingSet {
    * rows . y_j for every point j of a chunk ([B, size], host), with the native product on the host copy of the points:
    * the same bits as dots (the same row-stable kernel, whichever operand layout), without the points on the device.
    */
-  private hostDots(native: NativeBlas, rows: Float32Array, B: number, c: Chunk): Float32Array {
-    const out = new Float32Array(B * c.size);
+  private hostDots(native: NativeBlas, rows: Float32Array, B: number, c: Chunk, out = new Float32Array(B * c.size)): Float32Array {
     native.sgemm(false, true, B, c.size, this.dim, rows, this.points.subarray(c.start * this.dim, (c.start + c.size) * this.dim), out);
     return out;
   }
@@ -547,16 +566,19 @@ export class TrainingSet {
    */
   private denoiseDenseNative(native: NativeBlas, x: tf.Tensor2D, t: number): tf.Tensor2D {
     const [B, dim] = x.shape;
-    const logits = this.cacheLogits ? new Float32Array(B * this.n) : null;
+    const logits = this.cacheLogits ? this.pooledBuffer(B * this.n) : null;
     const out = this.denseNative(native, x.dataSync() as Float32Array, t, logits);
     if (logits) {
-      // per chunk [B, size], as the tensor path keeps them
-      const perChunk = this.chunks.map((c) => {
-        if (this.chunks.length === 1) return tf.tensor2d(logits, [B, c.size]);
-        const part = new Float32Array(B * c.size);
-        for (let r = 0; r < B; r++) part.set(logits.subarray(r * this.n + c.start, r * this.n + c.start + c.size), r * c.size);
-        return tf.tensor2d(part, [B, c.size]);
-      });
+      // per chunk [B, size], as the tensor path keeps them (on the host: the metrics read them there)
+      const perChunk =
+        this.chunks.length === 1
+          ? [logits]
+          : this.chunks.map((c) => {
+              const part = this.pooledBuffer(B * c.size);
+              for (let r = 0; r < B; r++) part.set(logits.subarray(r * this.n + c.start, r * this.n + c.start + c.size), r * c.size);
+              return part;
+            });
+      if (this.chunks.length > 1) this.releaseLogits([logits]);
       this.cached = { xId: x.id, t, logits: perChunk };
     }
     return tf.tensor2d(out, [B, dim]);
@@ -574,17 +596,35 @@ export class TrainingSet {
   }
 
   private dropCache(): void {
-    if (this.cached) tf.dispose(this.cached.logits);
+    if (this.cached) this.releaseLogits(this.cached.logits);
     this.cached = null;
+  }
+
+  /** A host buffer of `length` floats from the pool (contents undefined), or a new one. */
+  private pooledBuffer(length: number): Float32Array {
+    const i = this.logitsPool.findIndex((b) => b.length === length);
+    return i >= 0 ? this.logitsPool.splice(i, 1)[0]! : new Float32Array(length);
+  }
+
+  /**
+   * Gives back logits taken with takeLogits (or dropped from the cache): tensors are disposed, host buffers kept for
+   * the next evaluations. Each must be released once, after its last use.
+   */
+  releaseLogits(logits: ChunkLogits[] | null | undefined): void {
+    for (const l of logits ?? []) {
+      if (!(l instanceof Float32Array)) l.dispose();
+      else if (this.logitsPool.length < LOGITS_POOL * (this.chunks.length + 1) && !this.logitsPool.includes(l)) this.logitsPool.push(l);
+    }
   }
 
   /**
    * The per-chunk logits (x . y_j - ||y_j||^2 / 2) / t^2 of the latest dense evaluation, if it was of this very tensor
    * at this sigma (ownership passes to the caller), else null. The metrics reuse them instead of another pass over
    * the training set: the KDE gain at bandwidth t_i needs exactly these logits at x_i, the nearest-neighbour search
-   * their ranking. Same kernel, same numbers as recomputing them.
+   * their ranking. Same kernel, same numbers as recomputing them. Per chunk, a tensor, or a host array with native
+   * products; the caller gives them back with releaseLogits.
    */
-  takeLogits(x: tf.Tensor2D, t: number): tf.Tensor2D[] | null {
+  takeLogits(x: tf.Tensor2D, t: number): ChunkLogits[] | null {
     if (!this.cached || this.cached.xId !== x.id || this.cached.t !== t) return null;
     const { logits } = this.cached;
     this.cached = null;
@@ -598,9 +638,10 @@ export class TrainingSet {
    * This never subtracts two large log-densities, so the sign of a tiny gain is reliable; by Jensen's inequality the
    * result is >= delta . (2 D*(x) - x - x') / (2 t^2), which is >= 0 for any step x' = x + lambda (D*(x) - x),
    * lambda in [0, 2] (the Euler step of annealed mean shift). Reductions run on the host in float64.
-   * `xHost`, `xNextHost` are the same points as `x`, `xNext` (row-major [B, dim]).
+   * `xHost`, `xNextHost` are the same points as `x`, `xNext` (row-major [B, dim]); `cachedLogits` (takeLogits at x, t)
+   * stay the caller's.
    */
-  kdeGain(x: tf.Tensor2D, xNext: tf.Tensor2D, xHost: Float32Array, xNextHost: Float32Array, t: number, cachedLogits?: tf.Tensor2D[] | null): Float64Array {
+  kdeGain(x: tf.Tensor2D, xNext: tf.Tensor2D, xHost: Float32Array, xNextHost: Float32Array, t: number, cachedLogits?: ChunkLogits[] | null): Float64Array {
     const [B, dim] = x.shape;
     const invT2 = 1 / (t * t);
     const rowTerm = new Float64Array(B);
@@ -626,17 +667,17 @@ export class TrainingSet {
       let aHost: Float32Array;
       let dyHost: Float32Array;
       this.metricProducts += cachedLogits?.[ci] ? 1 : 2;
+      const cached = cachedLogits?.[ci];
       if (native) {
-        const cached = cachedLogits?.[ci];
-        aHost = cached ? (cached.dataSync() as Float32Array) : this.hostLogits(native, xHost, B, c, invT2);
-        cached?.dispose();
-        dyHost = this.hostDots(native, deltaHost!, B, c);
+        aHost = cached ? hostArray(cached) : this.hostLogits(native, xHost, B, c, invT2);
+        if (this.dotsScratch.length < B * c.size) this.dotsScratch = new Float32Array(B * c.size);
+        dyHost = this.hostDots(native, deltaHost!, B, c, this.dotsScratch.subarray(0, B * c.size));
       } else {
-        const a = cachedLogits?.[ci] ?? this.logits(x, c, invT2);
+        const a = cached ?? this.logits(x, c, invT2);
         const dy = this.dots(delta, c);
-        aHost = a.dataSync() as Float32Array;
+        aHost = hostArray(a);
         dyHost = dy.dataSync() as Float32Array;
-        tf.dispose([a, dy]);
+        tf.dispose(cached ? [dy] : [a as tf.Tensor2D, dy]);
       }
       // per row: m0, s0 = sum e^(a_j - m0), m1, s1 = sum e^(a_j - m0 + c_j - m1) (kde-sums.ts; the binding's the same bits)
       if (native) native.kdeSums(aHost, dyHost, rowTerm, invT2, sums);
@@ -660,7 +701,7 @@ export class TrainingSet {
    * the device (top-k of x . y_j - ||y_j||^2 / 2 per chunk); their distances are then recomputed exactly in float64, so
    * the reported distances are not subject to the cancellation of the expanded form near convergence.
    */
-  nearest(queries: Float32Array, B: number, candidates = 8, cachedLogits?: tf.Tensor2D[] | null): NearestResult {
+  nearest(queries: Float32Array, B: number, candidates = 8, cachedLogits?: ChunkLogits[] | null): NearestResult {
     const { dim } = this;
     const native = activeNativeBlas();
     // the queries go to the device only for chunks whose scores are not cached and only without native products,
@@ -672,7 +713,8 @@ export class TrainingSet {
       const { indices } = tf.tidy(() => {
         // the cached logits are these scores divided by t^2: the same ranking
         if (!cachedLogits?.[ci]) this.metricProducts++;
-        const score = cachedLogits?.[ci] ?? (native ? this.hostScores(native, queries, B, c) : tf.sub(this.dots(q!, c), c.halfNorm));
+        const cached = cachedLogits?.[ci];
+        const score = cached ? (cached instanceof Float32Array ? tf.tensor2d(cached, [B, c.size]) : cached) : native ? this.hostScores(native, queries, B, c) : tf.sub(this.dots(q!, c), c.halfNorm);
         const top = tf.topk(score, k, true);
         return { indices: top.indices };
       });
@@ -718,6 +760,8 @@ export class TrainingSet {
 
   dispose(): void {
     this.dropCache();
+    this.logitsPool.length = 0;
+    this.dotsScratch = new Float32Array(0);
     for (const c of this.chunks) tf.dispose([c.halfNorm, ...(c.y ? [c.y] : []), ...(c.yt ? [c.yt] : [])]);
     this.keptScratch = new Float32Array(0);
     if (this.pca) tf.dispose([this.pca.mean, this.pca.basis, ...(this.pca.bounds ?? [])]);

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { analyticFirstStep, initialNoiseBatch, pointMetrics, sampleMetrics, SOLVERS, type StepEvent } from '@trajlab/core';
 import { buildTable, makeSchema, SAMPLES_COLUMNS, STATES_COLUMNS, STEPS_COLUMNS, toIpcFile, type ColumnData } from '@trajlab/results';
 import type { PlannedConfig, ShardPlan } from '@trajlab/study';
+import type { ChunkLogits } from '@trajlab/denoisers';
 import type { StudyContext } from './context.js';
 
 /** A NaN or Inf met during sampling; names where it happened. */
@@ -58,8 +59,8 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   const scoreDev = new Float64Array(B * P).fill(Number.NaN);
   const kdeGain = new Float64Array(B * P).fill(Number.NaN);
   const ts = ctx.trainingSet;
-  let prev: { x: tf.Tensor2D; host: Float32Array; sigma: number; i: number; logits: tf.Tensor2D[] | null } | null = null;
-  let finalLogits: tf.Tensor2D[] | null = null;
+  let prev: { x: tf.Tensor2D; host: Float32Array; sigma: number; i: number; logits: ChunkLogits[] | null } | null = null;
+  let finalLogits: ChunkLogits[] | null = null;
   let finalDenoised: tf.Tensor2D | null = null;
 
   const store = (target: Float32Array, host: Float32Array, i: number) => {
@@ -114,13 +115,16 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
       for (let r = 0; r < B; r++) kdeGain[r * P + prev.i] = gain[r]!;
     }
     filled?.dispose();
-    if (prev) tf.dispose([prev.x, ...(prev.logits ?? [])]);
+    if (prev) {
+      prev.x.dispose();
+      ts?.releaseLogits(prev.logits);
+    }
     if (e.i === P - 1 && logits) {
       finalLogits = logits;
       prev = null;
     } else {
       prev = spec.metrics.kde && ts ? { x: tf.clone(e.x), host: xHost, sigma: e.sigma, i: e.i, logits } : null;
-      if (!prev && logits) tf.dispose(logits);
+      if (!prev) ts?.releaseLogits(logits);
     }
     onPoint?.(e.i + 1, P);
     // Yield to the event loop once per point: progress output, cancellation polls and lock renewals run meanwhile.
@@ -138,8 +142,11 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     }
   } finally {
     tf.dispose([x0, ...(xS ? [xS] : []), ...(finalDenoised ? [finalDenoised] : [])]);
-    const last = prev as { x: tf.Tensor2D; logits: tf.Tensor2D[] | null } | null;
-    if (last) tf.dispose([last.x, ...(last.logits ?? [])]);
+    const last = prev as { x: tf.Tensor2D; logits: ChunkLogits[] | null } | null;
+    if (last) {
+      last.x.dispose();
+      ts?.releaseLogits(last.logits);
+    }
   }
 
   // ---- host-side trajectory geometry ----
@@ -190,7 +197,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     sampleCols.minKde[r] = minGain;
   }
   const nn = ts && spec.metrics.nearest ? ts.nearest(finals, B, 8, finalLogits) : null;
-  if (finalLogits) tf.dispose(finalLogits);
+  ts?.releaseLogits(finalLogits);
   // ODE-Jump (output D(x_i) now) and the full solve, both against the reference config's final sample.
   const jumpErrRef = new Float32Array(rows).fill(Number.NaN);
   const finalErrRef = new Float64Array(B).fill(Number.NaN);
