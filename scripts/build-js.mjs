@@ -76,6 +76,11 @@ async function bundle(build, entry) {
     outfile,
     bundle: true,
     platform: 'node',
+    // packages' ES module builds where they have one (tfjs's, flatbuffers'): esbuild links their exports directly,
+    // where a CommonJS build imported with `import * as` is copied property by property into a namespace object at
+    // start-up (tfjs-core's ~1000 exports, in each module importing it: ~28 ms of every process's CPU profile), and
+    // the bundle is 0.45 MB smaller. The same code runs: the outputs are the same bytes (compiled.test.ts)
+    mainFields: ['module', 'main'],
     format: 'cjs',
     target: 'node20',
     // whitespace only (names stay, so stack traces still name functions): ~30% less source to read, decode and keep,

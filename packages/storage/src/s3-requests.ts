@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { S3ResponseError } from './s3-errors.js';
 import { EMPTY_PAYLOAD_HASH, encodeKeyPath, sha256Hex, signS3Request, type SigningCredentials } from './sigv4.js';
 
 /**
@@ -25,18 +26,6 @@ export interface S3RequestsOptions {
   maxAttempts: number;
   /** A request whose connection stays silent this long is abandoned (and retried). @defaultValue 120000 ms */
   idleTimeoutMs?: number;
-}
-
-/** An S3 error answer: the HTTP status and S3's error code (from the XML body; empty for HEAD). */
-export class S3ResponseError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = code || `HTTP ${status}`;
-  }
 }
 
 /** Connections are kept open between requests and shared by every store of the process. */

@@ -1,5 +1,6 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { S3Requests, S3ResponseError } from './s3-requests.js';
+import { S3ResponseError } from './s3-errors.js';
+import type { S3Requests, S3RequestsOptions } from './s3-requests.js';
 import type { SigningCredentials } from './sigv4.js';
 import { checkKey, StoreError, type ObjectStore } from './store.js';
 
@@ -77,6 +78,13 @@ export function preloadS3Sdk(): void {
   loadSdk().catch(() => {});
 }
 
+/**
+ * The store's own requests (s3-requests.ts), imported on first use like the SDK: node:http, node:https and node:crypto
+ * cost every process that never talks to S3 ~13 ms to load.
+ */
+let requestsModule: Promise<typeof import('./s3-requests.js')> | null = null;
+const loadRequests = () => (requestsModule ??= import('./s3-requests.js'));
+
 /** Parses s3://bucket/prefix. */
 export function parseS3Uri(uri: string): { bucket: string; prefix: string } {
   const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(uri);
@@ -99,8 +107,9 @@ export class S3Store implements ObjectStore {
   private readonly prefix: string;
   private readonly multipartThreshold: number;
   private readonly partSize: number;
-  /** trajlab's own single-object requests, or null where the SDK sends them (see S3StoreOptions.client). */
-  private readonly requests: S3Requests | null;
+  /** How trajlab's own single-object requests go, or null where the SDK sends them (see S3StoreOptions.client). */
+  private readonly requests: S3RequestsOptions | null;
+  private ownRequests: Promise<S3Requests> | null = null;
 
   constructor(opts: S3StoreOptions) {
     this.bucket = opts.bucket;
@@ -125,15 +134,20 @@ export class S3Store implements ObjectStore {
     if (client === 'builtin' && !opts.endpoint) throw new StoreError(this.root, "the builtin S3 client needs a custom endpoint; use client 'sdk' for AWS's own");
     this.requests =
       client === 'builtin'
-        ? new S3Requests({
+        ? {
             endpoint: new URL(opts.endpoint!),
             bucket: this.bucket,
             region: config.region as string,
             pathStyle: config.forcePathStyle!,
             maxAttempts: config.maxAttempts as number,
             credentials: opts.credentials ? async () => opts.credentials! : () => this.chainCredentials(),
-          })
+          }
         : null;
+  }
+
+  /** trajlab's own requests, built on first use. */
+  private own(options: S3RequestsOptions): Promise<S3Requests> {
+    return (this.ownRequests ??= loadRequests().then((m) => new m.S3Requests(options)));
   }
 
   /** Credentials from the SDK's chain (its provider caches them and renews expiring ones). */
@@ -168,7 +182,7 @@ export class S3Store implements ObjectStore {
       if (attempt > 0) await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
       try {
         if (body.length < this.multipartThreshold && this.requests) {
-          await this.requests.put(Key, body);
+          await (await this.own(this.requests)).put(Key, body);
         } else if (body.length < this.multipartThreshold) {
           const s3 = await this.s3();
           await s3.client.send(new s3.sdk.PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: body.length }));
@@ -204,7 +218,7 @@ export class S3Store implements ObjectStore {
 
   async get(key: string): Promise<Uint8Array> {
     try {
-      if (this.requests) return await this.requests.get(this.objectKey(key));
+      if (this.requests) return await (await this.own(this.requests)).get(this.objectKey(key));
       const s3 = await this.s3();
       const res = await s3.client.send(new s3.sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
       return await res.Body!.transformToByteArray();
@@ -216,7 +230,7 @@ export class S3Store implements ObjectStore {
 
   async exists(key: string): Promise<boolean> {
     try {
-      if (this.requests) return await this.requests.head(this.objectKey(key));
+      if (this.requests) return await (await this.own(this.requests)).head(this.objectKey(key));
       const s3 = await this.s3();
       await s3.client.send(new s3.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }));
       return true;
