@@ -143,6 +143,30 @@ describe("the store's own S3 requests (SigV4 over Node's HTTP client) against a 
     expect([...(await own.get('empty'))]).toEqual([7]);
   });
 
+  it("signs with the SDK's credentials chain when none are given (a profile file here), and with nothing else", async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 's3-profile-'));
+    const file = join(dir, 'credentials');
+    writeFileSync(file, `[good]\naws_access_key_id = ${S3_TEST_CREDENTIALS.accessKeyId}\naws_secret_access_key = ${S3_TEST_CREDENTIALS.secretAccessKey}\n[unknown]\naws_access_key_id = NOT-A-KEY\naws_secret_access_key = x\n`);
+    const saved = { ...process.env };
+    try {
+      for (const k of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']) delete process.env[k];
+      Object.assign(process.env, { AWS_SHARED_CREDENTIALS_FILE: file, AWS_CONFIG_FILE: join(dir, 'config'), AWS_PROFILE: 'good' });
+      const viaProfile = new S3Store({ bucket: s3.bucket, prefix: 'own', endpoint, client: 'builtin' });
+      const body = randomBytes(2000);
+      await viaProfile.put('profile.bin', body);
+      expect(sha(await viaProfile.get('profile.bin'))).toBe(sha(body));
+      // the server knows the key: the one the request was signed with came from the profile
+      process.env.AWS_PROFILE = 'unknown';
+      await expect(new S3Store({ bucket: s3.bucket, prefix: 'own', endpoint, client: 'builtin' }).get('profile.bin')).rejects.toThrow('download failed (InvalidAccessKeyId:');
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+  });
+
   it('a refused request (unknown access key) fails at once, naming the object and the store\'s error, without retries', async () => {
     const wrong = store('builtin', { accessKeyId: 'NOT-A-KEY', secretAccessKey: 'x' });
     seen.length = 0;

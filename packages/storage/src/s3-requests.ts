@@ -121,7 +121,9 @@ export class S3Requests {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('error', reject);
-          res.on('aborted', () => reject(new Error(`${method} ${path}: connection closed mid-answer`)));
+          res.on('close', () => {
+            if (!res.complete) reject(new Error(`${method} ${path}: connection closed mid-answer`));
+          });
           res.on('end', () => {
             const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
             const expected = method === 'HEAD' ? null : res.headers['content-length'];
