@@ -66,6 +66,16 @@ export class S3Requests {
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 120_000;
   }
 
+  /** The URL a request for `key` goes to (the bucket in the path or in the host name, the key encoded). */
+  urlOf(key: string): string {
+    return `${this.base.protocol}//${this.base.host}${this.pathOf(key)}`;
+  }
+
+  /** The request path for `key`, as sent and signed. */
+  private pathOf(key: string): string {
+    return `${this.base.path}/${encodeKeyPath(key)}`;
+  }
+
   /** Stores `body` under `key` (a single PutObject: atomic, the whole object or nothing). */
   async put(key: string, body: Uint8Array): Promise<void> {
     await this.send('PUT', key, body);
@@ -110,7 +120,7 @@ export class S3Requests {
 
   /** One HTTP exchange: the signed request, and the whole answer (a body shorter than its Content-Length fails). */
   private once(method: string, key: string, body: Uint8Array | null, payloadHash: string, credentials: SigningCredentials): Promise<Answer> {
-    const path = `${this.base.path}/${encodeKeyPath(key)}`;
+    const path = this.pathOf(key);
     const headers: Record<string, string | number> = signS3Request({ method, host: this.base.host, path, payloadHash }, credentials, this.opts.region, new Date());
     if (body) headers['content-length'] = body.length;
     const https = this.base.protocol === 'https:';

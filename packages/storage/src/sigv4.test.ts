@@ -1,6 +1,7 @@
 import { SignatureV4 } from '@smithy/signature-v4';
 import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { S3Requests } from './s3-requests.js';
 import { amzDate, EMPTY_PAYLOAD_HASH, encodeKeyPath, sha256Hex, signS3Request, type SigningCredentials } from './sigv4.js';
 
 /** The bytes of the SDK's SourceData (string, ArrayBuffer or a view). */
@@ -79,5 +80,17 @@ describe('SigV4 signing of S3 requests', () => {
 
   it('encodes key segments as RFC 3986 wants and keeps the slashes', () => {
     expect(encodeKeyPath('a b/c+d/ü/~._-/!*')).toBe('a%20b/c%2Bd/%C3%BC/~._-/%21%2A');
+  });
+});
+
+describe("the store's own requests' URLs", () => {
+  const at = (endpoint: string, pathStyle: boolean) =>
+    new S3Requests({ endpoint: new URL(endpoint), bucket: 'trajlab-test', region: 'us-east-1', pathStyle, maxAttempts: 1, credentials: async () => ({ accessKeyId: 'a', secretAccessKey: 'b' }) });
+
+  it('put the bucket in the path or in the host name, keep an endpoint path as a prefix, and encode the key', () => {
+    expect(at('http://127.0.0.1:8333', true).urlOf('s/a b.arrow')).toBe('http://127.0.0.1:8333/trajlab-test/s/a%20b.arrow');
+    expect(at('https://s3.example.com', false).urlOf('s/a b.arrow')).toBe('https://trajlab-test.s3.example.com/s/a%20b.arrow');
+    expect(at('https://gw.example.com:9000/store/', true).urlOf('k')).toBe('https://gw.example.com:9000/store/trajlab-test/k');
+    expect(at('https://gw.example.com:9000/store', false).urlOf('k')).toBe('https://trajlab-test.gw.example.com:9000/store/k');
   });
 });
