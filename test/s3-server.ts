@@ -53,22 +53,27 @@ export function forwardWhole(target: URL, req: IncomingMessage, onResponse: (sta
 }
 
 /**
- * An HTTP proxy that answers every request `ms` milliseconds after the S3 server behind it did, as a store across a
- * network would. Returns its endpoint and a stop function.
+ * An HTTP proxy in front of `target` that forwards every request whole and answers it `delayMs` after the server
+ * behind it did (as a store across a network would), telling `onRequest` of each (method and URL as sent, still
+ * encoded). Returns its endpoint and a stop function.
  */
-export function startLatencyProxy(target: string, ms: number): Promise<{ endpoint: string; stop(): Promise<void> }> {
-  const server = createServer((req, res) =>
+function startProxy(target: string, { delayMs = 0, onRequest }: { delayMs?: number; onRequest?: (method: string, url: string) => void }): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  const server = createServer((req, res) => {
+    onRequest?.(req.method ?? '', req.url ?? '');
     forwardWhole(
       new URL(target),
       req,
-      (status, headers, body) =>
-        setTimeout(() => {
+      (status, headers, body) => {
+        const send = () => {
           res.writeHead(status, headers);
           res.end(body);
-        }, ms),
+        };
+        if (delayMs > 0) setTimeout(send, delayMs);
+        else send();
+      },
       () => res.destroy(),
-    ),
-  );
+    );
+  });
   return new Promise((resolve) =>
     server.listen(0, '127.0.0.1', () =>
       resolve({
@@ -77,4 +82,14 @@ export function startLatencyProxy(target: string, ms: number): Promise<{ endpoin
       }),
     ),
   );
+}
+
+/** A proxy that answers every request `ms` milliseconds after the S3 server behind it did (see startProxy). */
+export function startLatencyProxy(target: string, ms: number): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  return startProxy(target, { delayMs: ms });
+}
+
+/** A proxy that tells `onRequest` of every request on its way to `target` (see startProxy). */
+export function startRecordingProxy(target: string, onRequest: (method: string, url: string) => void): Promise<{ endpoint: string; stop(): Promise<void> }> {
+  return startProxy(target, { onRequest });
 }

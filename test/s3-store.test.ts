@@ -1,9 +1,8 @@
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { openStore, S3Store } from '@trajlab/storage';
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { forwardWhole, startS3, S3_TEST_CREDENTIALS, type TestS3 } from './s3-server.js';
+import { startRecordingProxy, startS3, S3_TEST_CREDENTIALS, type TestS3 } from './s3-server.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
@@ -75,28 +74,17 @@ describe("the store's own S3 requests (SigV4 over Node's HTTP client) against a 
   let sdk: S3Client;
   // every request on its way to the server, as `METHOD path` (the path as sent, still encoded)
   const seen: string[] = [];
-  const proxy = createServer((req, res) => {
-    seen.push(`${req.method} ${req.url}`);
-    forwardWhole(
-      new URL(s3.endpoint),
-      req,
-      (status, headers, body) => {
-        res.writeHead(status, headers);
-        res.end(body);
-      },
-      () => res.destroy(),
-    );
-  });
+  let proxy: { endpoint: string; stop(): Promise<void> } | null = null;
   let endpoint = '';
   beforeAll(async () => {
     s3 = await startS3();
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
-    endpoint = `http://127.0.0.1:${(proxy.address() as { port: number }).port}`;
+    proxy = await startRecordingProxy(s3.endpoint, (method, url) => seen.push(`${method} ${url}`));
+    endpoint = proxy.endpoint;
     sdk = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: S3_TEST_CREDENTIALS });
   });
   afterAll(async () => {
     sdk?.destroy();
-    await new Promise<void>((r) => proxy.close(() => r()));
+    await proxy?.stop();
     await s3?.stop();
   });
   const store = (client: 'builtin' | 'sdk', credentials = S3_TEST_CREDENTIALS) => new S3Store({ bucket: s3.bucket, prefix: 'own', endpoint, credentials, client });

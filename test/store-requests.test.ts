@@ -1,10 +1,9 @@
 import { openStore } from '@trajlab/storage';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync as cli, expectArrowFilesEqualLocalRun, tempDir, writeSpec } from './helpers.js';
-import { forwardWhole, startS3, type TestS3 } from './s3-server.js';
+import { startRecordingProxy, startS3, type TestS3 } from './s3-server.js';
 import { startRedis, startService, type RedisHandle, type ServiceHandle } from './services.js';
 
 /**
@@ -15,7 +14,7 @@ import { startRedis, startService, type RedisHandle, type ServiceHandle } from '
 describe('requests to S3 of a distributed study', () => {
   let redis: RedisHandle;
   let s3: TestS3;
-  let proxy: Server;
+  let proxy: { endpoint: string; stop(): Promise<void> } | null = null;
   let env: Record<string, string>;
   const services: ServiceHandle[] = [];
   /** Requests as 'METHOD path' (query string left out), in order. */
@@ -24,20 +23,8 @@ describe('requests to S3 of a distributed study', () => {
 
   beforeAll(async () => {
     [redis, s3] = await Promise.all([startRedis(), startS3()]);
-    proxy = createServer((req, res) => {
-      requests.push(`${req.method} ${decodeURIComponent((req.url ?? '').split('?')[0]!)}`);
-      forwardWhole(
-        new URL(s3.endpoint),
-        req,
-        (status, headers, body) => {
-          res.writeHead(status, headers);
-          res.end(body);
-        },
-        () => res.destroy(),
-      );
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
-    env = { ...s3.env, AWS_ENDPOINT_URL_S3: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, REDIS_URL: redis.url };
+    proxy = await startRecordingProxy(s3.endpoint, (method, url) => requests.push(`${method} ${decodeURIComponent(url.split('?')[0]!)}`));
+    env = { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint, REDIS_URL: redis.url };
     // the aggregator folds at the usual priority: the last test asserts it folded while the study ran, which a process at
     // the lowest one (the default) may not get to do on a test machine busy with other tests
     services.push(startService('worker', env), startService('aggregator', { ...env, TRAJLAB_EARLY_FOLD: 'normal' }));
@@ -45,7 +32,7 @@ describe('requests to S3 of a distributed study', () => {
   });
   afterAll(async () => {
     await Promise.all(services.map((s) => s.stop('SIGKILL')));
-    await new Promise((r) => proxy?.close(r));
+    await proxy?.stop();
     await Promise.all([redis?.stop(), s3?.stop()]);
   });
 
