@@ -128,18 +128,32 @@ export class S3Requests {
       const req = (https ? httpsRequest : httpRequest)(
         { protocol: this.base.protocol, hostname: this.base.hostname, port: this.base.port || undefined, method, path, headers, agent: https ? agents.https : agents.http },
         (res) => {
+          // a body of announced length is read straight into one buffer of that size (no list of chunks joined at
+          // the end: a second copy of every object read); one of another length is an error
+          const header = method === 'HEAD' ? undefined : res.headers['content-length'];
+          const expected = header === undefined ? -1 : Number(header);
+          let into: Buffer | null = null;
+          try {
+            if (expected >= 0) into = Buffer.allocUnsafe(expected);
+          } catch {
+            res.destroy();
+            reject(new Error(`${method} ${path}: cannot hold an answer of ${header} bytes`));
+            return;
+          }
           const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
+          let received = 0;
+          res.on('data', (c: Buffer) => {
+            if (into && received + c.length <= expected) into.set(c, received);
+            else if (!into) chunks.push(c);
+            received += c.length;
+          });
           res.on('error', reject);
           res.on('close', () => {
             if (!res.complete) reject(new Error(`${method} ${path}: connection closed mid-answer`));
           });
           res.on('end', () => {
-            const whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-            const expected = method === 'HEAD' ? null : res.headers['content-length'];
-            if (expected !== undefined && expected !== null && Number(expected) !== whole.length) {
-              reject(new Error(`${method} ${path}: answer of ${whole.length} bytes where Content-Length said ${expected}`));
-            } else resolve({ status: res.statusCode ?? 0, headers: res.headers, body: whole });
+            if (into && received !== expected) reject(new Error(`${method} ${path}: answer of ${received} bytes where Content-Length said ${expected}`));
+            else resolve({ status: res.statusCode ?? 0, headers: res.headers, body: into ?? (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)) });
           });
         },
       );
