@@ -666,8 +666,8 @@ export class TrainingSet {
     this.chunks.forEach((c, ci) => {
       let aHost: Float32Array;
       let dyHost: Float32Array;
-      this.metricProducts += cachedLogits?.[ci] ? 1 : 2;
       const cached = cachedLogits?.[ci];
+      this.metricProducts += cached ? 1 : 2;
       if (native) {
         aHost = cached ? hostArray(cached) : this.hostLogits(native, xHost, B, c, invT2);
         if (this.dotsScratch.length < B * c.size) this.dotsScratch = new Float32Array(B * c.size);
@@ -712,8 +712,8 @@ export class TrainingSet {
       const k = Math.min(candidates, c.size);
       const { indices } = tf.tidy(() => {
         // the cached logits are these scores divided by t^2: the same ranking
-        if (!cachedLogits?.[ci]) this.metricProducts++;
         const cached = cachedLogits?.[ci];
+        if (!cached) this.metricProducts++;
         const score = cached ? (cached instanceof Float32Array ? tf.tensor2d(cached, [B, c.size]) : cached) : native ? this.hostScores(native, queries, B, c) : tf.sub(this.dots(q!, c), c.halfNorm);
         const top = tf.topk(score, k, true);
         return { indices: top.indices };

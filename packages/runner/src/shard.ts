@@ -60,6 +60,11 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   const kdeGain = new Float64Array(B * P).fill(Number.NaN);
   const ts = ctx.trainingSet;
   let prev: { x: tf.Tensor2D; host: Float32Array; sigma: number; i: number; logits: ChunkLogits[] | null } | null = null;
+  /** Frees the previous point's copy of x and gives its logits back. */
+  const dropPrevious = (p: { x: tf.Tensor2D; logits: ChunkLogits[] | null }) => {
+    p.x.dispose();
+    ts?.releaseLogits(p.logits);
+  };
   let finalLogits: ChunkLogits[] | null = null;
   let finalDenoised: tf.Tensor2D | null = null;
 
@@ -115,10 +120,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
       for (let r = 0; r < B; r++) kdeGain[r * P + prev.i] = gain[r]!;
     }
     filled?.dispose();
-    if (prev) {
-      prev.x.dispose();
-      ts?.releaseLogits(prev.logits);
-    }
+    if (prev) dropPrevious(prev);
     if (e.i === P - 1 && logits) {
       finalLogits = logits;
       prev = null;
@@ -143,10 +145,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   } finally {
     tf.dispose([x0, ...(xS ? [xS] : []), ...(finalDenoised ? [finalDenoised] : [])]);
     const last = prev as { x: tf.Tensor2D; logits: ChunkLogits[] | null } | null;
-    if (last) {
-      last.x.dispose();
-      ts?.releaseLogits(last.logits);
-    }
+    if (last) dropPrevious(last);
   }
 
   // ---- host-side trajectory geometry ----

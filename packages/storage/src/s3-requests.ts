@@ -1,6 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { S3ResponseError } from './s3-errors.js';
+import { isTransient, S3ResponseError } from './s3-errors.js';
 import { EMPTY_PAYLOAD_HASH, encodeKeyPath, sha256Hex, signS3Request, type SigningCredentials } from './sigv4.js';
 
 /**
@@ -22,7 +22,7 @@ export interface S3RequestsOptions {
   pathStyle: boolean;
   /** The credentials to sign with, asked for before each request (the caller caches them). */
   credentials: () => Promise<SigningCredentials>;
-  /** Attempts per request; transient failures (network errors, 5xx, 429, RequestTimeout) are retried. */
+  /** Attempts per request; transient failures (see isTransient) are retried. */
   maxAttempts: number;
   /** A request whose connection stays silent this long is abandoned (and retried). @defaultValue 120000 ms */
   idleTimeoutMs?: number;
@@ -30,12 +30,6 @@ export interface S3RequestsOptions {
 
 /** Connections are kept open between requests and shared by every store of the process. */
 const agents = { http: new HttpAgent({ keepAlive: true, scheduling: 'lifo' }), https: new HttpsAgent({ keepAlive: true, scheduling: 'lifo' }) };
-
-/** Status codes (and S3 error codes) worth another attempt: the server or the network failed, not the request. */
-function retryable(err: unknown): boolean {
-  if (err instanceof S3ResponseError) return err.status >= 500 || err.status === 429 || err.code === 'RequestTimeout' || err.code === 'SlowDown';
-  return true; // a network error: reset, refused, timed out, truncated
-}
 
 /** The text of one XML element of an S3 error body, or ''. */
 function xmlElement(body: string, name: string): string {
@@ -112,7 +106,7 @@ export class S3Requests {
         throw new S3ResponseError(answer.status, code, xmlElement(text, 'Message') || `HTTP ${answer.status}`);
       } catch (err) {
         last = err;
-        if (!retryable(err)) throw err;
+        if (!isTransient(err)) throw err;
       }
     }
     throw last;

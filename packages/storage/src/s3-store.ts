@@ -1,5 +1,5 @@
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { S3ResponseError } from './s3-errors.js';
+import { isTransient, S3ResponseError } from './s3-errors.js';
 import type { S3Requests, S3RequestsOptions } from './s3-requests.js';
 import type { SigningCredentials } from './sigv4.js';
 import { checkKey, StoreError, type ObjectStore } from './store.js';
@@ -49,7 +49,6 @@ export function s3OptionsFromEnv(bucket: string, prefix: string, env: NodeJS.Pro
   }
   const client = env.TRAJLAB_S3_CLIENT?.trim().toLowerCase() || undefined;
   if (client && client !== 'builtin' && client !== 'sdk') throw new StoreError(`s3://${bucket}`, `TRAJLAB_S3_CLIENT must be builtin or sdk; got '${env.TRAJLAB_S3_CLIENT}'`);
-  if (client === 'builtin' && !endpoint) throw new StoreError(`s3://${bucket}`, 'TRAJLAB_S3_CLIENT=builtin needs a custom endpoint (AWS_ENDPOINT_URL_S3)');
   return {
     bucket,
     prefix,
@@ -131,7 +130,7 @@ export class S3Store implements ObjectStore {
     };
     this.config = config;
     const client = opts.client ?? (custom ? 'builtin' : 'sdk');
-    if (client === 'builtin' && !opts.endpoint) throw new StoreError(this.root, "the builtin S3 client needs a custom endpoint; use client 'sdk' for AWS's own");
+    if (client === 'builtin' && !opts.endpoint) throw new StoreError(this.root, "TRAJLAB_S3_CLIENT=builtin needs a custom endpoint (AWS_ENDPOINT_URL_S3); AWS's own endpoints take the SDK's requests");
     this.requests =
       client === 'builtin'
         ? {
@@ -192,7 +191,7 @@ export class S3Store implements ObjectStore {
         return;
       } catch (err) {
         last = err;
-        if (err instanceof S3ResponseError && err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429) break;
+        if (!isTransient(err)) break;
       }
     }
     throw new StoreError(this.locate(key), `upload failed (${errorName(last)}: ${(last as Error).message})`);
