@@ -278,14 +278,16 @@ async function medianRun(spec: string, dir: string, tag: string, workers: number
  * drift of the machine's speed (a VM's host can slow it by a third for seconds at a time) hits both alike, and the
  * speed-up is taken within each pair.
  */
-async function pairedRuns(spec: string, dir: string, tag: string, pairs: number, env: Record<string, string> = {}): Promise<PairedRuns> {
+async function pairedRuns(spec: string, dir: string, tag: string, pairs: number, startUpSpec: string, env: Record<string, string> = {}): Promise<PairedRuns> {
   const runs: Record<1 | 2, CommandRun[]> = { 1: [], 2: [] };
+  const startUp: number[] = [];
   for (let r = 0; r < pairs; r++) {
+    startUp.push(await runSeconds(startUpSpec, join(dir, `out-${tag}-start-up-${r}`), 1, env));
     for (const workers of [1, 2] as const) runs[workers].push(await runOnce(spec, join(dir, `out-${tag}-${workers}-${r}`), workers, env));
   }
   const one = runs[1].map((r) => r.seconds);
   const two = runs[2].map((r) => r.seconds);
-  return { one, two, speedUps: one.map((s, i) => s / two[i]!), cpuOne: runs[1].map((r) => r.cpuSeconds), cpuTwo: runs[2].map((r) => r.cpuSeconds) };
+  return { one, two, speedUps: one.map((s, i) => s / two[i]!), cpuOne: runs[1].map((r) => r.cpuSeconds), cpuTwo: runs[2].map((r) => r.cpuSeconds), startUp };
 }
 
 interface PairedRuns {
@@ -297,7 +299,18 @@ interface PairedRuns {
   /** CPU seconds (all processes) with one process, then with two, run by run. */
   cpuOne: number[];
   cpuTwo: number[];
+  /**
+   * Wall seconds of a run of the same study that computes almost nothing (startUpSpec), one before each pair: the
+   * part of a run that one process does whatever the number of processes.
+   */
+  startUp: number[];
 }
+
+/**
+ * The perf study shrunk to what every run does whatever it computes: 2 samples per config, one step per solver, with
+ * the same data, denoiser and metrics (start-up, the study's state, writing, aggregation and report).
+ */
+const startUpSpec = (dir: string, uri: string | null, pruning: boolean) => perfSpec(dir, uri, pruning, 2, false, { euler: 1, heun: 1 });
 
 /** "a-b" range of `xs`, each written by `format` (three significant digits by default). */
 const range = (xs: number[], format = (v: number) => v.toPrecision(3)) => `${format(Math.min(...xs))}-${format(Math.max(...xs))}`;
@@ -349,7 +362,7 @@ function numpyPeer(uri: string, samples: number): { wall: number; loop: number }
  * pruned optimal denoiser; metrics off unless `everyMetric` (the spec defaults: KDE gain, nearest neighbours, PCA, the
  * denoised value filled in at every point).
  */
-function perfSpec(dir: string, uri: string | null, pruning: boolean, samples = 256, everyMetric = false): string {
+function perfSpec(dir: string, uri: string | null, pruning: boolean, samples = 256, everyMetric = false, steps = { euler: 20, heun: 10 }): string {
   const spec = {
     name: 'perf',
     samples,
@@ -357,13 +370,13 @@ function perfSpec(dir: string, uri: string | null, pruning: boolean, samples = 2
     dataset: uri ? { kind: 'idx', uri, limit: 10000 } : { kind: 'gaussian', dim: 784, n: 10000, rank: 64, seed: 1 },
     denoiser: pruning ? { kind: 'optimal', pruning: { rank: 32, tolerance: 1e-7 } } : { kind: 'optimal' },
     solvers: [
-      { solver: 'euler', steps: 20 },
-      { solver: 'heun', steps: 10 },
+      { solver: 'euler', steps: steps.euler },
+      { solver: 'heun', steps: steps.heun },
     ],
     keepStates: 0,
     ...(everyMetric ? {} : { metrics: { kde: false, nearest: false, pca: false, fillDenoised: false } }),
   };
-  const path = join(dir, `perf-${pruning ? 'pruned' : 'dense'}-${samples}${everyMetric ? '-metrics' : ''}.yaml`);
+  const path = join(dir, `perf-${pruning ? 'pruned' : 'dense'}-${samples}${everyMetric ? '-metrics' : ''}-s${steps.euler}-${steps.heun}.yaml`);
   writeFileSync(path, stringify(spec));
   return path;
 }
@@ -399,10 +412,20 @@ async function study(uri: string | null, source: string) {
       detail: `CPU seconds of every process of the run${what} (the shell's times): ${cpu(runs.cpuOne)} with --workers 1, ${cpu(runs.cpuTwo)} with --workers 2; two cores busy all the time would give 2 x the first's wall time / the second's CPU time (pairs: ${range(bounds)})`,
       command: 'pnpm bench study',
     });
+    // Amdahl's law: a run's start-up and finishing (f, the wall time of a run that computes almost nothing) stays on
+    // one process; if all the rest split perfectly over two, one run's wall time w would become f + (w - f) / 2.
+    const amdahl = runs.one.map((wall, i) => wall / (runs.startUp[i]! + (wall - runs.startUp[i]!) / 2));
+    add({
+      name: `${speedUp}, bound from start-up`,
+      value: median(amdahl),
+      unit: 'x',
+      detail: `a run of the same study with 2 samples per config and one step per solver takes ${median(runs.startUp).toFixed(2)} s (runs: ${range(runs.startUp, (v) => v.toFixed(2))}) of the ${median(runs.one).toFixed(2)} s with --workers 1${what}; with only the rest split over two processes, perfectly, --workers 2 would give w / (f + (w - f) / 2) (pairs: ${range(amdahl)})`,
+      command: 'pnpm bench study',
+    });
   };
   for (const pruning of [false, true]) {
     const kind = pruning ? 'pruned' : 'dense';
-    const runs = await pairedRuns(perfSpec(dir, uri, pruning), dir, kind, 5);
+    const runs = await pairedRuns(perfSpec(dir, uri, pruning), dir, kind, 5, startUpSpec(dir, uri, pruning));
     rates[`${kind}-1`] = 512 / median(runs.one);
     rates[`${kind}-2`] = 512 / median(runs.two);
     addPaired(
@@ -442,7 +465,7 @@ async function study(uri: string | null, source: string) {
     });
   }
   // The same study with 4x the samples: fixed costs (start-up, aggregation, report) weigh a quarter as much.
-  const largeRuns = await pairedRuns(perfSpec(dir, uri, false, 1024), dir, 'large', 3);
+  const largeRuns = await pairedRuns(perfSpec(dir, uri, false, 1024), dir, 'large', 3, startUpSpec(dir, uri, false));
   const large = { 1: median(largeRuns.one), 2: median(largeRuns.two) };
   addPaired(
     largeRuns,
