@@ -109,6 +109,70 @@ describe('aggregation folded in two parts', () => {
     expect(readFileSync(run.curves).equals(curves)).toBe(true);
   });
 
+  it.each([
+    [4, 4],
+    [1, 1],
+  ])('requests the complete files next in line ahead of the fold (readAhead %i: %i in flight at most), reads each once, and folds the same bits', async (readAhead, inFlightMax) => {
+    const spec = {
+      name: `fold-ahead-${readAhead}`,
+      samples: 20,
+      shardSize: 4,
+      dataset: { kind: 'gmm', dim: 3, components: 2, n: 40 },
+      solvers: [
+        { solver: 'euler', steps: 5 },
+        { solver: 'heun', steps: 3 },
+      ],
+      keepStates: 0,
+    };
+    const run = await runSpec(spec);
+    const summary = readFileSync(run.summary);
+    const curves = readFileSync(run.curves);
+    const out = join(run.dir, 'out');
+    const doc = JSON.parse(readFileSync(join(out, studyKeys.studyJson(run.studyId)), 'utf8')) as { plan: { configs: { configId: string; shards: string[] }[] } };
+    // shard files are answered only once the gate opens; the requests waiting meanwhile are counted
+    const local = openStore(out);
+    const reads = new Map<string, number>();
+    let waiting = 0;
+    let mostWaiting = 0;
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    let reachedMax!: () => void;
+    const atMax = new Promise<void>((r) => (reachedMax = r));
+    const gated: ObjectStore = {
+      root: local.root,
+      put: (k, b) => local.put(k, b),
+      exists: (k) => local.exists(k),
+      list: (p) => local.list(p),
+      locate: (k) => local.locate(k),
+      get: async (k) => {
+        if (!k.includes('/shards/')) return local.get(k);
+        reads.set(k, (reads.get(k) ?? 0) + 1);
+        waiting++;
+        mostWaiting = Math.max(mostWaiting, waiting);
+        if (waiting === inFlightMax) reachedMax();
+        await opened;
+        waiting--;
+        return local.get(k);
+      },
+    };
+    const early = new EarlyFolds({ openStore: () => gated, readAhead });
+    // every shard of both configs finished, the second config's first
+    for (const { configId, shards } of [...doc.plan.configs].reverse()) for (const shard of shards) early.shardDone(run.studyId, configId, shard, out);
+    // (a fold that never gets that many requests out fails below instead of waiting for ever)
+    await Promise.race([atMax, new Promise((r) => setTimeout(r, 10_000))]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(mostWaiting).toBe(inFlightMax);
+    open();
+    const taken = await early.take(run.studyId, out);
+    expect(taken).not.toBeNull();
+    const res = await aggregateStudy(taken!.store, run.studyId, taken!.fold);
+    expect(res.foldedBefore).toBeGreaterThanOrEqual(inFlightMax);
+    expect(reads.size).toBe(20);
+    expect([...reads.values()].every((n) => n === 1), JSON.stringify([...reads])).toBe(true);
+    expect(readFileSync(run.summary).equals(summary)).toBe(true);
+    expect(readFileSync(run.curves).equals(curves)).toBe(true);
+  });
+
   it('trajlab run with shard processes folds finished shards while others run, and writes the bytes of a run in one process', async () => {
     const spec = {
       name: 'fold-embedded',

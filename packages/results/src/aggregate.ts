@@ -160,6 +160,12 @@ export class StudyFold {
     return this.keysOf(ci, kind)[this.folded[ci]![kind]];
   }
 
+  /** Config `ci`'s files of this kind not folded yet, from the next one on, at most `limit` of them. */
+  upcomingKeys(ci: number, kind: FoldKind, limit: number): string[] {
+    const from = this.folded[ci]![kind];
+    return this.keysOf(ci, kind).slice(from, from + Math.max(0, limit));
+  }
+
   /** Folds `bytes` as config `ci`'s next file of this kind (the one nextKey names). */
   add(ci: number, kind: FoldKind, bytes: Uint8Array): void {
     const key = this.nextKey(ci, kind);

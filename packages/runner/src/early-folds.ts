@@ -3,7 +3,9 @@
  * shardDone (the aggregator service: BullMQ's 'completed' events of the shards queue, whose return value is the shard's
  * manifest; `trajlab run` with shard processes: each shard it is told is done), and each config's shards that are next
  * in sample order are read and folded meanwhile. When the study's aggregation comes (take), only the shards not folded
- * yet are read, so the study's end no longer waits for the whole aggregation. The result is the same bits: each
+ * yet are read, so the study's end no longer waits for the whole aggregation. The files next in line are requested
+ * ahead (readAhead), so that over a store with latency the folding waits for about one round trip per readAhead files
+ * rather than one per file, and keeps up with the workers. The result is the same bits: each
  * config's files are folded in the same order either way (StudyFold). Anything unexpected (a study.json that cannot be
  * read, a file that does not parse) drops the study's early state, and its aggregation reads everything itself,
  * reporting the problem as it always did.
@@ -22,9 +24,11 @@ interface EarlyStudy {
   fold: StudyFold | null;
   /** Shard files known complete (their shard's job completed). */
   complete: Set<string>;
+  /** Requests of complete files next in line, not folded yet (at most readAhead), by key. */
+  fetched: Map<string, Promise<Uint8Array>>;
   /** The folding under way; each step folds what is next and complete. */
   work: Promise<void>;
-  /** Set by `take`: the folding stops after the file it is on. */
+  /** Set by `take`: the folding stops after the files already requested. */
   taken: boolean;
   failed: boolean;
   lastEvent: number;
@@ -36,6 +40,11 @@ export interface EarlyFoldsOptions {
   maxStudies?: number;
   /** The store of an output root. */
   openStore: (out: string) => ObjectStore;
+  /**
+   * Complete shard files requested at most ahead of the fold, each config's next ones in sample order (their bytes
+   * wait in memory for their turn: a few MiB for image-sized shards). 1 reads one file at a time. @defaultValue 8
+   */
+  readAhead?: number;
 }
 
 /** What a study's aggregate job gets: the fold so far and the store that read it. */
@@ -49,9 +58,11 @@ export class EarlyFolds {
   /** Studies whose job took their state: later events (none are expected) do not start them again. */
   private readonly ended = new Set<string>();
   private readonly maxStudies: number;
+  private readonly readAhead: number;
 
   constructor(private readonly opts: EarlyFoldsOptions) {
     this.maxStudies = opts.maxStudies ?? 2;
+    this.readAhead = Math.max(1, Math.floor(opts.readAhead ?? 8));
   }
 
   /** A shard of `studyId` finished; its files are complete under `out`. */
@@ -64,6 +75,8 @@ export class EarlyFolds {
     s.complete.add(studyKeys.shard(studyId, configId, shard, 'samples'));
     s.complete.add(studyKeys.shard(studyId, configId, shard, 'steps'));
     const study = s;
+    // requested now, while the folding may still be on an earlier file
+    this.request(study);
     study.work = study.work.then(() => this.advance(study));
   }
 
@@ -90,7 +103,7 @@ export class EarlyFolds {
       this.studies.delete(oldest);
     }
     const store = aggregationStore(this.opts.openStore(out));
-    const s: EarlyStudy = { out, store, fold: null, complete: new Set(), work: Promise.resolve(), taken: false, failed: false, lastEvent: Date.now() };
+    const s: EarlyStudy = { out, store, fold: null, complete: new Set(), fetched: new Map(), work: Promise.resolve(), taken: false, failed: false, lastEvent: Date.now() };
     s.work = studyAggregation(store, studyId).then(
       ({ configs }) => {
         s.fold = new StudyFold(configs);
@@ -103,6 +116,28 @@ export class EarlyFolds {
     return s;
   }
 
+  /**
+   * Requests complete files next in line, each config's in fold order, until readAhead requests wait to be folded.
+   * Only the contiguous complete files from each config's next one are requested: each will be folded as soon as its
+   * turn comes, so the bytes held stay within readAhead files.
+   */
+  private request(s: EarlyStudy): void {
+    const fold = s.fold;
+    if (!fold || s.failed || s.taken) return;
+    for (const ci of fold.configs.keys()) {
+      for (const kind of FOLD_KINDS) {
+        for (const key of fold.upcomingKeys(ci, kind, this.readAhead)) {
+          if (s.fetched.size >= this.readAhead) return;
+          if (!s.complete.has(key)) break;
+          if (s.fetched.has(key)) continue;
+          const bytes = s.store.get(key);
+          bytes.catch(() => {}); // a failure is met when the file's turn comes
+          s.fetched.set(key, bytes);
+        }
+      }
+    }
+  }
+
   /** Folds every config's next files while they are complete. */
   private async advance(s: EarlyStudy): Promise<void> {
     const fold = s.fold;
@@ -111,10 +146,17 @@ export class EarlyFolds {
       for (const ci of fold.configs.keys()) {
         for (const kind of FOLD_KINDS) {
           for (let key = fold.nextKey(ci, kind); key !== undefined && s.complete.has(key); key = fold.nextKey(ci, kind)) {
-            if (s.taken) return;
-            // folded even if the study was taken meanwhile: `take` waits for this file, and the job would otherwise read
-            // it again (steps files are not kept in memory)
-            fold.add(ci, kind, await s.store.get(key));
+            this.request(s);
+            // once the study is taken, only the files already requested are folded: `take` waits for them, and the
+            // job would otherwise read them again (steps files are not kept in memory)
+            const bytes = s.fetched.get(key);
+            if (!bytes) {
+              if (s.taken) break;
+              s.fetched.set(key, s.store.get(key));
+              continue;
+            }
+            fold.add(ci, kind, await bytes);
+            s.fetched.delete(key);
           }
         }
       }
