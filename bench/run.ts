@@ -9,6 +9,7 @@ import { loadIdxFile, gaussianDataset, type Dataset } from '@trajlab/datasets';
 import { polynomialSigmas } from '@trajlab/core';
 import { kdeChunkSums, TrainingSet } from '@trajlab/denoisers';
 import { trainDenoiser, type Architecture } from '@trajlab/models/training';
+import { EarlyFolds } from '@trajlab/runner';
 import { FsStore, openStore } from '@trajlab/storage';
 import { aggregateShards, buildTable, makeSchema, STEPS_COLUMNS, SAMPLES_COLUMNS, toIpcFile, type ColumnData } from '@trajlab/results';
 import { execFileSync, spawn } from 'node:child_process';
@@ -643,6 +644,51 @@ async function distributed(uri: string | null, source: string) {
   for (const [name, ours, theirs] of [['PUT', put, viaSdk.put], ['GET', get, viaSdk.get]] as const) {
     add({ name: `S3 request cost, client ${name}`, value: ours, unit: 'ms CPU per request', detail: `${detail}; the services' store (its own SigV4 requests over Node's HTTP client)`, command: 'pnpm bench distributed' });
     add({ name: `S3 request cost, client ${name}, AWS SDK`, value: theirs, unit: 'ms CPU per request', detail: `the same requests sent by the AWS SDK v3 (TRAJLAB_S3_CLIENT=sdk, as for AWS's own endpoints): ${(theirs / ours).toFixed(1)}x the store's own`, command: 'pnpm bench distributed' });
+  }
+  // How fast the aggregator's early fold reads over a store with latency: the 2048-trajectory study's files, all
+  // complete at once, folded through a proxy that answers 30 ms late, one file at a time and with the default
+  // read-ahead; the two workers make the files at about (files / embedded run's wall time) per second
+  {
+    const s3 = await startS3();
+    const proxy = await startLatencyProxy(s3.endpoint, REMOTE_LATENCY_MS);
+    const out = `s3://${s3.bucket}/fold`;
+    const root = join(dir, 'emb-large-0');
+    const direct = openStore(out, s3.env);
+    for (const f of readdirSync(join(root, studyDir), { recursive: true }).map(String)) {
+      if (f === 'study.json' || (f.startsWith('shards') && f.endsWith('.arrow'))) await direct.put(`${studyDir}/${f}`, new Uint8Array(readFileSync(join(root, studyDir, f))));
+    }
+    const doc = JSON.parse(readFileSync(join(root, studyDir, 'study.json'), 'utf8')) as { plan: { configs: { configId: string; shards: string[] }[] } };
+    const remoteEnv = { ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint };
+    const foldSeconds = async (readAhead: number) => {
+      const early = new EarlyFolds({ openStore: (o) => openStore(o, remoteEnv), readAhead });
+      const t0 = performance.now();
+      for (const c of doc.plan.configs) for (const shard of c.shards) early.shardDone(studyDir, c.configId, shard, out);
+      const files = await early.caughtUp(studyDir);
+      const seconds = (performance.now() - t0) / 1000;
+      await early.take(studyDir, out);
+      return { files, seconds };
+    };
+    const times: Record<'one' | 'ahead', number[]> = { one: [], ahead: [] };
+    let files = 0;
+    for (let r = 0; r < 3; r++) {
+      const one = await foldSeconds(1);
+      const ahead = await foldSeconds(8);
+      files = ahead.files;
+      if (one.files !== files) throw new Error(`early fold: ${one.files} files folded one at a time, ${files} with read-ahead`);
+      times.one.push(one.seconds);
+      times.ahead.push(ahead.seconds);
+    }
+    await proxy.stop();
+    await s3.stop();
+    const produced = files / large.e;
+    const oneAtATime = files / median(times.one);
+    add({
+      name: `early fold over S3 ${REMOTE_LATENCY_MS} ms away`,
+      value: files / median(times.ahead),
+      unit: 'shard files/s',
+      detail: `the aggregator's fold of the 2048-trajectory study's ${files} shard files while a study runs, every S3 answer ${REMOTE_LATENCY_MS} ms late: ${median(times.ahead).toFixed(2)} s with 8 files requested ahead (EarlyFolds' default), ${median(times.one).toFixed(2)} s one file at a time (${oneAtATime.toFixed(0)} files/s; median of 3 each); run --workers 2 makes them at ${produced.toFixed(0)} files/s`,
+      command: 'pnpm bench distributed',
+    });
   }
   add({
     name: 'S3 request cost, study x4',

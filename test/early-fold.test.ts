@@ -163,10 +163,12 @@ describe('aggregation folded in two parts', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(mostWaiting).toBe(inFlightMax);
     open();
+    // every file of every shard heard of gets folded before the study is taken
+    expect(await early.caughtUp(run.studyId)).toBe(20);
     const taken = await early.take(run.studyId, out);
     expect(taken).not.toBeNull();
     const res = await aggregateStudy(taken!.store, run.studyId, taken!.fold);
-    expect(res.foldedBefore).toBeGreaterThanOrEqual(inFlightMax);
+    expect(res.foldedBefore).toBe(20);
     expect(reads.size).toBe(20);
     expect([...reads.values()].every((n) => n === 1), JSON.stringify([...reads])).toBe(true);
     expect(readFileSync(run.summary).equals(summary)).toBe(true);

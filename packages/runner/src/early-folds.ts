@@ -81,6 +81,20 @@ export class EarlyFolds {
   }
 
   /**
+   * Resolves once the files of every shard of `studyId` heard of so far are folded (or the folding stopped), with the
+   * number of files folded; 0 for a study not followed.
+   */
+  async caughtUp(studyId: string): Promise<number> {
+    const s = this.studies.get(studyId);
+    if (!s) return 0;
+    for (let work = s.work; ; work = s.work) {
+      await work;
+      if (work === s.work) break;
+    }
+    return s.fold?.foldedFiles() ?? 0;
+  }
+
+  /**
    * The early state of `studyId` for its aggregate job (writing to `out`), once the file being folded is done; null if
    * there is none (or it failed). The study is no longer followed.
    */
