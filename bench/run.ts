@@ -530,6 +530,7 @@ async function distributed(uri: string | null, source: string) {
     // the submit
     await Promise.all(services.map((x) => x.waitFor(/process(\(es\))? started/)));
     await Promise.all(services.slice(0, 2).map((x) => x.waitFor(/warmed up in/)));
+    await services[2]!.waitFor(/\[aggregation \d+\] warmed up in/);
     const out = store === 's3' ? `s3://${s3.bucket}/${tag}` : join(dir, `dist-${tag}`);
     // the S3 server runs in this process, which does nothing else meanwhile: its CPU time is this process's
     const cpu0 = process.cpuUsage();

@@ -43,6 +43,8 @@ describe('distributed studies: BullMQ flow, 2 sandboxed workers, aggregator, S3 
     // idle, each worker's shard process warms up (runner's warmUp); every study below runs after it, so the
     // byte-identical comparisons also show that it changes no result
     await Promise.all(services.slice(0, 2).map((s) => s.waitFor(/shard process \d+ warmed up in \d+\.\d\d s/)));
+    // and the aggregator's sandboxed process folds, aggregates and reports a made-up study (warmUpAggregation)
+    await services[2]!.waitFor(/\[aggregation \d+\] warmed up in \d+\.\d\d s \(48 shard files folded\)/);
     // their child processes: the shard process (worker), BullMQ's sandboxed one (aggregator); other children, e.g. the
     // TypeScript loader's esbuild on a cold cache, do not count
     const sandboxes = (pid: number) => childrenOf(pid).filter((c) => {

@@ -8,3 +8,4 @@ export * from './execute.js';
 export * from './gits.js';
 export * from './pool.js';
 export * from './warm-up.js';
+export * from './aggregation-warm-up.js';
