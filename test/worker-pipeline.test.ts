@@ -93,6 +93,8 @@ describe("a worker's shard process", () => {
       }
       expect(most).toBe(1);
       expect(worker.log()).not.toMatch(/warm/); // TRAJLAB_WARM_UP=off
+      await aggregator.waitFor(/aggregated /);
+      expect(aggregator.log()).not.toMatch(/warm/); // nor the aggregator's
     } finally {
       await queue.close();
       await Promise.all([worker.stop('SIGTERM'), aggregator.stop('SIGTERM')]);

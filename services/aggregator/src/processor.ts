@@ -63,12 +63,15 @@ if (mode !== 'off') followShards();
 /**
  * While no study has come, the fold, the aggregation and the report run over a small made-up study (runner's
  * warmUpAggregation), so that V8 has optimised them before the first study's end waits for them; a job waits for it
- * to finish (well under a second). A failure only costs the warm-up.
+ * to finish (well under a second). A failure only costs the warm-up. TRAJLAB_WARM_UP=off skips it, as the workers'.
  */
-const warmedUp = warmUpAggregation().then(
-  (r) => process.stderr.write(`[aggregation ${process.pid}] warmed up in ${r.seconds.toFixed(2)} s (${r.files} shard files folded)\n`),
-  (err: unknown) => process.stderr.write(`[aggregation ${process.pid}] warm-up failed: ${(err as Error).message}\n`),
-);
+const warmedUp =
+  (process.env.TRAJLAB_WARM_UP ?? '').trim().toLowerCase() === 'off'
+    ? Promise.resolve()
+    : warmUpAggregation().then(
+        (r) => void process.stderr.write(`[aggregation ${process.pid}] warmed up in ${r.seconds.toFixed(2)} s (${r.files} shard files folded)\n`),
+        (err: unknown) => void process.stderr.write(`[aggregation ${process.pid}] warm-up failed: ${(err as Error).message}\n`),
+      );
 
 export default async function processAggregate(job: SandboxedJob): Promise<{ summary: string; curves: string; report: string; foldedBefore: number }> {
   const p = parsePayload(aggregatePayloadSchema, job.data, String(job.id));
