@@ -11,20 +11,32 @@ import { runSpec, tempDir, writeSpec } from './helpers.js';
  * The aggregator folds a study's shards while the study runs and the rest when its job comes: the result must be the
  * same bits as folding everything at once, whatever was folded before.
  */
+/** A study of two configs (Euler 6, Heun 4) of 5 shards each over a small mixture. */
+const twoConfigSpec = (name: string) => ({
+  name,
+  samples: 20,
+  shardSize: 4,
+  dataset: { kind: 'gmm', dim: 4, components: 3, n: 80 },
+  solvers: [
+    { solver: 'euler', steps: 6 },
+    { solver: 'heun', steps: 4 },
+  ],
+  keepStates: 0,
+});
+
+/** The store `local` with its reads made by `get` (which may call local.get). */
+const withGet = (local: ObjectStore, get: ObjectStore['get']): ObjectStore => ({
+  root: local.root,
+  put: (k, b) => local.put(k, b),
+  exists: (k) => local.exists(k),
+  list: (p) => local.list(p),
+  locate: (k) => local.locate(k),
+  get,
+});
+
 describe('aggregation folded in two parts', () => {
   it('gives summary and curves byte-identical to one pass, and ignores a fold of another study', async () => {
-    const spec = {
-      name: 'fold-parts',
-      samples: 20,
-      shardSize: 4,
-      dataset: { kind: 'gmm', dim: 4, components: 3, n: 80 },
-      solvers: [
-        { solver: 'euler', steps: 6 },
-        { solver: 'heun', steps: 4 },
-      ],
-      keepStates: 0,
-    };
-    const run = await runSpec(spec);
+    const run = await runSpec(twoConfigSpec('fold-parts'));
     const summary = readFileSync(run.summary);
     const curves = readFileSync(run.curves);
     const store = openStore(join(run.dir, 'out'));
@@ -76,21 +88,14 @@ describe('aggregation folded in two parts', () => {
     let heldStarted!: () => void;
     const started = new Promise<void>((r) => (heldStarted = r));
     const local = openStore(out);
-    const counted: ObjectStore = {
-      root: local.root,
-      put: (k, b) => local.put(k, b),
-      exists: (k) => local.exists(k),
-      list: (p) => local.list(p),
-      locate: (k) => local.locate(k),
-      get: async (k) => {
-        reads.set(k, (reads.get(k) ?? 0) + 1);
-        if (k === held) {
-          heldStarted();
-          await released;
-        }
-        return local.get(k);
-      },
-    };
+    const counted = withGet(local, async (k) => {
+      reads.set(k, (reads.get(k) ?? 0) + 1);
+      if (k === held) {
+        heldStarted();
+        await released;
+      }
+      return local.get(k);
+    });
     const early = new EarlyFolds({ openStore: () => counted });
     early.shardDone(run.studyId, configId, shards[0]!, out);
     await started;
@@ -113,18 +118,7 @@ describe('aggregation folded in two parts', () => {
     [4, 4],
     [1, 1],
   ])('requests the complete files next in line ahead of the fold (readAhead %i: %i in flight at most), reads each once, and folds the same bits', async (readAhead, inFlightMax) => {
-    const spec = {
-      name: `fold-ahead-${readAhead}`,
-      samples: 20,
-      shardSize: 4,
-      dataset: { kind: 'gmm', dim: 3, components: 2, n: 40 },
-      solvers: [
-        { solver: 'euler', steps: 5 },
-        { solver: 'heun', steps: 3 },
-      ],
-      keepStates: 0,
-    };
-    const run = await runSpec(spec);
+    const run = await runSpec(twoConfigSpec(`fold-ahead-${readAhead}`));
     const summary = readFileSync(run.summary);
     const curves = readFileSync(run.curves);
     const out = join(run.dir, 'out');
@@ -138,23 +132,16 @@ describe('aggregation folded in two parts', () => {
     const opened = new Promise<void>((r) => (open = r));
     let reachedMax!: () => void;
     const atMax = new Promise<void>((r) => (reachedMax = r));
-    const gated: ObjectStore = {
-      root: local.root,
-      put: (k, b) => local.put(k, b),
-      exists: (k) => local.exists(k),
-      list: (p) => local.list(p),
-      locate: (k) => local.locate(k),
-      get: async (k) => {
-        if (!k.includes('/shards/')) return local.get(k);
-        reads.set(k, (reads.get(k) ?? 0) + 1);
-        waiting++;
-        mostWaiting = Math.max(mostWaiting, waiting);
-        if (waiting === inFlightMax) reachedMax();
-        await opened;
-        waiting--;
-        return local.get(k);
-      },
-    };
+    const gated = withGet(local, async (k) => {
+      if (!k.includes('/shards/')) return local.get(k);
+      reads.set(k, (reads.get(k) ?? 0) + 1);
+      waiting++;
+      mostWaiting = Math.max(mostWaiting, waiting);
+      if (waiting === inFlightMax) reachedMax();
+      await opened;
+      waiting--;
+      return local.get(k);
+    });
     const early = new EarlyFolds({ openStore: () => gated, readAhead });
     // every shard of both configs finished, the second config's first
     for (const { configId, shards } of [...doc.plan.configs].reverse()) for (const shard of shards) early.shardDone(run.studyId, configId, shard, out);
@@ -176,17 +163,7 @@ describe('aggregation folded in two parts', () => {
   });
 
   it('trajlab run with shard processes folds finished shards while others run, and writes the bytes of a run in one process', async () => {
-    const spec = {
-      name: 'fold-embedded',
-      samples: 48,
-      shardSize: 4,
-      dataset: { kind: 'gmm', dim: 4, components: 3, n: 80 },
-      solvers: [
-        { solver: 'euler', steps: 8 },
-        { solver: 'heun', steps: 5 },
-      ],
-      keepStates: 0,
-    };
+    const spec = { ...twoConfigSpec('fold-embedded'), samples: 48 };
     const one = await runSpec(spec);
     expect(one.shardFilesFoldedEarly).toBe(0);
     const dir = tempDir();
