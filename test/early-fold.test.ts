@@ -142,6 +142,7 @@ describe('aggregation folded in two parts', () => {
       waiting--;
       return local.get(k);
     });
+    for (const bad of [0, 2.5, Number.NaN]) expect(() => new EarlyFolds({ openStore: () => gated, readAhead: bad })).toThrow(/readAhead must be an integer >= 1/);
     const early = new EarlyFolds({ openStore: () => gated, readAhead });
     // every shard of both configs finished, the second config's first
     for (const { configId, shards } of [...doc.plan.configs].reverse()) for (const shard of shards) early.shardDone(run.studyId, configId, shard, out);

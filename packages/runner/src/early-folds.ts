@@ -62,7 +62,9 @@ export class EarlyFolds {
 
   constructor(private readonly opts: EarlyFoldsOptions) {
     this.maxStudies = opts.maxStudies ?? 2;
-    this.readAhead = Math.max(1, Math.floor(opts.readAhead ?? 8));
+    const readAhead = opts.readAhead ?? 8;
+    if (!Number.isInteger(readAhead) || readAhead < 1) throw new RangeError(`EarlyFolds readAhead must be an integer >= 1; got ${readAhead}`);
+    this.readAhead = readAhead;
   }
 
   /** A shard of `studyId` finished; its files are complete under `out`. */
