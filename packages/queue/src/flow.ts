@@ -1,5 +1,5 @@
 import type { FlowJob } from 'bullmq';
-import type { StudyPlan } from '@trajlab/study';
+import { dispatchOrder, type StudyPlan } from '@trajlab/study';
 import { jobIds, QUEUES } from './names.js';
 import { aggregatePayloadSchema, shardPayloadSchema, type AggregatePayload, type ShardPayload } from './payloads.js';
 
@@ -13,6 +13,9 @@ export const SHARD_ATTEMPTS = 3;
  */
 export function studyFlow(plan: StudyPlan, common: Omit<ShardPayload, 'configId' | 'shard'>): FlowJob {
   const aggregate: AggregatePayload = aggregatePayloadSchema.parse({ studyId: plan.studyId, out: common.out });
+  // BullMQ takes the lowest priority number first, and jobs of one priority in the order they were added: the
+  // reference's shards, then each config's in dispatchOrder (the longest shards first), each config's in sample order
+  const priority = new Map(dispatchOrder(plan.configs).map((c, i) => [c, 1 + i]));
   return {
     name: 'aggregate',
     queueName: QUEUES.aggregate,
@@ -28,8 +31,7 @@ export function studyFlow(plan: StudyPlan, common: Omit<ShardPayload, 'configId'
           failParentOnFailure: true,
           attempts: SHARD_ATTEMPTS,
           backoff: { type: 'exponential', delay: 2000 },
-          // reference shards first: other shards read their final samples
-          priority: c.role === 'reference' ? 1 : 2,
+          priority: priority.get(c)!,
         },
       })),
     ),

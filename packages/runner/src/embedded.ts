@@ -1,6 +1,6 @@
 import { activeBackend } from '@trajlab/backend';
 import { openStore } from '@trajlab/storage';
-import { planStudy, prefetchSpecFile, resolveStudyFile, studyKeys, type LoadedData, type PlannedConfig, type ResolvedStudy, type ShardPlan, type StudyPlan } from '@trajlab/study';
+import { dispatchOrder, planStudy, prefetchSpecFile, resolveStudyFile, studyKeys, type LoadedData, type PlannedConfig, type ResolvedStudy, type ShardPlan, type StudyPlan } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
 import { aggregateFinishedStudy, EarlyFolds } from './early-folds.js';
 import { writeReport } from '@trajlab/report';
@@ -107,8 +107,10 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
   let reused = 0;
   let done = 0;
   const total = plan.totals.trajectories;
-  // The reference runs first: every other shard reads its final samples for ODE-Jump and global errors.
-  const order = [...plan.configs.entries()].sort(([, a], [, b]) => (a.role === b.role ? 0 : a.role === 'reference' ? -1 : 1));
+  // The reference runs first (every other shard reads its final samples for ODE-Jump and global errors), then the
+  // configs with the longest shards (dispatchOrder)
+  const indexOf = new Map(plan.configs.map((c, i) => [c, i]));
+  const order = dispatchOrder(plan.configs).map((c) => [indexOf.get(c)!, c] as const);
   const progressOf = (ci: number, config: PlannedConfig, shard: ShardPlan, shardFraction: number) =>
     opts.onProgress?.({
       configId: config.configId,
@@ -121,7 +123,6 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
       shardsReused: reused,
       elapsedMs: Date.now() - started,
     });
-  const indexOf = new Map(plan.configs.map((c, i) => [c, i]));
   // With shard processes, this process folds each finished shard into the aggregation while the others still compute
   // (as the aggregator service does), so that the study's end waits only for the last shards' folding. Folding happens
   // between this process's own sampling steps: the shards it would have run meanwhile go to the other processes.

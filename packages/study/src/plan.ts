@@ -162,6 +162,25 @@ export function planStudy(study: ResolvedStudy): StudyPlan {
   };
 }
 
+/**
+ * A config's work per trajectory, for ordering shards: its denoiser evaluations (NFE) plus its stored time points
+ * (where the metrics run).
+ */
+export const trajectoryCost = (config: PlannedConfig): number => config.nfe + config.points;
+
+/**
+ * The order in which a study's configs' shards are best handed out to processes: the reference first (every other
+ * shard reads its final samples), then the others from the most work per trajectory to the least, configs of equal
+ * work in the plan's order. Longest first: the shards left when processes run out of work one by one are then the
+ * shortest, so they finish closer together (with steps [10, 20, 40] the 40-step shards no longer come last). Each
+ * config's shards stay in sample order; what is computed, and every output byte, is the same in any order.
+ */
+export function dispatchOrder(configs: readonly PlannedConfig[]): PlannedConfig[] {
+  const rank = (c: PlannedConfig) => (c.role === 'reference' ? 0 : 1);
+  // Array.prototype.sort is stable: ties keep the plan's order
+  return [...configs].sort((a, b) => rank(a) - rank(b) || (rank(a) === 1 ? trajectoryCost(b) - trajectoryCost(a) : 0));
+}
+
 /** Object keys of a study's outputs, relative to the output root. */
 export const studyKeys = {
   studyJson: (studyId: string) => `${studyId}/study.json`,
