@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { aggregateFinishedStudy, EarlyFolds } from './early-folds.js';
+import { configColumns } from './shard.js';
 import { studyJson } from './study-json.js';
 import { WARM_UP_SPEC } from './warm-up.js';
 
@@ -58,23 +59,17 @@ function madeUp(def: ColumnDef, rows: number, dim: number): ColumnData {
 function shardFiles(config: PlannedConfig, shard: ShardPlan, dim: number, meta: FileMetadata): { samples: Uint8Array; steps: Uint8Array } {
   const P = config.sigmas.length;
   const fileMeta = { ...meta, extra: { 'trajlab.config_id': config.configId, 'trajlab.shard': shard.name } };
-  const identity = (rows: number): Record<string, ColumnData> => ({
-    config_id: { values: new Array<string>(rows).fill(config.configId) },
-    solver: { values: new Array<string>(rows).fill(config.solver) },
-    schedule: { values: new Array<string>(rows).fill(config.schedule) },
-    steps: { values: new Int32Array(rows).fill(config.steps) },
-  });
   const table = (defs: ColumnDef[], rows: number, known: Record<string, ColumnData>) =>
     toIpcFile(buildTable(defs, makeSchema(defs, dim, fileMeta), rows, dim, Object.fromEntries(defs.map((d) => [d.name, known[d.name] ?? madeUp(d, rows, dim)]))));
   const rows = shard.count * P;
   return {
     samples: table(SAMPLES_COLUMNS, shard.count, {
-      ...identity(shard.count),
+      ...configColumns(config, shard.count),
       sample: { values: Int32Array.from({ length: shard.count }, (_, r) => shard.first + r) },
       nfe_total: { values: new Int32Array(shard.count).fill(config.nfe) },
     }),
     steps: table(STEPS_COLUMNS, rows, {
-      ...identity(rows),
+      ...configColumns(config, rows),
       sample: { values: Int32Array.from({ length: rows }, (_, j) => shard.first + Math.floor(j / P)) },
       step: { values: Int32Array.from({ length: rows }, (_, j) => j % P) },
       sigma: { values: Float64Array.from({ length: rows }, (_, j) => config.sigmas[j % P]!) },

@@ -145,13 +145,18 @@ export class EarlyFolds {
         for (const key of fold.upcomingKeys(ci, kind, this.readAhead)) {
           if (s.fetched.size >= this.readAhead) return;
           if (!s.complete.has(key)) break;
-          if (s.fetched.has(key)) continue;
-          const bytes = s.store.get(key);
-          bytes.catch(() => {}); // a failure is met when the file's turn comes
-          s.fetched.set(key, bytes);
+          if (!s.fetched.has(key)) this.fetch(s, key);
         }
       }
     }
+  }
+
+  /** Starts reading `key` for the fold; a failure is met when the file's turn comes. */
+  private fetch(s: EarlyStudy, key: string): Promise<Uint8Array> {
+    const bytes = s.store.get(key);
+    bytes.catch(() => {});
+    s.fetched.set(key, bytes);
+    return bytes;
   }
 
   /** Folds every config's next files while they are complete. */
@@ -165,12 +170,8 @@ export class EarlyFolds {
             this.request(s);
             // once the study is taken, only the files already requested are folded: `take` waits for them, and the
             // job would otherwise read them again (steps files are not kept in memory)
-            const bytes = s.fetched.get(key);
-            if (!bytes) {
-              if (s.taken) break;
-              s.fetched.set(key, s.store.get(key));
-              continue;
-            }
+            const bytes = s.fetched.get(key) ?? (s.taken ? undefined : this.fetch(s, key));
+            if (!bytes) break;
             fold.add(ci, kind, await bytes);
             s.fetched.delete(key);
           }

@@ -43,6 +43,16 @@ export interface ShardInputs {
   onPoint?: (done: number, total: number) => void;
 }
 
+/** The columns every shard file starts with (the config's id, solver, schedule and steps), for `rows` rows. */
+export function configColumns(config: PlannedConfig, rows: number): Record<string, ColumnData> {
+  return {
+    config_id: { values: new Array<string>(rows).fill(config.configId) },
+    solver: { values: new Array<string>(rows).fill(config.solver) },
+    schedule: { values: new Array<string>(rows).fill(config.schedule) },
+    steps: { values: new Int32Array(rows).fill(config.steps) },
+  };
+}
+
 export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: ShardPlan, inputs: ShardInputs = {}): Promise<ShardOutput> {
   const { referenceFinals, onPoint } = inputs;
   if (config.sigmas.length !== config.steps + 1) throw new Error(`config ${config.configId} has no sigmas yet (gits schedules are computed at run start)`);
@@ -216,15 +226,8 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   // ---- tables ----
   const extra = { 'trajlab.config_id': config.configId, 'trajlab.shard': shard.name, 'trajlab.sigmas': JSON.stringify(config.sigmas) };
   const meta = { ...ctx.meta, extra };
-  const repeat = (v: string, n: number) => new Array<string>(n).fill(v);
-  const configCols = (n: number): Record<string, ColumnData> => ({
-    config_id: { values: repeat(config.configId, n) },
-    solver: { values: repeat(config.solver, n) },
-    schedule: { values: repeat(config.schedule, n) },
-    steps: { values: new Int32Array(n).fill(S) },
-  });
   const stepsTable = buildTable(STEPS_COLUMNS, makeSchema(STEPS_COLUMNS, dim, meta), rows, dim, {
-    ...configCols(rows),
+    ...configColumns(config, rows),
     sample: { values: Int32Array.from({ length: rows }, (_, j) => shard.first + Math.floor(j / P)) },
     step: { values: Int32Array.from({ length: rows }, (_, j) => j % P) },
     sigma: { values: Float64Array.from({ length: rows }, (_, j) => sigmaAt[j % P]!) },
@@ -244,7 +247,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   const nnValid = new Uint8Array(B).fill(nn ? 1 : 0);
   const nanIfNone = (a: Float64Array | undefined) => a ?? new Float64Array(B).fill(Number.NaN);
   const samplesTable = buildTable(SAMPLES_COLUMNS, makeSchema(SAMPLES_COLUMNS, dim, meta), B, dim, {
-    ...configCols(B),
+    ...configColumns(config, B),
     sample: { values: Int32Array.from({ length: B }, (_, r) => shard.first + r) },
     nfe_total: { values: new Int32Array(B).fill(nfeAt[P - 1]!) },
     chord: { values: sampleCols.chord },
@@ -275,7 +278,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     const n = kept * P;
     states = toIpcFile(
       buildTable(STATES_COLUMNS, makeSchema(STATES_COLUMNS, dim, meta), n, dim, {
-        config_id: { values: repeat(config.configId, n) },
+        config_id: { values: new Array<string>(n).fill(config.configId) },
         sample: { values: Int32Array.from({ length: n }, (_, j) => shard.first + Math.floor(j / P)) },
         step: { values: Int32Array.from({ length: n }, (_, j) => j % P) },
         sigma: { values: Float64Array.from({ length: n }, (_, j) => sigmaAt[j % P]!) },
