@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { BUNDLE_SUFFIX, compiledIsFresh, importEntry, sourceStamp, STAMP_FILE } from '../scripts/compiled.mjs';
 import { arrowFiles, cliAsync, REPO, sha256, tempDir, writeSpec } from './helpers.js';
+import { startRedis } from './services.js';
 
 const { cachePath, readSource } = createRequire(import.meta.url)('../scripts/cached-bundle.cjs') as { cachePath: (file: string) => string; readSource: (file: string) => string };
 
@@ -104,6 +105,26 @@ describe('compiled JavaScript (pnpm install compiles the TypeScript; the command
         expect(out.status, out.stderr).toBe(0);
         expect(JSON.parse(out.stdout)).toEqual({ text, how });
       }
+    }
+  });
+
+  it('the distributed commands load bullmq and ioredis from their own bundle, not from their installed files', async () => {
+    // only the compiled command has the bundle; CI always runs it (see the next test)
+    if (!compiledIsFresh(REPO)) return expect(process.env.CI).toBeFalsy();
+    const redis = await startRedis();
+    try {
+      // every module the command required, by file, printed as it exits (the bundles' own code runs from V8's code cache,
+      // so only their loaders are listed)
+      const probe = join(tempDir('trajlab-probe-'), 'modules.cjs');
+      writeFileSync(probe, "process.on('exit', () => require('node:fs').writeSync(2, `\\n@@modules ${JSON.stringify(Object.keys(require.cache))}\\n`));\n");
+      const out = spawnSync(process.execPath, ['--require', probe, join(REPO, 'services', 'coordinator', 'bin', 'trajlab.mjs'), 'status'], { encoding: 'utf8', env: { ...process.env, REDIS_URL: redis.url } });
+      expect(out.status, out.stderr).toBe(0);
+      expect(out.stdout).toContain('no studies submitted');
+      const modules = JSON.parse(/@@modules (.*)/.exec(out.stderr)![1]!) as string[];
+      expect(modules.filter((m) => /[\\/]node_modules[\\/](.*[\\/])?(bullmq|ioredis)[\\/]/.test(m))).toEqual([]);
+      expect(modules.map((m) => basename(m))).toContain(`queue-packages${BUNDLE_SUFFIX}`);
+    } finally {
+      await redis.stop();
     }
   });
 
