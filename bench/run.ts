@@ -406,11 +406,15 @@ async function study(uri: string | null, source: string) {
     // stands idle is what separates the speed-up from it.
     const bounds = runs.one.map((wall, i) => (2 * wall) / runs.cpuTwo[i]!);
     const cpu = (xs: number[]) => `${median(xs).toFixed(2)} s (runs: ${range(xs, (v) => v.toFixed(2))})`;
+    // CPU beyond the wall time of a one-process run: its helper threads (V8's garbage collector and compiler, libuv's
+    // file writes) on the core it leaves free; core time a two-process run leaves idle: 2 x its wall time - its CPU
+    const helpers = runs.one.map((wall, i) => runs.cpuOne[i]! - wall);
+    const idle = runs.two.map((wall, i) => 2 * wall - runs.cpuTwo[i]!);
     add({
       name: `${speedUp}, bound from CPU time`,
       value: median(bounds),
       unit: 'x',
-      detail: `CPU seconds of every process of the run${what} (the shell's times): ${cpu(runs.cpuOne)} with --workers 1, ${cpu(runs.cpuTwo)} with --workers 2; two cores busy all the time would give 2 x the first's wall time / the second's CPU time (pairs: ${range(bounds)})`,
+      detail: `CPU seconds of every process of the run${what} (the shell's times): ${cpu(runs.cpuOne)} with --workers 1, ${cpu(runs.cpuTwo)} with --workers 2; two cores busy all the time would give 2 x the first's wall time / the second's CPU time (pairs: ${range(bounds)}). With --workers 1 the helper threads (garbage collector, compiler, file writes) already keep the other core busy ${cpu(helpers)} (CPU - wall); with --workers 2 the two cores stand idle ${cpu(idle)} (2 x wall - CPU)`,
       command: 'pnpm bench study',
     });
     // Amdahl's law: a run's start-up and finishing (f, the wall time of a run that computes almost nothing) stays on
