@@ -51,6 +51,20 @@ const PACKAGE_BUNDLES = [{ name: 'services/coordinator/dist/queue-packages', pac
 /** The esbuild namespace of the modules that stand for a package of PACKAGE_BUNDLES in the bundles using it. */
 const FROM_PACKAGE_BUNDLE = 'trajlab-package-bundle';
 
+/** esbuild's options for every bundle: one CommonJS file for Node, run through V8's code cache (writeLoader). */
+const BUNDLE_OPTIONS = {
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  // whitespace only (names stay, so stack traces still name functions): ~30% less source to read, decode and keep,
+  // which loads ~70 ms sooner per process (measured on a 2-core VM where fresh memory costs ~15 us a page)
+  minifyWhitespace: true,
+  // import() becomes require(): a script run from V8's code cache has no loader for import() on Node 20
+  supported: { 'dynamic-import': false },
+  logLevel: 'error',
+};
+
 /** `to` relative to directory `from`, as a relative module specifier. */
 function specifier(from, to) {
   const path = relative(from, to).split(sep).join('/');
@@ -92,23 +106,14 @@ async function bundle(build, entry) {
     },
   };
   await build({
+    ...BUNDLE_OPTIONS,
     entryPoints: [entry],
     outfile,
-    bundle: true,
-    platform: 'node',
     // packages' ES module builds where they have one (tfjs's, flatbuffers'): esbuild links their exports directly,
     // where a CommonJS build imported with `import * as` is copied property by property into a namespace object at
     // start-up (tfjs-core's ~1000 exports, in each module importing it: ~28 ms of every process's CPU profile), and
     // the bundle is 0.45 MB smaller. The same code runs: the outputs are the same bytes (compiled.test.ts)
     mainFields: ['module', 'main'],
-    format: 'cjs',
-    target: 'node20',
-    // whitespace only (names stay, so stack traces still name functions): ~30% less source to read, decode and keep,
-    // which loads ~70 ms sooner per process (measured on a 2-core VM where fresh memory costs ~15 us a page)
-    minifyWhitespace: true,
-    // import() becomes require(): a script run from V8's code cache has no loader for import() on Node 20
-    supported: { 'dynamic-import': false },
-    logLevel: 'error',
     plugins: [locations],
     banner: { js: 'const __trajlab_module_url = (path) => require("node:url").pathToFileURL(require("node:path").join(__dirname, path)).href;' },
   });
@@ -134,15 +139,10 @@ async function bundlePackages(build, pkgs) {
   const outfile = join(root, `${pkgs.name}.bundle-code.cjs`);
   await build({
     stdin: { contents: `module.exports = {\n${pkgs.packages.map((p) => `  ${JSON.stringify(p)}: require(${JSON.stringify(p)}),`).join('\n')}\n};\n`, resolveDir: join(root, dirname(pkgs.usedBy[0])), loader: 'js' },
+    ...BUNDLE_OPTIONS,
     outfile,
-    bundle: true,
-    platform: 'node',
     // their CommonJS builds, as `require` loads them installed
     mainFields: ['main'],
-    format: 'cjs',
-    target: 'node20',
-    minifyWhitespace: true,
-    logLevel: 'error',
   });
   return writeLoader(outfile, join(root, pkgs.name + BUNDLE_SUFFIX));
 }
