@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe, expect, it } from 'vitest';
-import { warmUp, WARM_UP_SPEC } from './warm-up.js';
+import { warmUp, warmUpEnabled, WARM_UP_SPEC } from './warm-up.js';
 
 describe('warmUp', () => {
   it('computes one shard of each of its configs and leaves no tensor behind', async () => {
@@ -12,5 +12,15 @@ describe('warmUp', () => {
     // a second warm-up in the same process leaves none either
     await warmUp();
     expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('warmUpEnabled', () => {
+  it('is on unless TRAJLAB_WARM_UP says off (any case, spaces around)', () => {
+    expect(warmUpEnabled({})).toBe(true);
+    expect(warmUpEnabled({ TRAJLAB_WARM_UP: 'on' })).toBe(true);
+    expect(warmUpEnabled({ TRAJLAB_WARM_UP: '' })).toBe(true);
+    expect(warmUpEnabled({ TRAJLAB_WARM_UP: 'off' })).toBe(false);
+    expect(warmUpEnabled({ TRAJLAB_WARM_UP: ' OFF ' })).toBe(false);
   });
 });

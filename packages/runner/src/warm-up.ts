@@ -27,6 +27,14 @@ export const WARM_UP_SPEC = {
   keepStates: 0,
 } as const;
 
+/**
+ * Whether the services' processes warm up while they wait for work (a worker's shard processes: warmUp; the
+ * aggregator's: warmUpAggregation): yes unless `TRAJLAB_WARM_UP` is `off`. @defaultValue env: process.env
+ */
+export function warmUpEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  return (env.TRAJLAB_WARM_UP ?? '').trim().toLowerCase() !== 'off';
+}
+
 /** What a warm-up did. */
 export interface WarmUpResult {
   /** Shards computed (and discarded). */

@@ -4,7 +4,7 @@
  */
 import { aggregatePayloadSchema, exitWithParent, parsePayload, QUEUES, redisKeys, redisSettings, type AggregatePayload } from '@trajlab/queue';
 import { writeReport } from '@trajlab/report';
-import { aggregateFinishedStudy, EarlyFolds, warmUpAggregation } from '@trajlab/runner';
+import { aggregateFinishedStudy, EarlyFolds, warmUpAggregation, warmUpEnabled } from '@trajlab/runner';
 import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 import { QueueEvents, type SandboxedJob } from 'bullmq';
@@ -65,13 +65,12 @@ if (mode !== 'off') followShards();
  * warmUpAggregation), so that V8 has optimised them before the first study's end waits for them; a job waits for it
  * to finish (well under a second). A failure only costs the warm-up. TRAJLAB_WARM_UP=off skips it, as the workers'.
  */
-const warmedUp =
-  (process.env.TRAJLAB_WARM_UP ?? '').trim().toLowerCase() === 'off'
-    ? Promise.resolve()
-    : warmUpAggregation().then(
-        (r) => void process.stderr.write(`[aggregation ${process.pid}] warmed up in ${r.seconds.toFixed(2)} s (${r.files} shard files folded)\n`),
-        (err: unknown) => void process.stderr.write(`[aggregation ${process.pid}] warm-up failed: ${(err as Error).message}\n`),
-      );
+const warmedUp = warmUpEnabled()
+  ? warmUpAggregation().then(
+      (r) => void process.stderr.write(`[aggregation ${process.pid}] warmed up in ${r.seconds.toFixed(2)} s (${r.files} shard files folded)\n`),
+      (err: unknown) => void process.stderr.write(`[aggregation ${process.pid}] warm-up failed: ${(err as Error).message}\n`),
+    )
+  : Promise.resolve();
 
 export default async function processAggregate(job: SandboxedJob): Promise<{ summary: string; curves: string; report: string; foldedBefore: number }> {
   const p = parsePayload(aggregatePayloadSchema, job.data, String(job.id));

@@ -6,7 +6,7 @@
  */
 import { backendFromEnv, initBackend } from '@trajlab/backend';
 import { exitWithParent, parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
-import { createContext, executeShard, ShardWrites, warmUp, type ShardManifest, type StudyContext } from '@trajlab/runner';
+import { createContext, executeShard, ShardWrites, warmUp, warmUpEnabled, type ShardManifest, type StudyContext } from '@trajlab/runner';
 import { ModelFileError } from '@trajlab/models';
 import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { planStudy, prefetchRemoteData, resolveStudyText } from '@trajlab/study';
@@ -172,7 +172,7 @@ backendReady.then(ready, ready);
 // While no job has come, the process warms up (runner's warmUp: a small study computed in memory and discarded), so
 // its first job runs at the speed of the next ones. A job that comes meanwhile waits for it (it computes through the
 // same OneAtATime). Skipped with TRAJLAB_WARM_UP=off, or when the backend failed (the jobs report that).
-if ((process.env.TRAJLAB_WARM_UP ?? '').trim().toLowerCase() !== 'off') {
+if (warmUpEnabled()) {
   backendReady.then(
     () => {
       if (jobSeen) return;
