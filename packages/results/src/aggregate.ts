@@ -31,9 +31,9 @@ function numericColumn(table: Table, name: string, file: string): ArrayLike<numb
 }
 
 /**
- * Values of a nullable column as numbers with NaN for null. Float64, Float32 and Int32 chunks are read from their
- * buffers and validity bitmaps directly (Vector.get dispatches through a visitor for every value); any other type
- * through get.
+ * Values of a nullable column as numbers with NaN for null. Float64, Float32 and Int32 chunks are copied from their
+ * buffers (the typed arrays' own conversion) and their nulls set from the validity bitmaps (Vector.get dispatches
+ * through a visitor for every value); any other type through get.
  */
 function withNulls(table: Table, name: string, file: string): Float64Array {
   const col = table.getChild(name);
@@ -44,11 +44,8 @@ function withNulls(table: Table, name: string, file: string): Float64Array {
     const values: unknown = data.values;
     if (values instanceof Float64Array || values instanceof Float32Array || values instanceof Int32Array) {
       // a chunk's values start at its first row; its validity bits at bit `offset` of the bitmap (as Data.getValid)
-      const bitmap = data.nullCount > 0 ? data.nullBitmap : undefined;
-      for (let i = 0; i < data.length; i++) {
-        const bit = data.offset + i;
-        out[at + i] = bitmap && !((bitmap[bit >> 3]! >> (bit & 7)) & 1) ? Number.NaN : values[i]!;
-      }
+      out.set(values.subarray(0, data.length), at);
+      if (data.nullCount > 0) setNulls(out, at, data.length, data.nullBitmap, data.offset);
     } else {
       for (let i = 0; i < data.length; i++) {
         const v = col.get(at + i) as number | null;
@@ -58,6 +55,14 @@ function withNulls(table: Table, name: string, file: string): Float64Array {
     at += data.length;
   }
   return out;
+}
+
+/** NaN in out[at + i] for each of `length` rows whose bit `offset + i` of `bitmap` is clear (a null). */
+function setNulls(out: Float64Array, at: number, length: number, bitmap: Uint8Array, offset: number): void {
+  for (let i = 0; i < length; i++) {
+    const bit = offset + i;
+    if (!((bitmap[bit >> 3]! >> (bit & 7)) & 1)) out[at + i] = Number.NaN;
+  }
 }
 
 /** The quantiles of the p05, p50 and p95 columns. */
@@ -179,7 +184,7 @@ export class StudyFold {
     const t = readIpcFile(bytes, key);
     const stats = this.summaryStats[ci]!;
     const cols = SUMMARY_METRICS.map((m) => withNulls(t, m, key));
-    for (let r = 0; r < t.numRows; r++) cols.forEach((col, k) => stats[k]!.add(col[r]!));
+    for (let k = 0; k < cols.length; k++) for (let r = 0; r < t.numRows; r++) stats[k]!.add(cols[k]![r]!);
     this.summaryCounts[ci]! += t.numRows;
   }
 
@@ -198,7 +203,7 @@ export class StudyFold {
         byStep.set(s, entry);
       }
       entry.count++;
-      cols.forEach((col, k) => entry.stats[k]!.add(col[r]!));
+      for (let k = 0; k < cols.length; k++) entry.stats[k]!.add(cols[k]![r]!);
     }
   }
 

@@ -78,13 +78,10 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   let finalLogits: ChunkLogits[] | null = null;
   let finalDenoised: tf.Tensor2D | null = null;
 
-  const store = (target: Float32Array, host: Float32Array, i: number) => {
-    for (let r = 0; r < B; r++) target.set(host.subarray(r * dim, (r + 1) * dim), (r * P + i) * dim);
-  };
+  const store = (target: Float32Array, host: Float32Array, i: number) => storePoint(target, host, B, P, dim, i);
   const checkFinite = (host: Float32Array, i: number, sigma: number, what: string) => {
-    for (let j = 0; j < host.length; j++) {
-      if (!Number.isFinite(host[j]!)) throw new NumericalError(config.configId, shard.first + Math.floor(j / dim), i, sigma, what);
-    }
+    const j = firstNonFinite(host);
+    if (j >= 0) throw new NumericalError(config.configId, shard.first + Math.floor(j / dim), i, sigma, what);
   };
 
   const observe = async (e: StepEvent) => {
@@ -213,13 +210,8 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   if (referenceFinals) {
     if (referenceFinals.length !== B * dim) throw new Error(`reference finals for shard ${shard.name} have ${referenceFinals.length} values, expected ${B * dim}`);
     for (let r = 0; r < B; r++) {
-      const dist = (src: Float32Array, off: number) => {
-        let s2 = 0;
-        for (let k = 0; k < dim; k++) s2 += (src[off + k]! - referenceFinals[r * dim + k]!) ** 2;
-        return Math.sqrt(s2);
-      };
-      for (let i = 0; i < P; i++) if (hasD[i]) jumpErrRef[r * P + i] = dist(ds, (r * P + i) * dim);
-      finalErrRef[r] = dist(finals, r * dim);
+      for (let i = 0; i < P; i++) if (hasD[i]) jumpErrRef[r * P + i] = distance(ds, (r * P + i) * dim, referenceFinals, r * dim, dim);
+      finalErrRef[r] = distance(finals, r * dim, referenceFinals, r * dim, dim);
     }
   }
 
@@ -228,10 +220,10 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   const meta = { ...ctx.meta, extra };
   const stepsTable = buildTable(STEPS_COLUMNS, makeSchema(STEPS_COLUMNS, dim, meta), rows, dim, {
     ...configColumns(config, rows),
-    sample: { values: Int32Array.from({ length: rows }, (_, j) => shard.first + Math.floor(j / P)) },
-    step: { values: Int32Array.from({ length: rows }, (_, j) => j % P) },
-    sigma: { values: Float64Array.from({ length: rows }, (_, j) => sigmaAt[j % P]!) },
-    nfe: { values: Int32Array.from({ length: rows }, (_, j) => nfeAt[j % P]!) },
+    sample: { values: sampleIds(shard.first, B, P) },
+    step: { values: stepIndices(B, P) },
+    sigma: { values: repeatRows(sigmaAt, B) },
+    nfe: { values: repeatRows(nfeAt, B) },
     x_norm: { values: cols.xNorm },
     d_norm: { values: cols.dNorm },
     dist_x_final: { values: cols.distXFinal },
@@ -240,7 +232,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     dev_d: { values: cols.devD },
     cos_eps_final: { values: cols.cosEpsFinal },
     turn_angle: { values: cols.turnAngle },
-    score_dev: { values: Float32Array.from(scoreDev) },
+    score_dev: { values: new Float32Array(scoreDev) },
     kde_gain: { values: kdeGain },
     jump_err_ref: { values: jumpErrRef },
   });
@@ -248,7 +240,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   const nanIfNone = (a: Float64Array | undefined) => a ?? new Float64Array(B).fill(Number.NaN);
   const samplesTable = buildTable(SAMPLES_COLUMNS, makeSchema(SAMPLES_COLUMNS, dim, meta), B, dim, {
     ...configColumns(config, B),
-    sample: { values: Int32Array.from({ length: B }, (_, r) => shard.first + r) },
+    sample: { values: sampleIds(shard.first, B, 1) },
     nfe_total: { values: new Int32Array(B).fill(nfeAt[P - 1]!) },
     chord: { values: sampleCols.chord },
     path_length: { values: sampleCols.pathLength },
@@ -267,7 +259,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     final_err_ref: { values: finalErrRef },
     final: { values: finals },
     nn_point: {
-      values: nn ? Float32Array.from({ length: B * dim }, (_, j) => ts!.points[nn.index[Math.floor(j / dim)]! * dim + (j % dim)]!) : new Float32Array(B * dim),
+      values: nn ? gatherRows(ts!.points, nn.index, dim) : new Float32Array(B * dim),
       valid: nnValid,
     },
   });
@@ -279,11 +271,11 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     states = toIpcFile(
       buildTable(STATES_COLUMNS, makeSchema(STATES_COLUMNS, dim, meta), n, dim, {
         config_id: { values: new Array<string>(n).fill(config.configId) },
-        sample: { values: Int32Array.from({ length: n }, (_, j) => shard.first + Math.floor(j / P)) },
-        step: { values: Int32Array.from({ length: n }, (_, j) => j % P) },
-        sigma: { values: Float64Array.from({ length: n }, (_, j) => sigmaAt[j % P]!) },
+        sample: { values: sampleIds(shard.first, kept, P) },
+        step: { values: stepIndices(kept, P) },
+        sigma: { values: repeatRows(sigmaAt, kept) },
         x: { values: xs.subarray(0, n * dim) },
-        denoised: { values: ds.subarray(0, n * dim), valid: Uint8Array.from({ length: n }, (_, j) => hasD[j % P]!) },
+        denoised: { values: ds.subarray(0, n * dim), valid: repeatRows(hasD, kept) },
       }),
     );
   }
@@ -293,6 +285,57 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     states,
     rows: { steps: rows, samples: B, states: kept * P },
   };
+}
+
+// The helpers below are module functions, not closures made per shard: V8 drops a closure's optimized code once the
+// closure is garbage, so a closure made anew for every shard is compiled again for every shard (TurboFan, on the
+// process's helper threads, which two shard processes on two cores cannot spare).
+
+/** Copies a batch's rows `host` ([B, dim]) to point `i` of each trajectory in `target` ([B, P, dim]). */
+function storePoint(target: Float32Array, host: Float32Array, B: number, P: number, dim: number, i: number): void {
+  for (let r = 0; r < B; r++) target.set(host.subarray(r * dim, (r + 1) * dim), (r * P + i) * dim);
+}
+
+/** Index of the first NaN or infinity in `values`, or -1. */
+function firstNonFinite(values: Float32Array): number {
+  for (let j = 0; j < values.length; j++) if (!Number.isFinite(values[j]!)) return j;
+  return -1;
+}
+
+/** Euclidean distance between a[aOff, aOff + dim) and b[bOff, bOff + dim). */
+function distance(a: Float32Array, aOff: number, b: Float32Array, bOff: number, dim: number): number {
+  let s2 = 0;
+  for (let k = 0; k < dim; k++) s2 += (a[aOff + k]! - b[bOff + k]!) ** 2;
+  return Math.sqrt(s2);
+}
+
+/** The sample id of each of `count` trajectories' `P` rows, trajectory by trajectory: first, first (P times), first + 1, ... */
+function sampleIds(first: number, count: number, P: number): Int32Array {
+  const out = new Int32Array(count * P);
+  for (let r = 0; r < count; r++) out.fill(first + r, r * P, (r + 1) * P);
+  return out;
+}
+
+/** The point index of each of `count` trajectories' `P` rows: 0, 1, ..., P - 1, 0, 1, ... */
+function stepIndices(count: number, P: number): Int32Array {
+  const out = new Int32Array(count * P);
+  for (let j = 0; j < out.length; j++) out[j] = j % P;
+  return out;
+}
+
+/** `perPoint` (one value per point) repeated for each of `count` trajectories. */
+function repeatRows<T extends Float64Array | Int32Array | Uint8Array>(perPoint: T, count: number): T {
+  const P = perPoint.length;
+  const out = new (perPoint.constructor as new (n: number) => T)(count * P);
+  for (let r = 0; r < count; r++) out.set(perPoint, r * P);
+  return out;
+}
+
+/** Rows `index[0], index[1], ...` of the row-major [*, dim] `points`, one after the other. */
+function gatherRows(points: Float32Array, index: Int32Array, dim: number): Float32Array {
+  const out = new Float32Array(index.length * dim);
+  for (let r = 0; r < index.length; r++) out.set(points.subarray(index[r]! * dim, (index[r]! + 1) * dim), r * dim);
+  return out;
 }
 
 /** Largest sigma_i such that dist_j <= threshold for every j >= i with a value; NaN if even the last point fails. */
