@@ -344,6 +344,34 @@ function steadiness(before: string) {
   });
 }
 
+/**
+ * What a page of fresh memory costs on this machine: 64 MiB of new Float32Array (a fresh mapping from the allocator)
+ * touched once per 4 KiB page, median of 5. Each first touch is a page fault; on some VMs they cost ~10x what they
+ * cost elsewhere, which every process's start-up (its heap, bundle, data and buffers) pays many thousand times.
+ */
+function freshPages(before: string) {
+  const bytes = 64 * 1024 * 1024;
+  const pages = bytes / 4096;
+  const perPage: number[] = [];
+  const again: number[] = [];
+  for (let rep = 0; rep < 5; rep++) {
+    let t0 = performance.now();
+    const a = new Float32Array(bytes / 4);
+    for (let i = 0; i < a.length; i += 1024) a[i] = 1;
+    perPage.push(((performance.now() - t0) * 1000) / pages);
+    t0 = performance.now();
+    for (let i = 0; i < a.length; i += 1024) a[i] = 2;
+    again.push(((performance.now() - t0) * 1000) / pages);
+  }
+  add({
+    name: `fresh memory page before ${before}`,
+    value: median(perPage),
+    unit: 'us per 4 KiB page',
+    detail: `first touch of each page of a new 64 MiB array (a page fault each), median of 5 (${Math.min(...perPage).toFixed(2)}-${Math.max(...perPage).toFixed(2)} us); touching the same pages again: ${median(again).toFixed(3)} us a page`,
+    command: `pnpm bench ${before}`,
+  });
+}
+
 /** Median wall seconds (whole process) and sampling-loop seconds of three runs of the numpy peer on `samples` per config. */
 function numpyPeer(uri: string, samples: number): { wall: number; loop: number } {
   const wall: number[] = [];
@@ -387,6 +415,7 @@ async function study(uri: string | null, source: string) {
   const dir = mkdtempSync(join(tmpdir(), 'trajlab-bench-'));
   const rates: Record<string, number> = {};
   steadiness('study');
+  freshPages('study');
   /** The figures of 1 and 2 processes and of the speed-up, from paired runs. */
   const addPaired = (runs: PairedRuns, trajectories: number, name: (workers: number) => string, detail: (s: number) => string, speedUp: string, what: string) => {
     for (const [workers, secs] of [[1, runs.one], [2, runs.two]] as const) {
