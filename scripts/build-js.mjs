@@ -16,7 +16,7 @@
 // (bullmq, ioredis, the AWS SDK, tfjs-node) stay outside the command's bundle; bullmq and ioredis, which every
 // distributed command loads, get a bundle of their own beside it (PACKAGE_BUNDLES), also run through the code cache,
 // and the rest is required from where it is installed.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +40,8 @@ function compiledTarget(name, subpath) {
 const BUNDLES = ['services/coordinator/dist/index.js', 'packages/runner/dist/child.js'];
 /** Packages a bundle requires from their installed location instead of containing them. */
 const OUTSIDE = /^(bullmq|ioredis|@aws-sdk\/[^/]+|@smithy\/[^/]+|@tensorflow\/tfjs-node(-gpu)?)$/;
+/** The CommonJS module function every bundle is written in (see wrapBundle). */
+const { WRAPPER } = createRequire(import.meta.url)('./cached-bundle.cjs');
 /**
  * Installed packages bundled on their own, for the bundles of `usedBy`: each such bundle requires them from
  * `<name>` + BUNDLE_SUFFIX (their CommonJS builds, as `require` loads them installed) instead of from where they are
@@ -120,8 +122,20 @@ async function bundle(build, entry) {
   return writeLoader(outfile, entry.replace(/\.js$/, BUNDLE_SUFFIX));
 }
 
+/**
+ * Wraps the bundle `outfile` in the CommonJS module function (cached-bundle.cjs's WRAPPER), so that a process compiles
+ * the file's text as it lies (mapped, not copied: see cached-bundle.cjs). Written aside and renamed, as the build
+ * never rewrites a file a running process may have mapped.
+ */
+function wrapBundle(outfile) {
+  const text = readFileSync(outfile, 'latin1');
+  writeFileSync(`${outfile}.tmp`, WRAPPER[0] + text + WRAPPER[1], 'latin1');
+  renameSync(`${outfile}.tmp`, outfile);
+}
+
 /** Writes `loader`, which runs the bundle `outfile` through V8's code cache (scripts/cached-bundle.cjs); returns its path. */
 function writeLoader(outfile, loader) {
+  wrapBundle(outfile);
   const runner = specifier(dirname(outfile), join(root, 'scripts', 'cached-bundle.cjs'));
   writeFileSync(
     loader,

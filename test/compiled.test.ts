@@ -7,7 +7,13 @@ import { BUNDLE_SUFFIX, compiledIsFresh, importEntry, sourceStamp, STAMP_FILE } 
 import { arrowFiles, cliAsync, REPO, sha256, tempDir, writeSpec } from './helpers.js';
 import { startRedis } from './services.js';
 
-const { cachePath, readSource } = createRequire(import.meta.url)('../scripts/cached-bundle.cjs') as { cachePath: (file: string) => string; readSource: (file: string) => string };
+const { cachePath, readSource, WRAPPER } = createRequire(import.meta.url)('../scripts/cached-bundle.cjs') as {
+  cachePath: (file: string) => string;
+  readSource: (file: string) => string;
+  WRAPPER: [string, string];
+};
+/** Whether the file-mapping binding is built (CI builds it: see packages/datasets/src/map-file.test.ts). */
+const MAPPING = existsSync(join(REPO, 'packages', 'datasets', 'native', 'build', 'trajlab_map_file.node'));
 
 /** A minimal workspace: one package with a source file, the compiler script, and a stamp of them. */
 function fixture(): { root: string; source: string } {
@@ -106,6 +112,42 @@ describe('compiled JavaScript (pnpm install compiles the TypeScript; the command
         expect(JSON.parse(out.stdout)).toEqual({ text, how });
       }
     }
+  });
+
+  it('a bundle written in its module wrapper is compiled from its mapped file, and gives the same exports read or mapped', () => {
+    if (process.env.CI) expect(MAPPING).toBe(true);
+    const dir = tempDir('trajlab-cache-');
+    const bundle = join(dir, 'w.bundle-code.cjs');
+    writeFileSync(bundle, `${WRAPPER[0]}exports.answer = 6 * 7;\nexports.where = __filename;\n${WRAPPER[1]}`);
+    const runner = join(REPO, 'scripts', 'cached-bundle.cjs');
+    const run = (env: NodeJS.ProcessEnv = {}) => {
+      const script = `const c = require(${JSON.stringify(runner)}); const m = c.runCached(${JSON.stringify(bundle)}); console.log(JSON.stringify({ answer: m.answer, where: m.where, how: c.lastRun(), source: c.lastSource() }));`;
+      const out = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, ...env } });
+      expect(out.status, out.stderr).toBe(0);
+      return JSON.parse(out.stdout) as { answer: number; where: string; how: string; source: string };
+    };
+    const source = MAPPING ? 'mapped' : 'read';
+    expect(run()).toEqual({ answer: 42, where: bundle, how: 'written', source });
+    expect(run()).toEqual({ answer: 42, where: bundle, how: 'used', source });
+    expect(run({ TRAJLAB_MAP_FILES: 'off' })).toEqual({ answer: 42, where: bundle, how: 'used', source: 'read' });
+    expect(run({ TRAJLAB_CODE_CACHE: 'off' })).toEqual({ answer: 42, where: bundle, how: 'off', source });
+    // a bundle with other bytes than ASCII is read and decoded as UTF-8, mapping or not
+    writeFileSync(bundle, `${WRAPPER[0]}exports.answer = 'caf\u00e9';\n${WRAPPER[1]}`, 'utf8');
+    expect(run()).toMatchObject({ answer: 'caf\u00e9', source: 'read' });
+  });
+
+  it('the built bundles are written in their module wrapper, and the compiled command compiles its bundle from the mapped file', () => {
+    if (!compiledIsFresh(REPO)) return expect(process.env.CI).toBeFalsy();
+    for (const name of ['services/coordinator/dist/index.bundle-code.cjs', 'packages/runner/dist/child.bundle-code.cjs', 'services/coordinator/dist/queue-packages.bundle-code.cjs']) {
+      const text = readFileSync(join(REPO, name), 'latin1');
+      expect(text.startsWith(WRAPPER[0]) && text.endsWith(WRAPPER[1]), name).toBe(true);
+    }
+    // how the command's own bundle was loaded, printed as the process exits (the loader is the one in require.cache)
+    const probe = join(tempDir('trajlab-probe-'), 'source.cjs');
+    writeFileSync(probe, `process.on('exit', () => require('node:fs').writeSync(2, '\\n@@source ' + require(${JSON.stringify(join(REPO, 'scripts', 'cached-bundle.cjs'))}).lastSource() + '\\n'));\n`);
+    const out = spawnSync(process.execPath, ['--require', probe, join(REPO, 'services', 'coordinator', 'bin', 'trajlab.mjs'), '--help'], { encoding: 'utf8' });
+    expect(out.status, out.stderr).toBe(0);
+    expect(/@@source (\S+)/.exec(out.stderr)?.[1]).toBe(MAPPING ? 'mapped' : 'read');
   });
 
   it('the distributed commands load bullmq and ioredis from their own bundle, not from their installed files', async () => {

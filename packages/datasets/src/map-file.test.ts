@@ -5,13 +5,16 @@ import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { decodedCopyPath, POINTS_ALIGNMENT, readDecodedHeader, readDecodedPoints } from './idx-cache.js';
 import { loadIdxFile } from './idx.js';
-import { fileMapper, nativeChecksum } from './map-file.js';
+import { createRequire } from 'node:module';
+import { fileMapper, MAP_FILE_BINDING_PATH, nativeChecksum } from './map-file.js';
 
 // CI has a C compiler and Node's headers at `pnpm install`, so there the binding must exist; on a machine without them
 // the mapping tests are skipped and decoded copies are read.
 const mapper = fileMapper();
 const checksum = nativeChecksum();
 if (process.env.CI && !(mapper && checksum)) throw new Error('CI expects the file-mapping binding (packages/datasets/native/build/trajlab_map_file.node)');
+/** The binding's mapAscii (used by scripts/cached-bundle.cjs for the JavaScript bundles), where it is built. */
+const mapAscii = mapper ? (createRequire(import.meta.url)(MAP_FILE_BINDING_PATH) as { mapAscii: (path: string) => string | null }).mapAscii : null;
 
 /** An IDX file of `n` float32 vectors of `dim` values (big-endian, as IDX stores them), gzipped, in a fresh directory. */
 function idxFile(n: number, dim: number) {
@@ -120,6 +123,31 @@ describe.skipIf(!mapper)('mapped decoded copies', () => {
       expect(xxh64(flipped)).not.toBe(base);
     }
     expect(() => xxh64(new ArrayBuffer(8) as unknown as Uint8Array)).toThrow(/TypedArray/);
+  });
+
+  it.skipIf(!mapAscii)('map an ASCII file as a string over its pages, and give null for any other byte', () => {
+    const map = mapAscii!;
+    const dir = mkdtempSync(join(tmpdir(), 'map-ascii-'));
+    const file = join(dir, 'text.cjs');
+    // a length that is not a multiple of the eight bytes checked at a time, so the tail is checked too
+    const text = Array.from({ length: 40001 }, (_, i) => String.fromCharCode(32 + ((i * 7) % 95))).join('') + '\n';
+    writeFileSync(file, text, 'latin1');
+    const mapped = map(file)!;
+    expect(mapped).toBe(text);
+    for (const at of [0, 17, text.length - 1]) {
+      const bytes = Buffer.from(text, 'latin1');
+      bytes[at] = 0xc3;
+      writeFileSync(join(dir, 'other.cjs'), bytes);
+      expect(map(join(dir, 'other.cjs')), `byte ${at}`).toBeNull();
+    }
+    writeFileSync(join(dir, 'empty.cjs'), '');
+    expect(map(join(dir, 'empty.cjs'))).toBe('');
+    expect(() => map(join(dir, 'missing.cjs'))).toThrow(/cannot open .*missing\.cjs/);
+    // a file replaced by a rename (as the build writes bundles) leaves the string mapped before it unchanged
+    writeFileSync(join(dir, 'next.cjs'), 'x'.repeat(text.length), 'latin1');
+    renameSync(join(dir, 'next.cjs'), file);
+    expect(mapped).toBe(text);
+    expect(map(file)).toBe('x'.repeat(text.length));
   });
 
   it.skipIf(!checksum)('are checked by their XXH64 where the binding is, else by their sha256, and a wrong checksum is refused', () => {
