@@ -46,37 +46,56 @@ static napi_value throw_errno(napi_env env, const char *what, const char *path, 
   return NULL;
 }
 
-/* mapFile(path: string): ArrayBuffer over the whole file (private, copy-on-write). Throws on an empty file. */
-static napi_value map_file(napi_env env, napi_callback_info info) {
+/*
+ * Opens the file named by the callback's one argument, read-only: its descriptor in *fd and its size in *size.
+ * Returns false once it has thrown (usage, path, open or stat), naming the function `name` or the file.
+ */
+static bool open_path_arg(napi_env env, napi_callback_info info, const char *name, char path[MAX_PATH + 1], int *fd, size_t *size) {
   size_t argc = 1;
   napi_value argv[1];
+  char message[96];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) {
-    napi_throw_type_error(env, NULL, "usage: mapFile(path: string)");
-    return NULL;
+    snprintf(message, sizeof message, "usage: %s(path: string)", name);
+    napi_throw_type_error(env, NULL, message);
+    return false;
   }
-  char path[MAX_PATH + 1];
   size_t length = 0;
-  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &length) != napi_ok) {
-    napi_throw_type_error(env, NULL, "mapFile: path must be a string");
-    return NULL;
+  if (napi_get_value_string_utf8(env, argv[0], path, MAX_PATH + 1, &length) != napi_ok) {
+    snprintf(message, sizeof message, "%s: path must be a string", name);
+    napi_throw_type_error(env, NULL, message);
+    return false;
   }
   if (length >= MAX_PATH) {
-    napi_throw_range_error(env, NULL, "mapFile: path too long");
-    return NULL;
+    snprintf(message, sizeof message, "%s: path too long", name);
+    napi_throw_range_error(env, NULL, message);
+    return false;
   }
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return throw_errno(env, "cannot open", path, errno);
+  *fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (*fd < 0) {
+    throw_errno(env, "cannot open", path, errno);
+    return false;
+  }
   struct stat st;
-  if (fstat(fd, &st) != 0) {
+  if (fstat(*fd, &st) != 0) {
     int err = errno;
-    close(fd);
-    return throw_errno(env, "cannot stat", path, err);
+    close(*fd);
+    throw_errno(env, "cannot stat", path, err);
+    return false;
   }
-  if (st.st_size <= 0) {
+  *size = st.st_size > 0 ? (size_t)st.st_size : 0;
+  return true;
+}
+
+/* mapFile(path: string): ArrayBuffer over the whole file (private, copy-on-write). Throws on an empty file. */
+static napi_value map_file(napi_env env, napi_callback_info info) {
+  char path[MAX_PATH + 1];
+  int fd;
+  size_t size;
+  if (!open_path_arg(env, info, "mapFile", path, &fd, &size)) return NULL;
+  if (size == 0) {
     close(fd);
     return throw_errno(env, "cannot map", path, EINVAL);
   }
-  size_t size = (size_t)st.st_size;
   void *data = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   int err = errno;
   close(fd); /* the mapping keeps the file */
@@ -109,37 +128,16 @@ static bool all_ascii(const unsigned char *p, size_t size) {
  * Throws naming the file when it cannot be opened or mapped.
  */
 static napi_value map_ascii(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) {
-    napi_throw_type_error(env, NULL, "usage: mapAscii(path: string)");
-    return NULL;
-  }
   char path[MAX_PATH + 1];
-  size_t length = 0;
-  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &length) != napi_ok) {
-    napi_throw_type_error(env, NULL, "mapAscii: path must be a string");
-    return NULL;
-  }
-  if (length >= MAX_PATH) {
-    napi_throw_range_error(env, NULL, "mapAscii: path too long");
-    return NULL;
-  }
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return throw_errno(env, "cannot open", path, errno);
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "cannot stat", path, err);
-  }
+  int fd;
+  size_t size;
+  if (!open_path_arg(env, info, "mapAscii", path, &fd, &size)) return NULL;
   napi_value out;
-  if (st.st_size <= 0) {
+  if (size == 0) {
     close(fd);
     if (napi_create_string_latin1(env, "", 0, &out) != napi_ok) return NULL;
     return out;
   }
-  size_t size = (size_t)st.st_size;
   char *data = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
   int err = errno;
   close(fd); /* the mapping keeps the file */
