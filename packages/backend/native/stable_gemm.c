@@ -301,6 +301,52 @@ static void *run_core(void *arg) {
 /* Products smaller than this (multiply-adds) run on one thread: starting threads would cost more than they save. */
 #define MIN_WORK_PER_THREAD (1L << 20)
 
+/*
+ * Helper threads kept for the process: a product split over threads hands its tasks to them instead of starting and
+ * joining threads of its own (~40 products per denoiser evaluation; starting threads cost more than the work on VMs
+ * where system calls are slow). Idle helpers sleep on a condition variable. One product at a time uses them
+ * (dispatch), whichever JavaScript thread calls; the calling thread runs the first task and any a helper has not taken.
+ */
+static struct {
+  pthread_mutex_t dispatch; /* held for a whole split product */
+  pthread_mutex_t mu;       /* guards the fields below */
+  pthread_cond_t work;      /* tasks were posted */
+  pthread_cond_t done;      /* the last posted task finished */
+  core_task *tasks;
+  int next, count, pending, helpers;
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, 0};
+
+/* Takes posted tasks until there are none (with pool.mu held; returns with it held). */
+static void pool_drain(void) {
+  while (pool.next < pool.count) {
+    core_task *t = &pool.tasks[pool.next++];
+    pthread_mutex_unlock(&pool.mu);
+    run_core(t);
+    pthread_mutex_lock(&pool.mu);
+    if (--pool.pending == 0) pthread_cond_signal(&pool.done);
+  }
+}
+
+static void *pool_helper(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&pool.mu);
+  for (;;) {
+    while (pool.next >= pool.count) pthread_cond_wait(&pool.work, &pool.mu);
+    pool_drain();
+  }
+  return NULL;
+}
+
+/* Starts helpers until there are `wanted` (with pool.mu held); fewer if a thread cannot be started. */
+static void pool_grow(int wanted) {
+  while (pool.helpers < wanted) {
+    pthread_t id;
+    if (pthread_create(&id, NULL, pool_helper, NULL) != 0) return;
+    pthread_detach(id);
+    pool.helpers++;
+  }
+}
+
 /* The core loop over threads: each one owns whole blocks of C (rows or columns), so no chain is ever split. */
 static int gemm_core(gemm_isa isa, int m, int n, int k, const float *l, ptrdiff_t lr, ptrdiff_t lc, const float *r, ptrdiff_t ldr, float *c, ptrdiff_t ldc, bool accumulate, int threads) {
   core_task base = {choose_tile(isa, m, n), m, n, k, l, lr, lc, r, ldr, c, ldc, accumulate, m > n, 0, 0, 0};
@@ -312,8 +358,6 @@ static int gemm_core(gemm_isa isa, int m, int n, int k, const float *l, ptrdiff_
   while (count > 1 && work / count < MIN_WORK_PER_THREAD) count--;
   core_task tasks[256];
   if (count > 256) count = 256;
-  pthread_t ids[256];
-  bool spawned[256] = {false};
   for (int t = 0; t < count; t++) {
     tasks[t] = base;
     tasks[t].begin = (int)((long)blocks * t / count) * block;
@@ -321,17 +365,31 @@ static int gemm_core(gemm_isa isa, int m, int n, int k, const float *l, ptrdiff_
     int limit = base.rows_outer ? m : n;
     tasks[t].end = end < limit ? end : limit;
   }
-  /* task 0 runs on this thread, the others on new ones (or here as well, should a thread fail to start) */
-  for (int t = 1; t < count; t++) {
-    spawned[t] = pthread_create(&ids[t], NULL, run_core, &tasks[t]) == 0;
-    if (!spawned[t]) run_core(&tasks[t]);
+  if (count == 1) {
+    run_core(&tasks[0]);
+    return tasks[0].status;
   }
+  /* tasks 1.. go to the helpers (the caller takes those no helper has), task 0 runs here */
+  pthread_mutex_lock(&pool.dispatch);
+  pthread_mutex_lock(&pool.mu);
+  pool_grow(count - 1);
+  pool.tasks = tasks;
+  pool.next = 1;
+  pool.count = count;
+  pool.pending = count - 1;
+  pthread_cond_broadcast(&pool.work);
+  pthread_mutex_unlock(&pool.mu);
   run_core(&tasks[0]);
-  int status = tasks[0].status;
-  for (int t = 1; t < count; t++) {
-    if (spawned[t]) pthread_join(ids[t], NULL);
+  pthread_mutex_lock(&pool.mu);
+  pool_drain();
+  while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
+  pool.tasks = NULL;
+  pool.next = pool.count = 0;
+  pthread_mutex_unlock(&pool.mu);
+  pthread_mutex_unlock(&pool.dispatch);
+  int status = 0;
+  for (int t = 0; t < count; t++)
     if (tasks[t].status) status = tasks[t].status;
-  }
   return status;
 }
 
