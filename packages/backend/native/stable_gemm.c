@@ -18,6 +18,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -313,7 +314,8 @@ static struct {
   pthread_cond_t work;      /* tasks were posted */
   pthread_cond_t done;      /* the last posted task finished */
   core_task *tasks;
-  int next, count, pending, helpers;
+  int next, count, helpers;
+  atomic_int pending; /* posted tasks not finished (read without the lock while spinning) */
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, 0};
 
 /* Takes posted tasks until there are none (with pool.mu held; returns with it held). */
@@ -323,16 +325,37 @@ static void pool_drain(void) {
     pthread_mutex_unlock(&pool.mu);
     run_core(t);
     pthread_mutex_lock(&pool.mu);
-    if (--pool.pending == 0) pthread_cond_signal(&pool.done);
+    if (atomic_fetch_sub(&pool.pending, 1) == 1) pthread_cond_signal(&pool.done);
   }
+}
+
+/* Split products posted so far (read without the lock by helpers waiting for the next one). */
+static atomic_uint pool_posted;
+
+/*
+ * Pauses a helper spins through (~0.1-0.3 ms) waiting for the next product before it sleeps, and the caller waiting for
+ * the helpers before it sleeps: an evaluation's products follow one another within tens of microseconds, and waking a
+ * sleeping thread is a system call on each side (~50 us on a VM where they are slow). Spinning costs CPU only while
+ * products follow each other, which is when the helpers have work.
+ */
+#define POOL_SPIN 20000
+
+static inline void cpu_relax(void) {
+#if GEMM_X86
+  _mm_pause();
+#endif
 }
 
 static void *pool_helper(void *arg) {
   (void)arg;
   pthread_mutex_lock(&pool.mu);
   for (;;) {
-    while (pool.next >= pool.count) pthread_cond_wait(&pool.work, &pool.mu);
     pool_drain();
+    unsigned seen = atomic_load(&pool_posted);
+    pthread_mutex_unlock(&pool.mu);
+    for (int i = 0; i < POOL_SPIN && atomic_load_explicit(&pool_posted, memory_order_relaxed) == seen; i++) cpu_relax();
+    pthread_mutex_lock(&pool.mu);
+    while (pool.next >= pool.count && atomic_load(&pool_posted) == seen) pthread_cond_wait(&pool.work, &pool.mu);
   }
   return NULL;
 }
@@ -376,13 +399,17 @@ static int gemm_core(gemm_isa isa, int m, int n, int k, const float *l, ptrdiff_
   pool.tasks = tasks;
   pool.next = 1;
   pool.count = count;
-  pool.pending = count - 1;
+  atomic_store(&pool.pending, count - 1);
+  atomic_fetch_add(&pool_posted, 1);
   pthread_cond_broadcast(&pool.work);
   pthread_mutex_unlock(&pool.mu);
   run_core(&tasks[0]);
   pthread_mutex_lock(&pool.mu);
   pool_drain();
-  while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.mu);
+  pthread_mutex_unlock(&pool.mu);
+  for (int i = 0; i < POOL_SPIN && atomic_load_explicit(&pool.pending, memory_order_acquire) > 0; i++) cpu_relax();
+  pthread_mutex_lock(&pool.mu);
+  while (atomic_load(&pool.pending) > 0) pthread_cond_wait(&pool.done, &pool.mu);
   pool.tasks = NULL;
   pool.next = pool.count = 0;
   pthread_mutex_unlock(&pool.mu);
