@@ -299,7 +299,7 @@ static void *run_core(void *arg) {
   return NULL;
 }
 
-/* Products smaller than this (multiply-adds) run on one thread: starting threads would cost more than they save. */
+/* Products smaller than this (multiply-adds) run on one thread: handing them to the helpers would cost more than it saves. */
 #define MIN_WORK_PER_THREAD (1L << 20)
 
 /*

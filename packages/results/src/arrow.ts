@@ -87,26 +87,16 @@ interface Validity {
   nullCount: number;
 }
 
-// The bitmaps are built by one loop per kind of input rather than one loop calling a predicate made per column: V8
-// compiles such a closure again for every column of every file once the previous one is garbage.
-
-/** Rows whose `valid` byte is not 0 hold values. */
-function bitmapOfFlags(rows: number, valid: Uint8Array): Validity {
+/**
+ * The validity bitmap of `rows` rows: where `valid` is given, rows whose flag is not 0 hold values; else rows whose
+ * value is not NaN. One loop with both tests rather than a predicate made per column, which V8 would compile again
+ * for every column of every file once the previous one is garbage.
+ */
+function bitmapOf(rows: number, valid: Uint8Array | undefined, values: ArrayLike<number>): Validity {
   const nullBitmap = new Uint8Array(Math.ceil(rows / 8) || 1);
   let nullCount = 0;
   for (let i = 0; i < rows; i++) {
-    if (valid[i] !== 0) nullBitmap[i >> 3] = nullBitmap[i >> 3]! | (1 << (i & 7));
-    else nullCount++;
-  }
-  return { nullBitmap, nullCount };
-}
-
-/** Rows whose value is not NaN hold values. */
-function bitmapOfNumbers(rows: number, values: Float32Array | Float64Array): Validity {
-  const nullBitmap = new Uint8Array(Math.ceil(rows / 8) || 1);
-  let nullCount = 0;
-  for (let i = 0; i < rows; i++) {
-    if (!Number.isNaN(values[i]!)) nullBitmap[i >> 3] = nullBitmap[i >> 3]! | (1 << (i & 7));
+    if (valid ? valid[i] !== 0 : !Number.isNaN(values[i]!)) nullBitmap[i >> 3] = nullBitmap[i >> 3]! | (1 << (i & 7));
     else nullCount++;
   }
   return { nullBitmap, nullCount };
@@ -136,7 +126,7 @@ function columnData(def: ColumnDef, type: DataType, rows: number, dim: number, c
   const values = col.values as Int32Array | Float32Array | Float64Array;
   const width = def.kind === 'vec32' ? dim : 1;
   if (values.length !== rows * width) throw new Error(`column '${def.name}' has ${values.length} values, expected ${rows * width}`);
-  const validity = valid ? bitmapOfFlags(rows, valid) : def.kind === 'float32' || def.kind === 'float64' ? bitmapOfNumbers(rows, values as Float32Array | Float64Array) : null;
+  const validity = valid || def.kind === 'float32' || def.kind === 'float64' ? bitmapOf(rows, valid, values) : null;
   const nullCount = validity?.nullCount ?? 0;
   if (nullCount > 0 && !def.nullable) throw new Error(`column '${def.name}' is not nullable but has ${nullCount} null value(s)`);
   const nulls = validity && nullCount > 0 ? { nullBitmap: validity.nullBitmap, nullCount } : { nullCount: 0 };

@@ -78,7 +78,6 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   let finalLogits: ChunkLogits[] | null = null;
   let finalDenoised: tf.Tensor2D | null = null;
 
-  const store = (target: Float32Array, host: Float32Array, i: number) => storePoint(target, host, B, P, dim, i);
   const checkFinite = (host: Float32Array, i: number, sigma: number, what: string) => {
     const j = firstNonFinite(host);
     if (j >= 0) throw new NumericalError(config.configId, shard.first + Math.floor(j / dim), i, sigma, what);
@@ -87,7 +86,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   const observe = async (e: StepEvent) => {
     const xHost = new Float32Array(e.x.dataSync()); // a copy (the typed-array constructor copies ~30x faster than .from)
     checkFinite(xHost, e.i, e.sigma, 'x');
-    store(xs, xHost, e.i);
+    storePoint(xs, xHost, B, P, dim, e.i);
     sigmaAt[e.i] = e.sigma;
     // With AFS the solver's first "evaluation" is analytic: it is neither counted nor reported as D(x_0).
     nfeAt[e.i] = config.afs && e.i > 0 ? e.nfe - 1 : e.nfe;
@@ -107,7 +106,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     if (denoised && e.sigma > 0) {
       dHost = new Float32Array(denoised.dataSync());
       checkFinite(dHost, e.i, e.sigma, 'D(x)');
-      store(ds, dHost, e.i);
+      storePoint(ds, dHost, B, P, dim, e.i);
       hasD[e.i] = 1;
     }
     // The optimal denoiser's own logits at (x_i, t_i), when its latest evaluation was exactly that: reused below.
