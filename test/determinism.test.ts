@@ -33,7 +33,9 @@ const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('
 
 describe('determinism', () => {
   it('shardSize 4 and 16 give identical sample, step and state rows', async () => {
-    const a = await runSpec({ ...base, shardSize: 4 });
+    // shard by shard (TRAJLAB_SHARD_BATCH=off), so that the denoiser sees 4 rows at a time against 16
+    process.env.TRAJLAB_SHARD_BATCH = 'off';
+    const a = await runSpec({ ...base, shardSize: 4 }).finally(() => delete process.env.TRAJLAB_SHARD_BATCH);
     const b = await runSpec({ ...base, shardSize: 16 });
     expect(readdirSync(join(a.studyDir, 'shards/heun-polynomial-rho7-s6')).filter((f) => f.endsWith('.samples.arrow'))).toHaveLength(4);
     for (const configId of ['heun-polynomial-rho7-s6', 'dpm-solver-2-logsnr-s5']) {
@@ -124,6 +126,10 @@ describe.skipIf(!existsSync(FMNIST) && !process.env.CI)('determinism of the opti
     const files = arrowFiles(join(dir, 'one', id));
     expect(files.length).toBeGreaterThan(8);
     for (const f of files) expect(sha(join(dir, 'two', id, f)), f).toBe(sha(join(dir, 'one', id, f)));
+    // the runs above compute the 4 shards as one batch of 12 rows (TRAJLAB_SHARD_BATCH); shard by shard, the same bytes
+    const single = await cliAsync(['run', path, '--out', join(dir, 'single'), '--workers', '1', '--quiet'], { env: { ...process.env, TRAJLAB_SHARD_BATCH: 'off' } });
+    expect(single.status, single.stderr).toBe(0);
+    for (const f of files) expect(sha(join(dir, 'single', id, f)), `shard by shard: ${f}`).toBe(sha(join(dir, 'one', id, f)));
     // every instruction set computes the same fma chains, whatever the thread count: the portable C path (and AVX2
     // where the default is AVX-512), with 2 threads per product, write the same bytes
     const best = /native row-stable sgemm \((\w+)\)/.exec(one.stderr)?.[1];

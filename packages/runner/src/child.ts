@@ -1,12 +1,12 @@
 /**
  * A shard process of `trajlab run --workers N`: resolves the study itself, builds its device state once, then runs the
- * shards its parent sends over IPC with the same executeShard as everything else.
+ * batches of shards its parent sends over IPC with the same executeShards as everything else.
  */
 import { backendFromEnv, initBackend } from '@trajlab/backend';
 import { sharedStore } from '@trajlab/storage';
 import { planStudy, prefetchSpecFile, resolveStudyFile } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
-import { executeShard } from './execute.js';
+import { executeShards } from './execute.js';
 import type { ChildMessage, ParentMessage } from './pool.js';
 
 let ctx: StudyContext | null = null;
@@ -28,22 +28,23 @@ async function handle(raw: Exclude<ParentMessage, { type: 'exit' }>): Promise<vo
       send({ type: 'ready' });
     } else {
       const config = ctx!.plan.configs.find((c) => c.configId === raw.configId)!;
-      const shard = config.shards.find((s) => s.name === raw.shard)!;
+      const shards = raw.shards.map((name) => config.shards.find((s) => s.name === name)!);
       if (raw.sigmas) config.sigmas = raw.sigmas; // GITS: computed once by the parent
+      const first = raw.shards[0]!;
       let last = 0;
-      const res = await executeShard(ctx!, sharedStore(out), config, shard, {
+      const res = await executeShards(ctx!, sharedStore(out), config, shards, {
         onPoint: (done, total) => {
           const now = Date.now();
           if (now - last > 100 || done === total) {
             last = now;
-            send({ type: 'progress', configId: raw.configId, shard: raw.shard, fraction: done / total });
+            send({ type: 'progress', configId: raw.configId, shard: first, fraction: done / total });
           }
         },
       });
-      send({ type: 'done', configId: raw.configId, shard: raw.shard, reused: res.reused });
+      send({ type: 'done', configId: raw.configId, shard: first, reused: res.map((r) => r.reused) });
     }
   } catch (err) {
-    const which = raw.type === 'shard' ? { configId: raw.configId, shard: raw.shard } : {};
+    const which = raw.type === 'shards' ? { configId: raw.configId, shard: raw.shards[0] } : {};
     send({ type: 'error', message: err instanceof Error ? err.message : String(err), name: err instanceof Error ? err.name : 'Error', ...which });
   }
 }

@@ -4,7 +4,8 @@ import { dispatchOrder, planStudy, prefetchSpecFile, resolveStudyFile, studyKeys
 import { createContext, type StudyContext } from './context.js';
 import { aggregateFinishedStudy, EarlyFolds } from './early-folds.js';
 import { writeReport } from '@trajlab/report';
-import { executeShard } from './execute.js';
+import { shardsPerBatch } from './batching.js';
+import { executeShards } from './execute.js';
 import { computeGitsSchedules, type GitsRecord } from './gits.js';
 import { runShards, ShardProcesses, type ShardWork } from './pool.js';
 import { studyJson } from './study-json.js';
@@ -90,6 +91,8 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
 /** The embedded run proper, with this process and the already started shard processes (if any). */
 async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data: LoadedData }, plan: StudyPlan, processes: ShardProcesses | null, started: number): Promise<RunResult> {
   const { study, data } = resolved;
+  // shards computed together as one batch of the denoiser (TRAJLAB_SHARD_BATCH checked before anything is written)
+  const batchSize = shardsPerBatch(study, plan);
   const store = openStore(opts.out);
   const log = opts.log ?? (() => {});
   const backend = activeBackend();
@@ -133,7 +136,10 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
       ctx ??= await createContext(study, data, plan);
       const localCtx = ctx;
       const work = order.flatMap(([, config]) => config.shards.map((shard) => ({ config, shard })));
-      const local = { run: async (w: ShardWork, onProgress: (f: number) => void) => (await executeShard(localCtx, store, w.config, w.shard, { onPoint: (i, n) => onProgress(i / n) })).reused };
+      const local = {
+        run: async (batch: ShardWork[], onProgress: (f: number) => void) =>
+          (await executeShards(localCtx, store, batch[0]!.config, batch.map((w) => w.shard), { onPoint: (i, n) => onProgress(i / n) })).map((r) => r.reused),
+      };
       await runShards(
         local,
         processes,
@@ -146,16 +152,22 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
           progressOf(indexOf.get(config)!, config, shard, 1);
           early!.shardDone(study.studyId, config.configId, shard.name, opts.out);
         },
+        batchSize,
       );
     } else {
       for (const [ci, config] of order) {
-        for (const shard of config.shards) {
+        for (let k = 0; k < config.shards.length; k += batchSize) {
+          const batch = config.shards.slice(k, k + batchSize);
           ctx ??= await createContext(study, data, plan);
-          const res = await executeShard(ctx, store, config, shard, { onPoint: (i, n) => progressOf(ci, config, shard, i / n) });
-          if (res.reused) reused++;
-          else computed++;
-          done += shard.count;
-          progressOf(ci, config, shard, 1);
+          // progress is told of the batch's first shard while it computes, then of each shard as done
+          const first = batch[0]!;
+          const res = await executeShards(ctx, store, config, batch, { onPoint: (i, n) => progressOf(ci, config, first, i / n) });
+          batch.forEach((shard, j) => {
+            if (res[j]!.reused) reused++;
+            else computed++;
+            done += shard.count;
+            progressOf(ci, config, shard, 1);
+          });
         }
       }
     }

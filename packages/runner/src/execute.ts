@@ -1,7 +1,7 @@
 import { RememberingStore, type ObjectStore } from '@trajlab/storage';
 import { sha256Hex, studyKeys, type PlannedConfig, type ShardPlan } from '@trajlab/study';
 import type { StudyContext } from './context.js';
-import { runShard, type ShardOutput } from './shard.js';
+import { runShard, runShardBatch, type ShardOutput } from './shard.js';
 import { readIpcFile } from '@trajlab/results';
 
 /** The manifest written after a shard's files: object keys, row counts and sha256 of each file. */
@@ -162,47 +162,99 @@ export interface ExecuteShardOptions {
  * same bytes), runs the shard and writes it. Shared by the embedded run and the workers.
  */
 export async function executeShard(ctx: StudyContext, store: ObjectStore, config: PlannedConfig, shard: ShardPlan, opts: ExecuteShardOptions = {}): Promise<ShardExecution> {
+  return (await executeShards(ctx, store, config, [shard], opts))[0]!;
+}
+
+/**
+ * executeShard for several shards of one config at once: those without complete files are computed as one batch
+ * (runShardBatch; shard by shard with certified pruning, whose counts each manifest keeps for its own shard) and each
+ * is written as it would be alone. Resolves with each shard's execution, in the order given. `onPoint` counts the
+ * batch's points.
+ */
+export async function executeShards(ctx: StudyContext, store: ObjectStore, config: PlannedConfig, shards: readonly ShardPlan[], opts: ExecuteShardOptions = {}): Promise<ShardExecution[]> {
   const studyId = ctx.study.studyId;
-  const existing = opts.checked ? null : await existingShard(store, studyId, config, shard);
-  if (existing) return { manifest: existing, reused: true, computedReference: false };
+  const existing = await Promise.all(shards.map((shard) => (opts.checked ? null : existingShard(store, studyId, config, shard))));
+  const missing = shards.filter((_, i) => !existing[i]);
+  const executions: (ShardExecution | null)[] = existing.map((manifest) => (manifest ? { manifest, reused: true, computedReference: false } : null));
+  if (missing.length === 0) return executions as ShardExecution[];
   const exclusive = opts.exclusive ?? ((compute) => compute());
   const computed = await exclusive(async () => {
-    const reference = ctx.plan.configs.find((c) => c.role === 'reference');
-    let referenceFinals: Float32Array | undefined;
     let computedReference = false;
-    if (reference && reference !== config) {
-      const refShard = reference.shards.find((s) => s.first === shard.first && s.count === shard.count);
-      if (!refShard) throw new Error(`no reference shard covers samples ${shard.first}..${shard.first + shard.count - 1}`);
-      const finalsKey = studyKeys.shard(studyId, reference.configId, refShard.name, 'samples');
-      const location = store.locate(finalsKey);
-      referenceFinals = verifiedFinals.get(location);
-      if (!referenceFinals) {
-        // not kept here (a reference shard this process computed is, so this waits only for one whose finals were
-        // dropped since): its upload by this process, if under way, settles first
-        await opts.writes?.settled(studyKeys.manifest(studyId, reference.configId, refShard.name));
-        // the reference's samples file, read to check its hash, is read again for its final samples: from memory
-        const refStore = new RememberingStore(store, { keep: (key) => key === finalsKey });
-        if (!(await existingShard(refStore, studyId, reference, refShard))) {
-          await writeShard(refStore, studyId, reference, refShard, await runShard(ctx, reference, refShard));
-          computedReference = true;
-        }
-        referenceFinals = await readFinals(refStore, finalsKey);
-        verifiedFinals.set(location, referenceFinals);
-      }
+    const finals: Float32Array[] = [];
+    for (const shard of missing) {
+      const ref = await referenceFinalsOf(ctx, store, config, shard, opts.writes);
+      computedReference ||= ref.computed;
+      if (ref.finals) finals.push(ref.finals);
     }
-    const stats = ctx.trainingSet?.pruning ? { ...ctx.trainingSet.pruningStats } : null;
-    const out = await runShard(ctx, config, shard, { referenceFinals, onPoint: opts.onPoint });
-    const after = ctx.trainingSet?.pruningStats;
-    const pruning = stats && after ? { rows: after.rows - stats.rows, pointsKept: after.pointsKept - stats.pointsKept, pointsTotal: after.pointsTotal - stats.pointsTotal } : undefined;
-    return { out, pruning, computedReference };
+    const referenceFinals = finals.length === 0 ? undefined : finals.length === 1 ? finals[0] : concatRows(finals);
+    const pruned = ctx.trainingSet?.pruning ?? false;
+    if (!pruned) return { outs: await runShardBatch(ctx, config, missing, { referenceFinals, onPoint: opts.onPoint }), pruning: missing.map(() => undefined), computedReference };
+    // with pruning, one shard at a time: each manifest counts the points kept for its own shard
+    const outs: ShardOutput[] = [];
+    const pruning: ShardManifest['pruning'][] = [];
+    const dim = ctx.dataset.dim;
+    const points = missing.reduce((n, s) => n + s.count, 0) * config.points;
+    for (let i = 0, row = 0, pointsDone = 0; i < missing.length; row += missing[i]!.count, pointsDone += missing[i]!.count * config.points, i++) {
+      const shard = missing[i]!;
+      const stats = { ...ctx.trainingSet!.pruningStats };
+      const offset = pointsDone;
+      const onPoint = missing.length === 1 ? opts.onPoint : opts.onPoint && ((done: number) => opts.onPoint!(offset + done * shard.count, points));
+      outs.push((await runShardBatch(ctx, config, [shard], { referenceFinals: referenceFinals?.subarray(row * dim, (row + shard.count) * dim), onPoint }))[0]!);
+      const after = ctx.trainingSet!.pruningStats;
+      pruning.push({ rows: after.rows - stats.rows, pointsKept: after.pointsKept - stats.pointsKept, pointsTotal: after.pointsTotal - stats.pointsTotal });
+    }
+    return { outs, pruning, computedReference };
   });
-  // a reference shard's finals, for the other configs' shards over the same samples in this process
-  if (config.role === 'reference') {
-    const location = store.locate(studyKeys.shard(studyId, config.configId, shard.name, 'samples'));
-    verifiedFinals.set(location, finalsOf(computed.out.samples, location));
+  const writes = missing.map((shard, i) => {
+    const out = computed.outs[i]!;
+    // a reference shard's finals, for the other configs' shards over the same samples in this process
+    if (config.role === 'reference') {
+      const location = store.locate(studyKeys.shard(studyId, config.configId, shard.name, 'samples'));
+      verifiedFinals.set(location, finalsOf(out.samples, location));
+    }
+    // the upload runs outside the lock: the next shard computes meanwhile
+    const write = writeShard(store, studyId, config, shard, out, computed.pruning[i]);
+    opts.writes?.track(studyKeys.manifest(studyId, config.configId, shard.name), write);
+    return write;
+  });
+  const manifests = await Promise.all(writes);
+  for (let i = 0, m = 0; i < shards.length; i++) if (!executions[i]) executions[i] = { manifest: manifests[m++]!, reused: false, computedReference: computed.computedReference };
+  return executions as ShardExecution[];
+}
+
+/**
+ * The final samples of the reference config's shard over the same samples as `shard`, for a non-reference config of a
+ * study that has one (else none): kept in memory, or read from its complete files, or computed and written first when
+ * it has none (`computed`).
+ */
+async function referenceFinalsOf(ctx: StudyContext, store: ObjectStore, config: PlannedConfig, shard: ShardPlan, writes: ShardWrites | undefined): Promise<{ finals?: Float32Array; computed: boolean }> {
+  const studyId = ctx.study.studyId;
+  const reference = ctx.plan.configs.find((c) => c.role === 'reference');
+  if (!reference || reference === config) return { computed: false };
+  const refShard = reference.shards.find((s) => s.first === shard.first && s.count === shard.count);
+  if (!refShard) throw new Error(`no reference shard covers samples ${shard.first}..${shard.first + shard.count - 1}`);
+  const finalsKey = studyKeys.shard(studyId, reference.configId, refShard.name, 'samples');
+  const location = store.locate(finalsKey);
+  const kept = verifiedFinals.get(location);
+  if (kept) return { finals: kept, computed: false };
+  // not kept here (a reference shard this process computed is, so this waits only for one whose finals were dropped
+  // since): its upload by this process, if under way, settles first
+  await writes?.settled(studyKeys.manifest(studyId, reference.configId, refShard.name));
+  // the reference's samples file, read to check its hash, is read again for its final samples: from memory
+  const refStore = new RememberingStore(store, { keep: (key) => key === finalsKey });
+  let computed = false;
+  if (!(await existingShard(refStore, studyId, reference, refShard))) {
+    await writeShard(refStore, studyId, reference, refShard, await runShard(ctx, reference, refShard));
+    computed = true;
   }
-  // the upload runs outside the lock: the next shard computes meanwhile
-  const write = writeShard(store, studyId, config, shard, computed.out, computed.pruning);
-  opts.writes?.track(studyKeys.manifest(studyId, config.configId, shard.name), write);
-  return { manifest: await write, reused: false, computedReference: computed.computedReference };
+  const finals = await readFinals(refStore, finalsKey);
+  verifiedFinals.set(location, finals);
+  return { finals, computed };
+}
+
+/** Row-major blocks of rows, one after the other. */
+function concatRows(blocks: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(blocks.reduce((n, b) => n + b.length, 0));
+  for (let i = 0, at = 0; i < blocks.length; at += blocks[i]!.length, i++) out.set(blocks[i]!, at);
+  return out;
 }

@@ -7,5 +7,6 @@ export * from './embedded.js';
 export * from './execute.js';
 export * from './gits.js';
 export * from './pool.js';
+export * from './batching.js';
 export * from './warm-up.js';
 export * from './aggregation-warm-up.js';

@@ -22,10 +22,13 @@ export interface ShardWork {
   shard: ShardPlan;
 }
 
-/** Something that runs shards one at a time: this process, or a forked shard process. */
+/** Something that runs batches of shards one at a time: this process, or a forked shard process. */
 export interface ShardExecutor {
-  /** Runs one shard; resolves with whether it was reused from an earlier run. */
-  run(work: ShardWork, onProgress: (fraction: number) => void): Promise<boolean>;
+  /**
+   * Runs a batch: one or more shards of one config, in sample order (executeShards); resolves with whether each was
+   * reused from an earlier run.
+   */
+  run(batch: ShardWork[], onProgress: (fraction: number) => void): Promise<boolean[]>;
 }
 
 /** A started shard process as an executor, once it is ready (it has built its device state). */
@@ -34,16 +37,18 @@ function executorOf(started: StartedShardProcess): Promise<ShardExecutor> {
   return started.first.then((m) => {
     if (m.type !== 'ready') throw new ShardProcessError(m.type === 'error' ? m.name : 'Error', m.type === 'error' ? m.message : 'unexpected message');
     return {
-      run: (w, onProgress) =>
-        new Promise<boolean>((done, fail) => {
+      run: (batch, onProgress) =>
+        new Promise<boolean[]>((done, fail) => {
+          const w = batch[0]!;
           const onMessage = (msg: ChildMessage) => {
-            // the process may hold the next shard already: only this shard's messages are this call's
+            // the process may hold the next batch already: only this batch's messages (named by its first shard) are
+            // this call's
             if (msg.type !== 'ready' && msg.configId !== undefined && (msg.configId !== w.config.configId || msg.shard !== w.shard.name)) return;
             if (msg.type === 'progress') onProgress(msg.fraction);
             else if (msg.type === 'done') finish(() => done(msg.reused));
             else if (msg.type === 'error') finish(() => fail(new ShardProcessError(msg.name, msg.message)));
           };
-          const onExit = (code: number | null) => finish(() => fail(new Error(`shard process exited (${code}) during ${w.config.configId} ${w.shard.name}`)));
+          const onExit = (code: number | null) => finish(() => fail(new Error(`shard process exited (${code}) during ${w.config.configId} ${batch.map((b) => b.shard.name).join(', ')}`)));
           const finish = (f: () => void) => {
             child.off('message', onMessage);
             child.off('exit', onExit);
@@ -52,7 +57,7 @@ function executorOf(started: StartedShardProcess): Promise<ShardExecutor> {
           child.on('message', onMessage);
           child.on('exit', onExit);
           const sigmas = w.config.gits ? w.config.sigmas : undefined;
-          child.send({ type: 'shard', configId: w.config.configId, shard: w.shard.name, ...(sigmas ? { sigmas } : {}) } satisfies ParentMessage);
+          child.send({ type: 'shards', configId: w.config.configId, shards: batch.map((b) => b.shard.name), ...(sigmas ? { sigmas } : {}) } satisfies ParentMessage);
         }),
     };
   });
@@ -105,9 +110,16 @@ export class ShardProcesses {
  * ends when its queue is empty and no executor is busy, without waiting for processes still starting. The outputs are
  * the same bytes whoever runs a shard: every executor runs the same shard code.
  *
- * A forked process is given its next shard while it still runs one, as long as more shards wait than there are
+ * Executors take batches of up to `batchSize` consecutive shards of one config (shardsPerBatch). With several
+ * executors a batch is at most the shards waiting / (2 x executors), so that the last ones are handed out one by one
+ * and no executor is left with a long batch while the others are done.
+ *
+ * A forked process is given its next batch while it still runs one, as long as more shards wait than there are
  * executors: this process only reads its messages between its own steps, so a process that asked for work when done
- * would wait for it (~30 ms per shard); near the end each holds one at a time, so none is left with two to finish.
+ * would wait for it (~30 ms per batch); near the end each holds one at a time, so none is left with two to finish.
+ * `onProgress` hears of a batch's first shard; `onDone` of each shard of a batch once the batch is done.
+ *
+ * @param batchSize - the most shards a batch takes. @defaultValue 1 (shard by shard)
  */
 export async function runShards(
   local: ShardExecutor,
@@ -115,18 +127,19 @@ export async function runShards(
   work: ShardWork[],
   onProgress: (config: PlannedConfig, shard: ShardPlan, fraction: number) => void,
   onDone: (config: PlannedConfig, shard: ShardPlan, reused: boolean) => void,
+  batchSize = 1,
 ): Promise<void> {
   const phases = [work.filter((w) => w.config.role === 'reference'), work.filter((w) => w.config.role !== 'reference')].filter((p) => p.length);
+  const executorCount = 1 + processes.executors.length;
   for (const phase of phases) {
     const queue = [...phase];
     await new Promise<void>((resolve, reject) => {
       let error: unknown = null;
-      // shards handed to each executor and not finished yet
+      // batches handed to each executor and not finished yet
       const held = new Map<ShardExecutor, number>();
       const holding = (exec: ShardExecutor) => held.get(exec) ?? 0;
       const busy = () => [...held.values()].some((n) => n > 0);
-      const executorCount = 1 + processes.executors.length;
-      // on a failure, wait for this process's own shard to stop before rejecting (its caller then disposes the
+      // on a failure, wait for this process's own batch to stop before rejecting (its caller then disposes the
       // device state); forked processes are told to exit afterwards
       const settle = () => {
         if (error !== null && holding(local) === 0) reject(error);
@@ -134,19 +147,16 @@ export async function runShards(
       const pump = (exec: ShardExecutor) => {
         if (error !== null) return settle();
         const depth = exec !== local && queue.length > executorCount ? 2 : 1;
-        while (holding(exec) < depth) {
-          const w = queue.shift();
-          if (!w) break;
-          start(exec, w);
-        }
+        while (holding(exec) < depth && queue.length > 0) start(exec, takeBatch(queue, batchLimit(queue.length, executorCount, batchSize)));
         if (!busy()) resolve();
       };
-      const start = (exec: ShardExecutor, w: ShardWork) => {
+      const start = (exec: ShardExecutor, batch: ShardWork[]) => {
         held.set(exec, holding(exec) + 1);
-        exec.run(w, (f) => onProgress(w.config, w.shard, f)).then(
+        const first = batch[0]!;
+        exec.run(batch, (f) => onProgress(first.config, first.shard, f)).then(
           (reused) => {
             held.set(exec, holding(exec) - 1);
-            onDone(w.config, w.shard, reused);
+            batch.forEach((w, i) => onDone(w.config, w.shard, reused[i]!));
             pump(exec);
           },
           (err: unknown) => {
@@ -165,4 +175,17 @@ export async function runShards(
       }
     });
   }
+}
+
+/** The most shards the next batch may take when `waiting` shards wait for `executors` executors (see runShards). */
+export function batchLimit(waiting: number, executors: number, batchSize: number): number {
+  if (executors <= 1) return batchSize;
+  return Math.max(1, Math.min(batchSize, Math.floor(waiting / (2 * executors))));
+}
+
+/** Takes from the head of `queue` its first shard and up to `limit` - 1 more of the same config that follow it. */
+function takeBatch(queue: ShardWork[], limit: number): ShardWork[] {
+  let n = 1;
+  while (n < limit && n < queue.length && queue[n]!.config === queue[0]!.config) n++;
+  return queue.splice(0, n);
 }

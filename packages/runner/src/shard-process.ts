@@ -9,14 +9,19 @@ import { fileURLToPath } from 'node:url';
 
 export type ParentMessage =
   | { type: 'init'; specPath: string; out: string }
-  /** `sigmas`: the config's noise levels when the parent computed them (GITS), else absent. */
-  | { type: 'shard'; configId: string; shard: string; sigmas?: number[] }
+  /**
+   * Shards of one config to compute as one batch (runShardBatch), named in sample order; `sigmas`: the config's noise
+   * levels when the parent computed them (GITS), else absent.
+   */
+  | { type: 'shards'; configId: string; shards: string[]; sigmas?: number[] }
   | { type: 'exit' };
+/** Messages about a batch name its config and its first shard (`shard`). */
 export type ChildMessage =
   | { type: 'ready' }
   | { type: 'progress'; configId: string; shard: string; fraction: number }
-  | { type: 'done'; configId: string; shard: string; reused: boolean }
-  /** A failure; `configId` and `shard` name the shard it happened in (absent at start-up). */
+  /** `reused`: for each shard of the batch, whether its files were already complete. */
+  | { type: 'done'; configId: string; shard: string; reused: boolean[] }
+  /** A failure; `configId` and `shard` name the batch it happened in (absent at start-up). */
   | { type: 'error'; message: string; name: string; configId?: string; shard?: string };
 
 /** A shard process just started: its first message (`ready` or `error`) is caught whenever the caller looks. */

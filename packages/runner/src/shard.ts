@@ -31,11 +31,7 @@ export interface ShardOutput {
 /** Fraction of ||x_S|| under which a trajectory counts as having reached its final sample (x_reach_sigma, d_reach_sigma). */
 export const REACH_FRACTION = 0.1;
 
-/**
- * Runs one shard: integrates the PF-ODE for samples [first, first + count) of one config as a single batch, records
- * x_i and D(x_i; t_i) at every point through the solver's observer, then measures the trajectories on the host.
- * `onPoint` is called after each visited point (progress).
- */
+/** What a shard may be given besides its config and samples. */
 export interface ShardInputs {
   /** Final samples x_S of the reference config for the same sample ids, row-major [count, dim] (ODE-Jump, global error). */
   referenceFinals?: Float32Array;
@@ -53,14 +49,32 @@ export function configColumns(config: PlannedConfig, rows: number): Record<strin
   };
 }
 
+/**
+ * Runs one shard: integrates the PF-ODE for samples [first, first + count) of one config as a single batch, records
+ * x_i and D(x_i; t_i) at every point through the solver's observer, then measures the trajectories on the host.
+ * `onPoint` is called after each visited point (progress).
+ */
 export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: ShardPlan, inputs: ShardInputs = {}): Promise<ShardOutput> {
+  return (await runShardBatch(ctx, config, [shard], inputs))[0]!;
+}
+
+/**
+ * Runs several shards of one config as one batch (their samples' rows one after the other, in the order given) and
+ * returns each shard's tables, the same bytes as runShard gives each alone wherever the denoiser computes every row
+ * independently of the rows beside it (see shardsPerBatch). `referenceFinals` holds the batch's rows in that order.
+ */
+export async function runShardBatch(ctx: StudyContext, config: PlannedConfig, shards: readonly ShardPlan[], inputs: ShardInputs = {}): Promise<ShardOutput[]> {
   const { referenceFinals, onPoint } = inputs;
   if (config.sigmas.length !== config.steps + 1) throw new Error(`config ${config.configId} has no sigmas yet (gits schedules are computed at run start)`);
+  if (shards.length === 0) return [];
   const { spec } = ctx.study;
   const { dim } = ctx.dataset;
-  const B = shard.count;
+  const B = shards.reduce((rows, s) => rows + s.count, 0);
   const P = config.points;
   const S = config.steps;
+  // the sample id of each row of the batch
+  const sampleOfRow = new Int32Array(B);
+  for (let s = 0, r = 0; s < shards.length; s++) for (let k = 0; k < shards[s]!.count; k++) sampleOfRow[r++] = shards[s]!.first + k;
   const xs = new Float32Array(B * P * dim);
   const ds = new Float32Array(B * P * dim);
   const hasD = new Uint8Array(P);
@@ -80,7 +94,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
 
   const checkFinite = (host: Float32Array, i: number, sigma: number, what: string) => {
     const j = firstNonFinite(host);
-    if (j >= 0) throw new NumericalError(config.configId, shard.first + Math.floor(j / dim), i, sigma, what);
+    if (j >= 0) throw new NumericalError(config.configId, sampleOfRow[Math.floor(j / dim)]!, i, sigma, what);
   };
 
   const observe = async (e: StepEvent) => {
@@ -139,7 +153,7 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     await new Promise<void>((resolve) => setImmediate(resolve));
   };
 
-  const x0 = tf.tensor2d(initialNoiseBatch(spec.seed, shard.first, B, dim, config.sigmas[0]!), [B, dim]);
+  const x0 = tf.tensor2d(initialNoiseOf(spec.seed, shards, B, dim, config.sigmas[0]!), [B, dim]);
   const denoise = config.afs ? analyticFirstStep(ctx.denoiser.denoise) : ctx.denoiser.denoise;
   let xS: tf.Tensor2D | null = null;
   try {
@@ -207,63 +221,104 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
   const jumpErrRef = new Float32Array(rows).fill(Number.NaN);
   const finalErrRef = new Float64Array(B).fill(Number.NaN);
   if (referenceFinals) {
-    if (referenceFinals.length !== B * dim) throw new Error(`reference finals for shard ${shard.name} have ${referenceFinals.length} values, expected ${B * dim}`);
+    if (referenceFinals.length !== B * dim) throw new Error(`reference finals for shard ${shards.map((sh) => sh.name).join(', ')} have ${referenceFinals.length} values, expected ${B * dim}`);
     for (let r = 0; r < B; r++) {
       for (let i = 0; i < P; i++) if (hasD[i]) jumpErrRef[r * P + i] = distance(ds, (r * P + i) * dim, referenceFinals, r * dim, dim);
       finalErrRef[r] = distance(finals, r * dim, referenceFinals, r * dim, dim);
     }
   }
 
-  // ---- tables ----
+  // ---- tables, one set per shard ----
+  const measured: Measured = { xs, ds, hasD, sigmaAt, nfeAt, cols, sampleCols, scoreDev, kdeGain, jumpErrRef, finalErrRef, finals, nn, nnPoints: nn ? gatherRows(ts!.points, nn.index, dim) : null };
+  const outputs: ShardOutput[] = [];
+  for (let s = 0, r0 = 0; s < shards.length; r0 += shards[s]!.count, s++) outputs.push(shardTables(ctx, config, shards[s]!, r0, measured));
+  return outputs;
+}
+
+/** What runShardBatch measured over the whole batch, row by row (steps: [rows, P]; samples: [rows]; vectors: [rows, dim]). */
+interface Measured {
+  xs: Float32Array;
+  ds: Float32Array;
+  hasD: Uint8Array;
+  sigmaAt: Float64Array;
+  nfeAt: Int32Array;
+  cols: Record<'xNorm' | 'dNorm' | 'distXFinal' | 'distDFinal' | 'devX' | 'devD' | 'cosEpsFinal' | 'turnAngle', Float32Array>;
+  sampleCols: Record<'chord' | 'pathLength' | 'maxDevX' | 'maxDevRatio' | 'pca1' | 'pca2' | 'pca3' | 'xReach' | 'dReach' | 'minKde', Float64Array>;
+  scoreDev: Float64Array;
+  kdeGain: Float64Array;
+  jumpErrRef: Float32Array;
+  finalErrRef: Float64Array;
+  finals: Float32Array;
+  nn: { index: Int32Array; dist: Float64Array; dist2: Float64Array } | null;
+  /** The nearest training point of each row's x_S, [rows, dim]; null without nearest neighbours. */
+  nnPoints: Float32Array | null;
+}
+
+/** The `width` values of each of `count` rows from row `r0` of `a` (a view, no copy). */
+function rowsOf<T extends Float32Array | Float64Array | Int32Array>(a: T, r0: number, count: number, width = 1): T {
+  return a.subarray(r0 * width, (r0 + count) * width) as T;
+}
+
+/** The serialised tables of `shard`, whose samples are the batch's rows [r0, r0 + shard.count). */
+function shardTables(ctx: StudyContext, config: PlannedConfig, shard: ShardPlan, r0: number, m: Measured): ShardOutput {
+  const { dim } = ctx.dataset;
+  const P = config.points;
+  const B = shard.count;
+  const rows = B * P;
+  const perPoint = <T extends Float32Array | Float64Array>(a: T) => rowsOf(a, r0, B, P);
+  const perSample = <T extends Float32Array | Float64Array | Int32Array>(a: T) => rowsOf(a, r0, B);
+  const { cols, sampleCols, nn } = m;
   const extra = { 'trajlab.config_id': config.configId, 'trajlab.shard': shard.name, 'trajlab.sigmas': JSON.stringify(config.sigmas) };
   const meta = { ...ctx.meta, extra };
   const stepsTable = buildTable(STEPS_COLUMNS, makeSchema(STEPS_COLUMNS, dim, meta), rows, dim, {
     ...configColumns(config, rows),
     sample: { values: sampleIds(shard.first, B, P) },
     step: { values: stepIndices(B, P) },
-    sigma: { values: repeatRows(sigmaAt, B) },
-    nfe: { values: repeatRows(nfeAt, B) },
-    x_norm: { values: cols.xNorm },
-    d_norm: { values: cols.dNorm },
-    dist_x_final: { values: cols.distXFinal },
-    dist_d_final: { values: cols.distDFinal },
-    dev_x: { values: cols.devX },
-    dev_d: { values: cols.devD },
-    cos_eps_final: { values: cols.cosEpsFinal },
-    turn_angle: { values: cols.turnAngle },
-    score_dev: { values: new Float32Array(scoreDev) },
-    kde_gain: { values: kdeGain },
-    jump_err_ref: { values: jumpErrRef },
+    sigma: { values: repeatRows(m.sigmaAt, B) },
+    nfe: { values: repeatRows(m.nfeAt, B) },
+    x_norm: { values: perPoint(cols.xNorm) },
+    d_norm: { values: perPoint(cols.dNorm) },
+    dist_x_final: { values: perPoint(cols.distXFinal) },
+    dist_d_final: { values: perPoint(cols.distDFinal) },
+    dev_x: { values: perPoint(cols.devX) },
+    dev_d: { values: perPoint(cols.devD) },
+    cos_eps_final: { values: perPoint(cols.cosEpsFinal) },
+    turn_angle: { values: perPoint(cols.turnAngle) },
+    score_dev: { values: new Float32Array(perPoint(m.scoreDev)) },
+    kde_gain: { values: perPoint(m.kdeGain) },
+    jump_err_ref: { values: perPoint(m.jumpErrRef) },
   });
   const nnValid = new Uint8Array(B).fill(nn ? 1 : 0);
-  const nanIfNone = (a: Float64Array | undefined) => a ?? new Float64Array(B).fill(Number.NaN);
+  const nanIfNone = (a: Float64Array | undefined) => (a ? perSample(a) : new Float64Array(B).fill(Number.NaN));
+  const nnDist = nn ? perSample(nn.dist) : null;
+  const nnDist2 = nn ? perSample(nn.dist2) : null;
   const samplesTable = buildTable(SAMPLES_COLUMNS, makeSchema(SAMPLES_COLUMNS, dim, meta), B, dim, {
     ...configColumns(config, B),
     sample: { values: sampleIds(shard.first, B, 1) },
-    nfe_total: { values: new Int32Array(B).fill(nfeAt[P - 1]!) },
-    chord: { values: sampleCols.chord },
-    path_length: { values: sampleCols.pathLength },
-    max_dev_x: { values: sampleCols.maxDevX },
-    max_dev_ratio: { values: sampleCols.maxDevRatio },
-    pca_var_1: { values: sampleCols.pca1 },
-    pca_var_2: { values: sampleCols.pca2 },
-    pca_var_3: { values: sampleCols.pca3 },
-    x_reach_sigma: { values: sampleCols.xReach },
-    d_reach_sigma: { values: sampleCols.dReach },
-    min_kde_gain: { values: sampleCols.minKde },
-    nn_index: { values: nn ? nn.index : new Int32Array(B), valid: nnValid },
+    nfe_total: { values: new Int32Array(B).fill(m.nfeAt[P - 1]!) },
+    chord: { values: perSample(sampleCols.chord) },
+    path_length: { values: perSample(sampleCols.pathLength) },
+    max_dev_x: { values: perSample(sampleCols.maxDevX) },
+    max_dev_ratio: { values: perSample(sampleCols.maxDevRatio) },
+    pca_var_1: { values: perSample(sampleCols.pca1) },
+    pca_var_2: { values: perSample(sampleCols.pca2) },
+    pca_var_3: { values: perSample(sampleCols.pca3) },
+    x_reach_sigma: { values: perSample(sampleCols.xReach) },
+    d_reach_sigma: { values: perSample(sampleCols.dReach) },
+    min_kde_gain: { values: perSample(sampleCols.minKde) },
+    nn_index: { values: nn ? perSample(nn.index) : new Int32Array(B), valid: nnValid },
     nn_dist: { values: nanIfNone(nn?.dist) },
     nn2_dist: { values: nanIfNone(nn?.dist2) },
-    nn_ratio: { values: nn ? Float64Array.from(nn.dist, (d, r) => d / nn.dist2[r]!) : nanIfNone(undefined) },
-    final_err_ref: { values: finalErrRef },
-    final: { values: finals },
+    nn_ratio: { values: nnDist && nnDist2 ? Float64Array.from(nnDist, (d, r) => d / nnDist2[r]!) : nanIfNone(undefined) },
+    final_err_ref: { values: perSample(m.finalErrRef) },
+    final: { values: rowsOf(m.finals, r0, B, dim) },
     nn_point: {
-      values: nn ? gatherRows(ts!.points, nn.index, dim) : new Float32Array(B * dim),
+      values: m.nnPoints ? rowsOf(m.nnPoints, r0, B, dim) : new Float32Array(B * dim),
       valid: nnValid,
     },
   });
 
-  const kept = Math.max(0, Math.min(B, spec.keepStates - shard.first));
+  const kept = Math.max(0, Math.min(B, ctx.study.spec.keepStates - shard.first));
   let states: Uint8Array | null = null;
   if (kept > 0) {
     const n = kept * P;
@@ -272,9 +327,9 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
         config_id: { values: new Array<string>(n).fill(config.configId) },
         sample: { values: sampleIds(shard.first, kept, P) },
         step: { values: stepIndices(kept, P) },
-        sigma: { values: repeatRows(sigmaAt, kept) },
-        x: { values: xs.subarray(0, n * dim) },
-        denoised: { values: ds.subarray(0, n * dim), valid: repeatRows(hasD, kept) },
+        sigma: { values: repeatRows(m.sigmaAt, kept) },
+        x: { values: rowsOf(m.xs, r0, kept, P * dim) },
+        denoised: { values: rowsOf(m.ds, r0, kept, P * dim), valid: repeatRows(m.hasD, kept) },
       }),
     );
   }
@@ -284,6 +339,14 @@ export async function runShard(ctx: StudyContext, config: PlannedConfig, shard: 
     states,
     rows: { steps: rows, samples: B, states: kept * P },
   };
+}
+
+/** The initial noise x_0 of the batch's rows: each shard's samples in turn (each sample's noise depends on its id alone). */
+function initialNoiseOf(seed: number, shards: readonly ShardPlan[], rows: number, dim: number, sigmaMax: number): Float32Array {
+  if (shards.length === 1) return initialNoiseBatch(seed, shards[0]!.first, shards[0]!.count, dim, sigmaMax);
+  const out = new Float32Array(rows * dim);
+  for (let s = 0, r = 0; s < shards.length; r += shards[s]!.count, s++) out.set(initialNoiseBatch(seed, shards[s]!.first, shards[s]!.count, dim, sigmaMax), r * dim);
+  return out;
 }
 
 // The helpers below are module functions, not closures made per shard: V8 drops a closure's optimized code once the
