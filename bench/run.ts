@@ -621,7 +621,8 @@ async function distributed(uri: string | null, source: string) {
     return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6, shardCpu: used(0) + used(1), aggregationCpu: used(2) };
   };
   /**
-   * Median seconds of three embedded `run --workers 2` and of three distributed runs of `spec` (and, with `withoutOverlap`,
+   * Median seconds of three embedded `run --workers 2` (shard by shard, TRAJLAB_SHARD_BATCH=off, as the workers compute)
+   * and of three distributed runs of `spec` (and, with `withoutOverlap`,
    * three with TRAJLAB_JOBS_PER_PROCESS=1), interleaved so that the machine's drift hits them alike. `latencyMs`: see
    * distributedRun.
    */
@@ -633,7 +634,8 @@ async function distributed(uri: string | null, source: string) {
     const shardCpu: number[] = [];
     const aggregationCpu: number[] = [];
     for (let r = 0; r < 3; r++) {
-      embedded.push(await runSeconds(spec, join(dir, `emb-${tag}-${r}`), 2));
+      // shard by shard, as the workers compute (they do not batch shards): what the pipeline adds to the same work
+      embedded.push(await runSeconds(spec, join(dir, `emb-${tag}-${r}`), 2, { TRAJLAB_SHARD_BATCH: 'off' }));
       const d = await distributedRun(spec, `${tag}-${r}`, store, {}, latencyMs);
       dist.push(d.seconds);
       s3Cpu.push(d.s3Cpu);
@@ -652,7 +654,7 @@ async function distributed(uri: string | null, source: string) {
     add({ name: `distributed vs embedded (2 workers each)${name}`, value: median(overheads), unit: '% overhead', detail: `${source}; ${detail} (median of ${overheads.length} pairs: ${overheads.map((o) => o.toFixed(1)).join(', ')} %)`, command: 'pnpm bench distributed' });
   };
   const short = await compare(perfSpec(dir, uri, false), 'short', { store: 's3' });
-  addOverhead('', short.dist, short.embedded, `submit --watch ${short.d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 ${short.e.toFixed(1)} s, both incl. start-up; the S3 server used ${short.s3Cpu.toFixed(2)} s of CPU`);
+  addOverhead('', short.dist, short.embedded, `submit --watch ${short.d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 shard by shard ${short.e.toFixed(1)} s, both incl. start-up; the S3 server used ${short.s3Cpu.toFixed(2)} s of CPU`);
   // the same on the 2048-trajectory study: the fixed costs against 4x the compute
   const largeSpec = perfSpec(dir, uri, false, 1024);
   const large = await compare(largeSpec, 'large', { store: 's3', withoutOverlap: true });
@@ -660,14 +662,14 @@ async function distributed(uri: string | null, source: string) {
     ', study x4',
     large.dist,
     large.embedded,
-    `2048 trajectories: submit --watch ${large.d.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s; CPU during the study: S3 server ${large.s3Cpu.toFixed(2)} s, shard processes ${large.shardCpu.toFixed(1)} s, aggregation ${large.aggregationCpu.toFixed(2)} s`,
+    `2048 trajectories: submit --watch ${large.d.toFixed(1)} s vs run --workers 2 shard by shard ${large.e.toFixed(1)} s; CPU during the study: S3 server ${large.s3Cpu.toFixed(2)} s, shard processes ${large.shardCpu.toFixed(1)} s, aggregation ${large.aggregationCpu.toFixed(2)} s`,
   );
   // the same workers holding one shard at a time: each waits for the store between shards
-  addOverhead(', study x4, TRAJLAB_JOBS_PER_PROCESS=1', large.serial, large.embedded, `2048 trajectories, no overlap of the store with the compute: submit --watch ${large.s.toFixed(1)} s vs run --workers 2 ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`);
+  addOverhead(', study x4, TRAJLAB_JOBS_PER_PROCESS=1', large.serial, large.embedded, `2048 trajectories, no overlap of the store with the compute: submit --watch ${large.s.toFixed(1)} s vs run --workers 2 shard by shard ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`);
   // a store across a network: every S3 answer 30 ms late (the round trip of a remote object store); holding a second
   // shard hides it behind the compute
   const remote = await compare(largeSpec, 'remote', { store: 's3', withoutOverlap: true, latencyMs: REMOTE_LATENCY_MS });
-  addOverhead(`, study x4, S3 ${REMOTE_LATENCY_MS} ms away`, remote.dist, remote.embedded, `2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late: submit --watch ${remote.d.toFixed(1)} s vs run --workers 2 ${remote.e.toFixed(1)} s (local files)`);
+  addOverhead(`, study x4, S3 ${REMOTE_LATENCY_MS} ms away`, remote.dist, remote.embedded, `2048 trajectories, every S3 answer ${REMOTE_LATENCY_MS} ms late: submit --watch ${remote.d.toFixed(1)} s vs run --workers 2 shard by shard ${remote.e.toFixed(1)} s (local files)`);
   addOverhead(
     `, study x4, S3 ${REMOTE_LATENCY_MS} ms away, TRAJLAB_JOBS_PER_PROCESS=1`,
     remote.serial,
@@ -677,13 +679,13 @@ async function distributed(uri: string | null, source: string) {
   // without the S3 server (outputs on a filesystem the services share, as on a cluster's network filesystem): what the
   // queue, the workers and the aggregator cost by themselves
   const shortFs = await compare(perfSpec(dir, uri, false), 'short-fs', { store: 'filesystem' });
-  addOverhead(', shared filesystem', shortFs.dist, shortFs.embedded, `512 trajectories, outputs in a shared directory instead of S3: submit --watch ${shortFs.d.toFixed(1)} s vs run --workers 2 ${shortFs.e.toFixed(1)} s`);
+  addOverhead(', shared filesystem', shortFs.dist, shortFs.embedded, `512 trajectories, outputs in a shared directory instead of S3: submit --watch ${shortFs.d.toFixed(1)} s vs run --workers 2 shard by shard ${shortFs.e.toFixed(1)} s`);
   const largeFs = await compare(largeSpec, 'large-fs', { store: 'filesystem' });
   addOverhead(
     ', study x4, shared filesystem',
     largeFs.dist,
     largeFs.embedded,
-    `2048 trajectories, outputs in a shared directory instead of S3: submit --watch ${largeFs.d.toFixed(1)} s vs run --workers 2 ${largeFs.e.toFixed(1)} s; CPU during the study: shard processes ${largeFs.shardCpu.toFixed(1)} s, aggregation ${largeFs.aggregationCpu.toFixed(2)} s`,
+    `2048 trajectories, outputs in a shared directory instead of S3: submit --watch ${largeFs.d.toFixed(1)} s vs run --workers 2 shard by shard ${largeFs.e.toFixed(1)} s; CPU during the study: shard processes ${largeFs.shardCpu.toFixed(1)} s, aggregation ${largeFs.aggregationCpu.toFixed(2)} s`,
   );
   // What S3 itself costs the two cores: the 2048-trajectory study's shard files PUT and read back one request at a
   // time, with no compute beside them (the server's CPU is this process's, the client's is its own process's)
