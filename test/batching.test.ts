@@ -103,6 +103,34 @@ describe('shards computed in batches (native row-stable products)', () => {
     expect(existsSync(join(dir, 'batched', id, 'summary', 'report.html'))).toBe(true);
   });
 
+  it.runIf(nativeMatMulActive())('UniPC, a multistep solver with the final jump to sigma 0, AFS and a GITS schedule write the same bytes in batches as shard by shard', async () => {
+    const dir = tempDir();
+    const zoo = {
+      name: 'batching-zoo',
+      samples: 10,
+      shardSize: 3,
+      dataset: { kind: 'gmm', dim: 4, components: 3, n: 300, seed: 2 },
+      denoiser: { kind: 'gmm' },
+      solvers: [
+        { solver: 'unipc', steps: 6 },
+        { solver: 'dpm-solver++3m', steps: 6, denoiseToZero: true },
+        { solver: 'ipndm', afs: true, steps: 7 },
+        { solver: 'euler', schedule: 'gits', steps: 6 },
+      ],
+      reference: { solver: 'heun', steps: 20 },
+      keepStates: 4,
+    };
+    const path = writeSpec(dir, zoo);
+    const single = await runWith(path, join(dir, 'single'), 'off');
+    const batched = await runWith(path, join(dir, 'batched'), 'auto');
+    expect(batched.computing.size).toBe(5);
+    const id = single.res.studyId;
+    const files = arrowFiles(join(dir, 'single', id));
+    expect(files.length).toBe(5 * 4 * 2 + 2 * 5 + 2);
+    expect(arrowFiles(join(dir, 'batched', id))).toEqual(files);
+    for (const f of files) expect(sha(join(dir, 'batched', id, f)), f).toBe(sha(join(dir, 'single', id, f)));
+  });
+
   it('a bad TRAJLAB_SHARD_BATCH stops trajlab run before it writes anything, naming the variable', async () => {
     const dir = tempDir();
     const path = writeSpec(dir, spec);
