@@ -169,7 +169,7 @@ export async function executeShard(ctx: StudyContext, store: ObjectStore, config
  * executeShard for several shards of one config at once: those without complete files are computed as one batch
  * (runShardBatch; shard by shard with certified pruning, whose counts each manifest keeps for its own shard) and each
  * is written as it would be alone. Resolves with each shard's execution, in the order given. `onPoint` counts the
- * batch's points.
+ * batch's points (with pruning, each shard's in turn).
  */
 export async function executeShards(ctx: StudyContext, store: ObjectStore, config: PlannedConfig, shards: readonly ShardPlan[], opts: ExecuteShardOptions = {}): Promise<ShardExecution[]> {
   const studyId = ctx.study.studyId;
@@ -189,17 +189,15 @@ export async function executeShards(ctx: StudyContext, store: ObjectStore, confi
     const referenceFinals = finals.length === 0 ? undefined : finals.length === 1 ? finals[0] : concatRows(finals);
     const pruned = ctx.trainingSet?.pruning ?? false;
     if (!pruned) return { outs: await runShardBatch(ctx, config, missing, { referenceFinals, onPoint: opts.onPoint }), pruning: missing.map(() => undefined), computedReference };
-    // with pruning, one shard at a time: each manifest counts the points kept for its own shard
+    // with pruning, one shard at a time (shardsPerBatch gives batches of one): each manifest counts the points kept
+    // for its own shard; `onPoint` counts each shard's points in turn
     const outs: ShardOutput[] = [];
     const pruning: ShardManifest['pruning'][] = [];
     const dim = ctx.dataset.dim;
-    const points = missing.reduce((n, s) => n + s.count, 0) * config.points;
-    for (let i = 0, row = 0, pointsDone = 0; i < missing.length; row += missing[i]!.count, pointsDone += missing[i]!.count * config.points, i++) {
+    for (let i = 0, row = 0; i < missing.length; row += missing[i]!.count, i++) {
       const shard = missing[i]!;
       const stats = { ...ctx.trainingSet!.pruningStats };
-      const offset = pointsDone;
-      const onPoint = missing.length === 1 ? opts.onPoint : opts.onPoint && ((done: number) => opts.onPoint!(offset + done * shard.count, points));
-      outs.push((await runShardBatch(ctx, config, [shard], { referenceFinals: referenceFinals?.subarray(row * dim, (row + shard.count) * dim), onPoint }))[0]!);
+      outs.push((await runShardBatch(ctx, config, [shard], { referenceFinals: referenceFinals?.subarray(row * dim, (row + shard.count) * dim), onPoint: opts.onPoint }))[0]!);
       const after = ctx.trainingSet!.pruningStats;
       pruning.push({ rows: after.rows - stats.rows, pointsKept: after.pointsKept - stats.pointsKept, pointsTotal: after.pointsTotal - stats.pointsTotal });
     }
