@@ -135,8 +135,9 @@ describe('shards computed in batches (native row-stable products)', () => {
     const dir = tempDir();
     const path = writeSpec(dir, spec);
     const res = await cliAsync(['run', path, '--out', join(dir, 'out'), '--quiet'], { env: { ...process.env, TRAJLAB_SHARD_BATCH: 'lots' } });
-    expect(res.status).toBe(1);
+    expect(res.status).toBe(2);
     expect(res.stderr).toMatch(/TRAJLAB_SHARD_BATCH must be auto, off or a positive integer/);
+    expect(res.stderr).not.toMatch(/\n\s+at /);
     expect(existsSync(join(dir, 'out'))).toBe(false);
   });
 });

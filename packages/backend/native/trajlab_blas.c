@@ -4,8 +4,12 @@
  * Float32Array views into the wasm heap, so nothing is copied: C = op(A) op(B) for row-major A, B, C (op = optional
  * transpose), as in cblas_sgemm with alpha 1, beta 0. denseDenoise is the dense optimal denoiser in one pass over the
  * training set (dense_denoiser.c), prunedDenoise its certified pruning (pruned_denoiser.c), both on host arrays;
- * kdeSums the KDE gain metric's exponential sums (kde_sums.c).
+ * kdeSums the KDE gain metric's exponential sums (kde_sums.c); tuneAllocator the process's malloc settings.
  */
+#include <stdint.h> /* first: it defines __GLIBC__ where the C library is glibc */
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <node_api.h>
 #include <stdbool.h>
@@ -272,6 +276,40 @@ static napi_value get_best_isa(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * tuneAllocator(mmapThreshold, trimThreshold, topPad): glibc's malloc settings for a process that computes (see
+ * ../src/allocator.ts): allocations below mmapThreshold bytes come from the heap instead of fresh mappings, freed heap
+ * memory is kept up to trimThreshold bytes, and the heap grows topPad bytes beyond each need, so that the buffers a
+ * shard allocates and frees at every time point reuse pages already mapped instead of faulting fresh ones in. Returns
+ * whether they were applied (false with another C library).
+ */
+static napi_value tune_allocator(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 3) {
+    napi_throw_type_error(env, NULL, "tuneAllocator(mmapThreshold, trimThreshold, topPad)");
+    return NULL;
+  }
+  int64_t bytes[3];
+  for (int i = 0; i < 3; i++) {
+    CHECK(env, napi_get_value_int64(env, argv[i], &bytes[i]));
+    if (bytes[i] < 0 || bytes[i] > INT32_MAX) {
+      napi_throw_range_error(env, NULL, "tuneAllocator: each size must be from 0 to 2^31 - 1 bytes");
+      return NULL;
+    }
+  }
+  bool applied = false;
+#if defined(__GLIBC__)
+  applied = mallopt(M_MMAP_THRESHOLD, (int)bytes[0]) == 1;
+  applied = mallopt(M_TRIM_THRESHOLD, (int)bytes[1]) == 1 && applied;
+  applied = mallopt(M_TOP_PAD, (int)bytes[2]) == 1 && applied;
+#endif
+  napi_value result;
+  CHECK(env, napi_get_boolean(env, applied, &result));
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -284,6 +322,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"setIsa", NULL, set_isa, NULL, NULL, NULL, napi_enumerable, NULL},
       {"isa", NULL, get_isa, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bestIsa", NULL, get_best_isa, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tuneAllocator", NULL, tune_allocator, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(env, napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
   return exports;

@@ -66,6 +66,8 @@ export interface NativeBlas {
   isa(): NativeIsa;
   /** The fastest instruction set this CPU supports. */
   bestIsa(): NativeIsa;
+  /** glibc's malloc settings, bytes (allocator.ts); false where not applied. Absent from bindings built before it. */
+  tuneAllocator?(mmapThreshold: number, trimThreshold: number, topPad: number): boolean;
 }
 
 /** The native product's instruction sets: vector kernels (x86-64) and the portable C path (much slower than wasm). */

@@ -2,8 +2,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { mallocFromEnv, tuneAllocatorForCompute } from './allocator.js';
 import { BlasChoiceError, blasFromEnv, installNativeMatMul, NATIVE_MATMUL_NAME } from './blas.js';
 
+export { COMPUTE_MALLOC, MALLOC_CHOICES, MallocChoiceError, mallocFromEnv, tuneAllocatorForCompute, type MallocChoice } from './allocator.js';
 export { activeNativeBlas, BLAS_CHOICES, NATIVE_MATMUL_NAME, BlasChoiceError, blasFromEnv, chooseNativeIsa, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, NATIVE_BLAS_PATH, uninstallNativeMatMul } from './blas.js';
 export type { BlasChoice, BlasSettings, NativeBlas, NativeIsa } from './blas.js';
 
@@ -42,11 +44,12 @@ export class BackendChoiceError extends Error {
 }
 
 /**
- * Reads TRAJLAB_BACKEND (and checks TRAJLAB_BLAS, TRAJLAB_BLAS_THREADS, TRAJLAB_BLAS_ISA: see blasFromEnv); an unknown value is an
- * error naming the variable.
+ * Reads TRAJLAB_BACKEND (and checks TRAJLAB_BLAS, TRAJLAB_BLAS_THREADS, TRAJLAB_BLAS_ISA: see blasFromEnv; and
+ * TRAJLAB_MALLOC: see mallocFromEnv); an unknown value is an error naming the variable.
  */
 export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendChoice {
   blasFromEnv(env);
+  mallocFromEnv(env);
   const v = (env.TRAJLAB_BACKEND ?? 'auto').trim().toLowerCase();
   if ((BACKEND_CHOICES as readonly string[]).includes(v)) return v as BackendChoice;
   throw new BackendChoiceError(`TRAJLAB_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}; got '${env.TRAJLAB_BACKEND}'`);
@@ -170,6 +173,8 @@ function matMulProvider(): { matMul: string; matMulNote?: string } {
     if (choice === 'on') throw new BlasChoiceError(`TRAJLAB_BLAS=on but ${res.reason}`);
     return { matMul: own, matMulNote: res.reason };
   }
+  // the process computes: its allocator keeps the pages of the buffers it frees (allocator.ts)
+  tuneAllocatorForCompute(res.blas);
   // e.g. "native row-stable sgemm (avx512), 1 thread"
   return { matMul: `${NATIVE_MATMUL_NAME} (${res.blas.isa()}), ${threads} thread${threads > 1 ? 's' : ''}` };
 }

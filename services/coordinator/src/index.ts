@@ -1,8 +1,8 @@
-import { BackendChoiceError, BlasChoiceError, backendFromEnv, describeBackend, initBackend } from '@trajlab/backend';
+import { BackendChoiceError, BlasChoiceError, backendFromEnv, describeBackend, initBackend, MallocChoiceError } from '@trajlab/backend';
 import { DataFileError } from '@trajlab/datasets';
 import { DenoiserSpecError } from '@trajlab/denoisers';
 import { ArrowFileError } from '@trajlab/results';
-import { aggregateStudy, runStudyEmbedded, ShardProcesses, type StartedShardProcess } from '@trajlab/runner';
+import { aggregateStudy, runStudyEmbedded, ShardBatchSettingError, ShardProcesses, type StartedShardProcess } from '@trajlab/runner';
 import { openStore, StoreError } from '@trajlab/storage';
 import { DataCacheError, planStudy, prefetchSpecFile, resolveStudyFile, SpecError, type StudyPlan, type ResolvedStudy } from '@trajlab/study';
 import { writeReport } from '@trajlab/report';
@@ -233,6 +233,8 @@ function isInputError(err: unknown): boolean {
     err instanceof DenoiserSpecError ||
     err instanceof BackendChoiceError ||
     err instanceof BlasChoiceError ||
+    err instanceof MallocChoiceError ||
+    err instanceof ShardBatchSettingError ||
     err instanceof RedisUrlError ||
     err instanceof UnknownStudyError ||
     err instanceof PayloadError ||
