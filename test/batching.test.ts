@@ -1,14 +1,11 @@
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { installNativeMatMul, nativeMatMulActive, uninstallNativeMatMul } from '@trajlab/backend';
 import { runStudyEmbedded, shardsPerBatch } from '@trajlab/runner';
 import { BATCH_ROWS, planStudy, resolveStudyText } from '@trajlab/study';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { arrowFiles, cliAsync, tempDir, writeSpec } from './helpers.js';
-
-const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+import { arrowFiles, cliAsync, fileSha256 as sha, tempDir, writeSpec } from './helpers.js';
 
 // The optimal denoiser over a mixture's points, a gmm denoiser to compare with, every metric (the spec's defaults),
 // kept states across the first two shards, a reference config, and a last shard shorter than the others.

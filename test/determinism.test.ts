@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveStudyText } from '@trajlab/study';
 import { runStudyEmbedded } from '@trajlab/runner';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { arrowFiles, cliAsync, readTable, rows, runSpec, tempDir, writeSpec } from './helpers.js';
+import { arrowFiles, cliAsync, fileSha256 as sha, readTable, rows, runSpec, tempDir, writeSpec } from './helpers.js';
 
 const base = {
   name: 'determinism',
@@ -28,8 +27,6 @@ function allRows(studyDir: string, configId: string, table: 'samples' | 'steps' 
     .sort()
     .flatMap((f) => rows(readTable(join(dir, f))));
 }
-
-const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
 describe('determinism', () => {
   it('shardSize 4 and 16 give identical sample, step and state rows', async () => {

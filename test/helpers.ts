@@ -88,6 +88,11 @@ export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+/** sha256 hex of a file's bytes. */
+export function fileSha256(path: string): string {
+  return sha256(readFileSync(path));
+}
+
 /**
  * Runs `trajlab run` on the same spec into <dir>/local and checks that every Arrow object a distributed run wrote under
  * <out>/<studyId>/ is byte-identical to the local run's file. Returns the compared keys (for count assertions).
