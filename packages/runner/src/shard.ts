@@ -289,7 +289,7 @@ function shardTables(ctx: StudyContext, config: PlannedConfig, shard: ShardPlan,
     jump_err_ref: { values: perPoint(m.jumpErrRef) },
   });
   const nnValid = new Uint8Array(B).fill(nn ? 1 : 0);
-  const nanIfNone = (a: Float64Array | undefined) => (a ? perSample(a) : new Float64Array(B).fill(Number.NaN));
+  const noValues = () => new Float64Array(B).fill(Number.NaN);
   const nnDist = nn ? perSample(nn.dist) : null;
   const nnDist2 = nn ? perSample(nn.dist2) : null;
   const samplesTable = buildTable(SAMPLES_COLUMNS, makeSchema(SAMPLES_COLUMNS, dim, meta), B, dim, {
@@ -307,9 +307,9 @@ function shardTables(ctx: StudyContext, config: PlannedConfig, shard: ShardPlan,
     d_reach_sigma: { values: perSample(sampleCols.dReach) },
     min_kde_gain: { values: perSample(sampleCols.minKde) },
     nn_index: { values: nn ? perSample(nn.index) : new Int32Array(B), valid: nnValid },
-    nn_dist: { values: nanIfNone(nn?.dist) },
-    nn2_dist: { values: nanIfNone(nn?.dist2) },
-    nn_ratio: { values: nnDist && nnDist2 ? Float64Array.from(nnDist, (d, r) => d / nnDist2[r]!) : nanIfNone(undefined) },
+    nn_dist: { values: nnDist ?? noValues() },
+    nn2_dist: { values: nnDist2 ?? noValues() },
+    nn_ratio: { values: nnDist && nnDist2 ? Float64Array.from(nnDist, (d, r) => d / nnDist2[r]!) : noValues() },
     final_err_ref: { values: perSample(m.finalErrRef) },
     final: { values: rowsOf(m.finals, r0, B, dim) },
     nn_point: {
@@ -343,7 +343,6 @@ function shardTables(ctx: StudyContext, config: PlannedConfig, shard: ShardPlan,
 
 /** The initial noise x_0 of the batch's rows: each shard's samples in turn (each sample's noise depends on its id alone). */
 function initialNoiseOf(seed: number, shards: readonly ShardPlan[], rows: number, dim: number, sigmaMax: number): Float32Array {
-  if (shards.length === 1) return initialNoiseBatch(seed, shards[0]!.first, shards[0]!.count, dim, sigmaMax);
   const out = new Float32Array(rows * dim);
   for (let s = 0, r = 0; s < shards.length; r += shards[s]!.count, s++) out.set(initialNoiseBatch(seed, shards[s]!.first, shards[s]!.count, dim, sigmaMax), r * dim);
   return out;
