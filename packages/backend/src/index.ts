@@ -4,8 +4,10 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { mallocFromEnv, tuneAllocatorForCompute } from './allocator.js';
 import { BlasChoiceError, blasFromEnv, installNativeMatMul, NATIVE_MATMUL_NAME } from './blas.js';
+import { tuneHeapForCompute } from './heap.js';
 
 export { COMPUTE_MALLOC, MALLOC_CHOICES, MallocChoiceError, mallocFromEnv, tuneAllocatorForCompute, type MallocChoice } from './allocator.js';
+export { COMPUTE_HEAP_GROWING_PERCENT, GC_CHOICES, GcChoiceError, gcFromEnv, tuneHeapForCompute, type GcChoice } from './heap.js';
 export { activeNativeBlas, BLAS_CHOICES, NATIVE_MATMUL_NAME, BlasChoiceError, blasFromEnv, chooseNativeIsa, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, NATIVE_BLAS_PATH, uninstallNativeMatMul } from './blas.js';
 export type { BlasChoice, BlasSettings, NativeBlas, NativeIsa } from './blas.js';
 
@@ -129,7 +131,8 @@ function firstLine(err: unknown): string {
 
 /**
  * Activates a backend once per process (later calls return the first result, and fail if a different explicit
- * backend is requested). An explicit choice that cannot load is an error.
+ * backend is requested). An explicit choice that cannot load is an error. Only processes that compute call it: it
+ * also sets V8's heap growth for them (TRAJLAB_GC, heap.ts).
  */
 export async function initBackend(requested: BackendChoice = backendFromEnv()): Promise<BackendInfo> {
   if (active) {
@@ -138,6 +141,8 @@ export async function initBackend(requested: BackendChoice = backendFromEnv()): 
     }
     return active;
   }
+  // the process computes: V8's heap grows for it as for a program that allocates fast (heap.ts)
+  tuneHeapForCompute();
   const order: { name: string; load: () => Promise<string> }[] =
     requested === 'auto'
       ? [

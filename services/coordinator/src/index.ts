@@ -1,4 +1,4 @@
-import { BackendChoiceError, BlasChoiceError, backendFromEnv, describeBackend, initBackend, MallocChoiceError } from '@trajlab/backend';
+import { BackendChoiceError, BlasChoiceError, backendFromEnv, describeBackend, GcChoiceError, initBackend, MallocChoiceError } from '@trajlab/backend';
 import { DataFileError } from '@trajlab/datasets';
 import { DenoiserSpecError } from '@trajlab/denoisers';
 import { ArrowFileError } from '@trajlab/results';
@@ -234,6 +234,7 @@ function isInputError(err: unknown): boolean {
     err instanceof BackendChoiceError ||
     err instanceof BlasChoiceError ||
     err instanceof MallocChoiceError ||
+    err instanceof GcChoiceError ||
     err instanceof ShardBatchSettingError ||
     err instanceof RedisUrlError ||
     err instanceof UnknownStudyError ||
