@@ -573,6 +573,8 @@ async function study(uri: string | null, source: string) {
 
 /** Extra round trip of the simulated remote object store in `pnpm bench distributed`, in ms. */
 const REMOTE_LATENCY_MS = 30;
+/** Jobs per shard process of the batched distributed runs: batches of up to 4 shards (the perf study's shards are 32 samples, 4 per batch). */
+const BATCHED_JOBS_PER_PROCESS = 8;
 
 /** 4. Pipeline overhead: the distributed run (Redis, S3 server, 2 workers, aggregator) against the embedded run. */
 async function distributed(uri: string | null, source: string) {
@@ -621,12 +623,17 @@ async function distributed(uri: string | null, source: string) {
     return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6, shardCpu: used(0) + used(1), aggregationCpu: used(2) };
   };
   /**
-   * Median seconds of three embedded `run --workers 2` (shard by shard, TRAJLAB_SHARD_BATCH=off, as the workers compute)
-   * and of three distributed runs of `spec` (and, with `withoutOverlap`,
+   * Median seconds of three embedded `run --workers 2` (shard by shard, TRAJLAB_SHARD_BATCH=off, as the workers compute
+   * with their default 2 jobs per process) and of three distributed runs of `spec` (and, with `withoutOverlap`,
    * three with TRAJLAB_JOBS_PER_PROCESS=1), interleaved so that the machine's drift hits them alike. `latencyMs`: see
-   * distributedRun.
+   * distributedRun. With `batched`, both compute in batches: the embedded runs with their default batching, the workers
+   * holding BATCHED_JOBS_PER_PROCESS jobs per process.
    */
-  const compare = async (spec: string, tag: string, { store, withoutOverlap = false, latencyMs = 0 }: { store: 's3' | 'filesystem'; withoutOverlap?: boolean; latencyMs?: number }) => {
+  const compare = async (
+    spec: string,
+    tag: string,
+    { store, withoutOverlap = false, latencyMs = 0, batched = false }: { store: 's3' | 'filesystem'; withoutOverlap?: boolean; latencyMs?: number; batched?: boolean },
+  ) => {
     const embedded: number[] = [];
     const dist: number[] = [];
     const serial: number[] = [];
@@ -635,8 +642,8 @@ async function distributed(uri: string | null, source: string) {
     const aggregationCpu: number[] = [];
     for (let r = 0; r < 3; r++) {
       // shard by shard, as the workers compute (they do not batch shards): what the pipeline adds to the same work
-      embedded.push(await runSeconds(spec, join(dir, `emb-${tag}-${r}`), 2, { TRAJLAB_SHARD_BATCH: 'off' }));
-      const d = await distributedRun(spec, `${tag}-${r}`, store, {}, latencyMs);
+      embedded.push(await runSeconds(spec, join(dir, `emb-${tag}-${r}`), 2, batched ? {} : { TRAJLAB_SHARD_BATCH: 'off' }));
+      const d = await distributedRun(spec, `${tag}-${r}`, store, batched ? { TRAJLAB_JOBS_PER_PROCESS: String(BATCHED_JOBS_PER_PROCESS) } : {}, latencyMs);
       dist.push(d.seconds);
       s3Cpu.push(d.s3Cpu);
       shardCpu.push(d.shardCpu);
@@ -666,6 +673,14 @@ async function distributed(uri: string | null, source: string) {
   );
   // the same workers holding one shard at a time: each waits for the store between shards
   addOverhead(', study x4, TRAJLAB_JOBS_PER_PROCESS=1', large.serial, large.embedded, `2048 trajectories, no overlap of the store with the compute: submit --watch ${large.s.toFixed(1)} s vs run --workers 2 shard by shard ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`);
+  // workers that hold enough jobs to compute them in batches, against the embedded run's own batches
+  const largeBatched = await compare(largeSpec, 'large-batched', { store: 's3', batched: true });
+  addOverhead(
+    `, study x4, batches (TRAJLAB_JOBS_PER_PROCESS=${BATCHED_JOBS_PER_PROCESS})`,
+    largeBatched.dist,
+    largeBatched.embedded,
+    `2048 trajectories, both computing shards in batches: submit --watch ${largeBatched.d.toFixed(1)} s with each shard process holding ${BATCHED_JOBS_PER_PROCESS} jobs (batches of up to ${BATCHED_JOBS_PER_PROCESS / 2} shards) vs run --workers 2 with its batches ${largeBatched.e.toFixed(1)} s (shard by shard: distributed ${large.d.toFixed(1)} s, embedded ${large.e.toFixed(1)} s)`,
+  );
   // a store across a network: every S3 answer 30 ms late (the round trip of a remote object store); holding a second
   // shard hides it behind the compute
   const remote = await compare(largeSpec, 'remote', { store: 's3', withoutOverlap: true, latencyMs: REMOTE_LATENCY_MS });

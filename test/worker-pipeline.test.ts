@@ -65,8 +65,53 @@ describe("a worker's shard process", () => {
       expect(shardProcesses(worker.proc.pid!)).toHaveLength(1);
       const keys = await expectArrowFilesEqualLocalRun(path, dir, studyId, out, env);
       expect(keys.length).toBeGreaterThan(4);
+      // holding two, a process computes one at a time (a batch takes at most half the jobs held)
+      expect(worker.log()).not.toMatch(/computed as one batch/);
     } finally {
       await queue.close();
+      await Promise.all([worker.stop('SIGTERM'), aggregator.stop('SIGTERM')]);
+    }
+  });
+
+  it('holding eight, a process computes waiting jobs of one config as batches of up to four, with the same files as trajlab run', async () => {
+    const env = { ...s3.env, REDIS_URL: redis.url, TRAJLAB_JOBS_PER_PROCESS: '8', TRAJLAB_WARM_UP: 'off' };
+    const dir = tempDir();
+    // two configs of 6 shards (so that the eight jobs held mix them); the native products make rows independent of
+    // their batch (shardsPerBatch)
+    const path = writeSpec(dir, {
+      name: 'batched',
+      samples: 24,
+      shardSize: 4,
+      dataset: { kind: 'gmm', dim: 64, components: 8, n: 4000 },
+      solvers: [
+        { solver: 'heun', steps: 40 },
+        { solver: 'euler', steps: 60 },
+      ],
+    });
+    const out = `s3://${s3.bucket}/batched`;
+    const aggregator = startService('aggregator', env);
+    const worker = startService('worker', env);
+    try {
+      await Promise.all([aggregator.waitFor(/ready/), worker.waitFor(/process\(es\) started/)]);
+      const sub = await cli(['submit', path, '--out', out], { env });
+      expect(sub.status, sub.stderr).toBe(0);
+      const studyId = sub.stdout.trim();
+      const watch = await cli(['watch', studyId, '--interval', '0.5'], { env });
+      expect(watch.status, watch.stdout + watch.stderr).toBe(0);
+      const batches = [...worker.log().matchAll(/jobs (\S+(?:, \S+)*) computed as one batch/g)].map((m) => m[1]!.split(', '));
+      expect(batches.length).toBeGreaterThan(0);
+      for (const ids of batches) {
+        expect(ids.length).toBeGreaterThan(1);
+        expect(ids.length).toBeLessThanOrEqual(4);
+        // one config per batch, shards in sample order
+        const configs = new Set(ids.map((id) => id.split('.')[1]));
+        expect(configs.size, ids.join(' ')).toBe(1);
+        const shards = ids.map((id) => id.split('.')[2]!);
+        expect(shards).toEqual([...shards].sort());
+      }
+      const keys = await expectArrowFilesEqualLocalRun(path, dir, studyId, out, env);
+      for (const table of ['steps', 'samples']) expect(keys.filter((k) => k.endsWith(`.${table}.arrow`))).toHaveLength(2 * 6);
+    } finally {
       await Promise.all([worker.stop('SIGTERM'), aggregator.stop('SIGTERM')]);
     }
   });

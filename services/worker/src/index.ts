@@ -2,7 +2,8 @@
  * trajlab worker: takes shard jobs from Redis (REDIS_URL) and runs them in forked shard processes.
  * TRAJLAB_WORKER_CONCURRENCY (default 1): shard processes. Scale by running more worker processes.
  * TRAJLAB_JOBS_PER_PROCESS (default 2): shard jobs a shard process holds at once; it computes one at a time, and checks
- * or uploads the others' files meanwhile (1: no overlap, the store is waited for between shards).
+ * or uploads the others' files meanwhile (1: no overlap, the store is waited for between shards). Holding more, it
+ * computes waiting jobs of one config together as one batch, of up to half the jobs it holds (see shardsPerBatch).
  * TRAJLAB_LOCK_MS (default 60000): job lock duration, also the interval of the stalled-job check.
  * SIGTERM/SIGINT: stop taking jobs, finish the ones held, exit.
  */

@@ -36,6 +36,8 @@ export type FromShardProcess =
   /** Its warm-up failed (the process still takes jobs: each reports its own errors). */
   | { type: 'warm-up-failed'; message: string }
   | { type: 'progress'; id: string; progress: ShardProgress }
+  /** Jobs (by id, in sample order) computed together as one batch of the denoiser. */
+  | { type: 'batched'; ids: string[] }
   | { type: 'done'; id: string; manifest: ShardManifest }
   /** `name` is the error's (an UnrecoverableError fails the job without retries). */
   | { type: 'failed'; id: string; name: string; message: string };

@@ -1,16 +1,18 @@
 /**
  * A worker's shard process: runs the shard jobs its worker hands it over IPC, so the CPU/GPU-bound sampling never
  * blocks the worker's lock renewal. It holds up to TRAJLAB_JOBS_PER_PROCESS jobs (2): one computes while another
- * waits for it or has its files uploaded (computations run one at a time, see OneAtATime). Dataset, denoisers and
- * training set stay cached per study (the last two studies).
+ * waits for it or has its files uploaded (computations run one at a time, see OneAtATime). Holding more, it computes
+ * the waiting jobs of one config together, as the embedded run does (ComputeBatches, up to half the jobs it holds).
+ * Dataset, denoisers and training set stay cached per study (the last two studies).
  */
 import { backendFromEnv, initBackend } from '@trajlab/backend';
 import { exitWithParent, parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
-import { createContext, executeShard, ShardWrites, warmUp, warmUpEnabled, type ShardManifest, type StudyContext } from '@trajlab/runner';
+import { createContext, existingShard, ShardWrites, shardsPerBatch, warmUp, warmUpEnabled, type ShardManifest, type StudyContext } from '@trajlab/runner';
 import { ModelFileError } from '@trajlab/models';
 import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { planStudy, prefetchRemoteData, resolveStudyText } from '@trajlab/study';
 import { Redis } from 'ioredis';
+import { ComputeBatches } from './compute-batches.js';
 import { namedError, type FromShardProcess, type ShardProgress, type ToShardProcess } from './messages.js';
 import { OneAtATime } from './one-at-a-time.js';
 
@@ -28,6 +30,14 @@ preloadS3Sdk();
 const compute = new OneAtATime();
 /** The shard writes of this process under way (a shard waits for its reference's upload rather than computing it again). */
 const writes = new ShardWrites();
+/** Shard jobs on their way to the compute; those of one config waiting together are computed as one batch. */
+const batches = new ComputeBatches(compute, writes, (ids) => send({ type: 'batched', ids }));
+/**
+ * Jobs this process holds at once (TRAJLAB_JOBS_PER_PROCESS, checked by the worker). A batch takes at most half of
+ * them, so that the next batch is there when one is computed and the uploads always overlap a computation: with the
+ * default 2, one job at a time.
+ */
+const jobsHeld = Number(process.env.TRAJLAB_JOBS_PER_PROCESS ?? 2) || 2;
 let redis: Redis | null = null;
 
 /** A study's device state, shared by the jobs of that study; `users` counts the jobs holding it. */
@@ -129,12 +139,27 @@ async function runJob(jobId: string, data: unknown, checked: boolean, report: (p
     }, 500);
     let lastReport = 0;
     try {
-      const res = await executeShard(ctx, sharedStore(payload.out), config, shard, {
-        exclusive: (task) => compute.run(task),
-        // the worker skips the check on a fresh study's first delivery, but a reference shard may have been written by
-        // another shard's job meanwhile (it computes the reference when missing): looked for here
-        checked: checked && !(payload.fresh && config.role === 'reference'),
-        writes,
+      const store = sharedStore(payload.out);
+      // the worker skips the check on a fresh study's first delivery, but a reference shard may have been written by
+      // another shard's job meanwhile (it computes the reference when missing): looked for here
+      if (!(checked && !(payload.fresh && config.role === 'reference'))) {
+        const existing = await existingShard(store, studyId, config, shard);
+        if (existing) return existing;
+      }
+      let limit: number;
+      try {
+        limit = Math.max(1, Math.min(shardsPerBatch(ctx.study, ctx.plan), Math.floor(jobsHeld / 2)));
+      } catch (err) {
+        throw unrecoverable(`job ${jobId}: ${(err as Error).message}`);
+      }
+      const res = await batches.run({
+        id: jobId,
+        key: `${studyId}\n${payload.out}\n${config.configId}`,
+        ctx,
+        store,
+        config,
+        shard,
+        limit,
         onPoint: (done, total) => {
           // Checked at every time point, in the compute path itself: once the worker is gone, stop at once.
           if (!process.connected) process.exit(1);

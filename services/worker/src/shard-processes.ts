@@ -79,6 +79,7 @@ export class ShardProcesses {
       }
       if (m.type === 'warmed-up') return this.log(`shard process ${child.pid} warmed up in ${m.seconds.toFixed(2)} s`);
       if (m.type === 'warm-up-failed') return this.log(`shard process ${child.pid}: warm-up failed (${m.message})`);
+      if (m.type === 'batched') return this.log(`shard process ${child.pid}: jobs ${m.ids.join(', ')} computed as one batch`);
       const h = held.get(m.id);
       if (!h) return;
       if (m.type === 'progress') {
