@@ -61,7 +61,13 @@ export class ComputeBatches {
       else i++;
     }
     batch.sort((a, b) => a.job.shard.first - b.job.shard.first);
-    if (batch.length > 1) this.onBatch(batch.map((w) => w.job.id));
+    if (batch.length > 1) {
+      try {
+        this.onBatch(batch.map((w) => w.job.id));
+      } catch {
+        // only a log line: the batch computes all the same
+      }
+    }
     const { ctx, store, config } = head.job;
     let computed: () => void = () => {};
     const done = new Promise<void>((resolve) => (computed = resolve));
