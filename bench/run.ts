@@ -641,7 +641,8 @@ async function distributed(uri: string | null, source: string) {
     const shardCpu: number[] = [];
     const aggregationCpu: number[] = [];
     for (let r = 0; r < 3; r++) {
-      // shard by shard, as the workers compute (they do not batch shards): what the pipeline adds to the same work
+      // shard by shard, as the workers compute with their default 2 jobs per process (batched: both in batches): what
+      // the pipeline adds to the same work
       embedded.push(await runSeconds(spec, join(dir, `emb-${tag}-${r}`), 2, batched ? {} : { TRAJLAB_SHARD_BATCH: 'off' }));
       const d = await distributedRun(spec, `${tag}-${r}`, store, batched ? { TRAJLAB_JOBS_PER_PROCESS: String(BATCHED_JOBS_PER_PROCESS) } : {}, latencyMs);
       dist.push(d.seconds);
