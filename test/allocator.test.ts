@@ -3,7 +3,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { COMPUTE_MALLOC, loadNativeBlas, MallocChoiceError, mallocFromEnv, NATIVE_BLAS_PATH, tuneAllocatorForCompute } from '@trajlab/backend';
 import { describe, expect, it } from 'vitest';
-import { cli, tempDir, writeSpec } from './helpers.js';
+import { expectRunRefusesEnv, tempDir } from './helpers.js';
 
 /** glibc's version where this process runs on glibc (tuneAllocator applies only there). */
 const glibc = (process.report.getReport() as { header?: { glibcVersionRuntime?: string } }).header?.glibcVersionRuntime;
@@ -61,11 +61,6 @@ describe('the allocator of a computing process (TRAJLAB_MALLOC)', () => {
   });
 
   it('trajlab run refuses an unknown TRAJLAB_MALLOC as an input error before it writes anything', () => {
-    const dir = tempDir();
-    const spec = writeSpec(dir, { name: 'malloc', samples: 2, dataset: { kind: 'two-moons', n: 50 }, solvers: [{ solver: 'euler', steps: 2 }] });
-    const res = cli(['run', spec, '--out', join(dir, 'out')], { env: { TRAJLAB_MALLOC: 'tcmalloc' } });
-    expect(res.status).toBe(2);
-    expect(res.stderr).toMatch(/TRAJLAB_MALLOC must be one of compute, default; got 'tcmalloc'/);
-    expect(existsSync(join(dir, 'out'))).toBe(false);
+    expectRunRefusesEnv({ TRAJLAB_MALLOC: 'tcmalloc' }, /TRAJLAB_MALLOC must be one of compute, default; got 'tcmalloc'/);
   });
 });

@@ -3,7 +3,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { COMPUTE_HEAP_GROWING_PERCENT, GcChoiceError, gcFromEnv, tuneHeapForCompute } from '@trajlab/backend';
 import { describe, expect, it } from 'vitest';
-import { arrowFiles, cli, fileSha256, REPO, tempDir, writeSpec } from './helpers.js';
+import { arrowFiles, expectRunRefusesEnv, fileSha256, REPO, tempDir, writeSpec } from './helpers.js';
 
 const FMNIST = '/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz';
 
@@ -67,11 +67,6 @@ describe('V8 heap growth in a computing process (TRAJLAB_GC)', () => {
   );
 
   it('trajlab run refuses an unknown TRAJLAB_GC as an input error before it writes anything', () => {
-    const dir = tempDir();
-    const spec = writeSpec(dir, { name: 'gc', samples: 2, dataset: { kind: 'two-moons', n: 50 }, solvers: [{ solver: 'euler', steps: 2 }] });
-    const res = cli(['run', spec, '--out', join(dir, 'out')], { env: { TRAJLAB_GC: 'aggressive' } });
-    expect(res.status).toBe(2);
-    expect(res.stderr).toMatch(/TRAJLAB_GC must be one of compute, default; got 'aggressive'/);
-    expect(existsSync(join(dir, 'out'))).toBe(false);
+    expectRunRefusesEnv({ TRAJLAB_GC: 'aggressive' }, /TRAJLAB_GC must be one of compute, default; got 'aggressive'/);
   });
 });

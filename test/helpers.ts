@@ -4,7 +4,7 @@ import { openStore } from '@trajlab/storage';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { expect } from 'vitest';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -105,4 +105,17 @@ export async function expectArrowFilesEqualLocalRun(specPath: string, dir: strin
   const keys = (await store.list(`${studyId}/`)).filter((k) => k.endsWith('.arrow'));
   for (const k of keys) expect(sha256(await store.get(k)), k).toBe(sha256(await localStore.get(k)));
   return keys;
+}
+
+/**
+ * Runs `trajlab run` on a tiny spec with `env` added and checks that it stops as an input error (exit 2) with a message
+ * matching `message`, before it writes anything.
+ */
+export function expectRunRefusesEnv(env: Record<string, string>, message: RegExp): void {
+  const dir = tempDir();
+  const spec = writeSpec(dir, { name: 'env', samples: 2, dataset: { kind: 'two-moons', n: 50 }, solvers: [{ solver: 'euler', steps: 2 }] });
+  const res = cli(['run', spec, '--out', join(dir, 'out')], { env });
+  expect(res.status).toBe(2);
+  expect(res.stderr).toMatch(message);
+  expect(existsSync(join(dir, 'out'))).toBe(false);
 }
