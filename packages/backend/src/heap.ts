@@ -4,9 +4,9 @@
  * count towards the old generation's limit until a full (mark-compact) collection frees them. V8 sets that limit after
  * each full collection to the live size times a factor it derives from how fast the program allocates JavaScript
  * objects; a sampling loop allocates few (its time goes to matrix products), so the factor stays small and full
- * collections come every few shards, their marking running on V8's helper threads. Measured on the 2048-trajectory
- * perf study with one process: 43-47 full collections with V8's own factor, 6-7 with the compute setting. One process
- * has the other core for those threads; two processes share both cores with them.
+ * collections come every few shards, their marking running on V8's helper threads. Measured on the perf study with one
+ * process: 9-12 full collections with V8's own factor and 4-5 with the compute setting (512 trajectories), 38-41 and
+ * 13-14 (2048). One process has the other core for those threads; two processes share both cores with them.
  */
 import v8 from 'node:v8';
 
