@@ -5,6 +5,7 @@
  * freed memory at the top of the heap goes back to the system beyond twice that, so the next buffer's pages fault in
  * again (12-16 us each on the VMs of the eighteenth and nineteenth sessions). The compute settings keep them mapped.
  */
+import { envChoice } from './env-choice.js';
 
 /** `compute`: COMPUTE_MALLOC (on glibc, through the native binding); `default`: the C library's own settings. */
 export const MALLOC_CHOICES = ['compute', 'default'] as const;
@@ -27,9 +28,7 @@ export const COMPUTE_MALLOC = {
 
 /** TRAJLAB_MALLOC, checked (default `compute`); an unknown value is an error naming the variable. */
 export function mallocFromEnv(env: NodeJS.ProcessEnv = process.env): MallocChoice {
-  const v = (env.TRAJLAB_MALLOC ?? 'compute').trim().toLowerCase();
-  if ((MALLOC_CHOICES as readonly string[]).includes(v)) return v as MallocChoice;
-  throw new MallocChoiceError(`TRAJLAB_MALLOC must be one of ${MALLOC_CHOICES.join(', ')}; got '${env.TRAJLAB_MALLOC}'`);
+  return envChoice(env, 'TRAJLAB_MALLOC', MALLOC_CHOICES, 'compute', (message) => new MallocChoiceError(message));
 }
 
 /** What sets the allocator: the native binding's tuneAllocator (absent from a binding built by an older trajlab). */

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { envChoice } from './env-choice.js';
 
 /**
  * Native matrix products for the wasm backend. Node's WebAssembly has no threads and 128-bit SIMD only, so wasm's
@@ -156,14 +157,12 @@ export interface BlasSettings {
 
 /** Reads TRAJLAB_BLAS (default auto), TRAJLAB_BLAS_THREADS (default 1) and TRAJLAB_BLAS_ISA (default auto). */
 export function blasFromEnv(env: NodeJS.ProcessEnv = process.env): BlasSettings {
-  const v = (env.TRAJLAB_BLAS ?? 'auto').trim().toLowerCase();
-  if (!(BLAS_CHOICES as readonly string[]).includes(v)) throw new BlasChoiceError(`TRAJLAB_BLAS must be one of ${BLAS_CHOICES.join(', ')}; got '${env.TRAJLAB_BLAS}'`);
+  const choice = envChoice(env, 'TRAJLAB_BLAS', BLAS_CHOICES, 'auto', (message) => new BlasChoiceError(message));
   const t = (env.TRAJLAB_BLAS_THREADS ?? '1').trim();
   const threads = Number(t);
   if (!/^\d+$/.test(t) || threads < 1 || threads > 256) throw new BlasChoiceError(`TRAJLAB_BLAS_THREADS must be an integer from 1 to 256; got '${env.TRAJLAB_BLAS_THREADS}'`);
-  const i = (env.TRAJLAB_BLAS_ISA ?? 'auto').trim().toLowerCase();
-  if (i !== 'auto' && !(NATIVE_ISAS as readonly string[]).includes(i)) throw new BlasChoiceError(`TRAJLAB_BLAS_ISA must be one of auto, ${NATIVE_ISAS.join(', ')}; got '${env.TRAJLAB_BLAS_ISA}'`);
-  return { choice: v as BlasChoice, threads, isa: i as NativeIsa | 'auto' };
+  const isa = envChoice<NativeIsa | 'auto'>(env, 'TRAJLAB_BLAS_ISA', ['auto', ...NATIVE_ISAS], 'auto', (message) => new BlasChoiceError(message));
+  return { choice, threads, isa };
 }
 
 /** The part of the wasm backend the kernels use (tfjs-backend-wasm's BackendWasm). */

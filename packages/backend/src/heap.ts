@@ -9,6 +9,7 @@
  * 13-14 (2048). One process has the other core for those threads; two processes share both cores with them.
  */
 import v8 from 'node:v8';
+import { envChoice } from './env-choice.js';
 
 /** `compute`: V8's heap grows by COMPUTE_HEAP_GROWING_PERCENT; `default`: V8's own heuristics. */
 export const GC_CHOICES = ['compute', 'default'] as const;
@@ -27,9 +28,7 @@ export const COMPUTE_HEAP_GROWING_PERCENT = 300;
 
 /** TRAJLAB_GC, checked (default `compute`); an unknown value is an error naming the variable. */
 export function gcFromEnv(env: NodeJS.ProcessEnv = process.env): GcChoice {
-  const v = (env.TRAJLAB_GC ?? 'compute').trim().toLowerCase();
-  if ((GC_CHOICES as readonly string[]).includes(v)) return v as GcChoice;
-  throw new GcChoiceError(`TRAJLAB_GC must be one of ${GC_CHOICES.join(', ')}; got '${env.TRAJLAB_GC}'`);
+  return envChoice(env, 'TRAJLAB_GC', GC_CHOICES, 'compute', (message) => new GcChoiceError(message));
 }
 
 /**

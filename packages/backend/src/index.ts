@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { mallocFromEnv, tuneAllocatorForCompute } from './allocator.js';
 import { BlasChoiceError, blasFromEnv, installNativeMatMul, NATIVE_MATMUL_NAME } from './blas.js';
+import { envChoice } from './env-choice.js';
 import { tuneHeapForCompute } from './heap.js';
 
 export { COMPUTE_MALLOC, MALLOC_CHOICES, MallocChoiceError, mallocFromEnv, tuneAllocatorForCompute, type MallocChoice } from './allocator.js';
@@ -52,9 +53,7 @@ export class BackendChoiceError extends Error {
 export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendChoice {
   blasFromEnv(env);
   mallocFromEnv(env);
-  const v = (env.TRAJLAB_BACKEND ?? 'auto').trim().toLowerCase();
-  if ((BACKEND_CHOICES as readonly string[]).includes(v)) return v as BackendChoice;
-  throw new BackendChoiceError(`TRAJLAB_BACKEND must be one of ${BACKEND_CHOICES.join(', ')}; got '${env.TRAJLAB_BACKEND}'`);
+  return envChoice(env, 'TRAJLAB_BACKEND', BACKEND_CHOICES, 'auto', (message) => new BackendChoiceError(message));
 }
 
 /** Imports a module by a runtime name, so optional packages need not be present at type-check time. */
