@@ -1,7 +1,7 @@
 import { RememberingStore, type ObjectStore } from '@trajlab/storage';
 import { sha256Hex, studyKeys, type PlannedConfig, type ShardPlan } from '@trajlab/study';
 import type { StudyContext } from './context.js';
-import { runShard, runShardBatch, type ShardOutput } from './shard.js';
+import { concatRows, runShard, runShardBatch, type ShardOutput } from './shard.js';
 import { readIpcFile } from '@trajlab/results';
 
 /** The manifest written after a shard's files: object keys, row counts and sha256 of each file. */
@@ -137,7 +137,7 @@ export interface ShardExecution {
   computedReference: boolean;
 }
 
-/** Options of executeShard. */
+/** Options of executeShards. */
 export interface ExecuteShardOptions {
   /** Called at every time point of the sampling with (points done, points in all). @defaultValue none */
   onPoint?: (done: number, total: number) => void;
@@ -148,7 +148,7 @@ export interface ExecuteShardOptions {
    */
   exclusive?: <T>(compute: () => Promise<T>) => Promise<T>;
   /**
-   * The caller found no complete files for this shard just before (a worker checks in its main process, whose event
+   * The caller found no complete files for these shards just before (a worker checks in its main process, whose event
    * loop no computation holds up): the check is not made again. @defaultValue false
    */
   checked?: boolean;
@@ -157,19 +157,12 @@ export interface ExecuteShardOptions {
 }
 
 /**
- * Executes one shard idempotently: reuses complete files (matching manifest), otherwise makes sure the reference
- * config's shard for the same samples exists (computing it if needed: deterministic, so concurrent writers write the
- * same bytes), runs the shard and writes it. Shared by the embedded run and the workers.
- */
-export async function executeShard(ctx: StudyContext, store: ObjectStore, config: PlannedConfig, shard: ShardPlan, opts: ExecuteShardOptions = {}): Promise<ShardExecution> {
-  return (await executeShards(ctx, store, config, [shard], opts))[0]!;
-}
-
-/**
- * executeShard for several shards of one config at once: those without complete files are computed as one batch
- * (runShardBatch; shard by shard with certified pruning, whose counts each manifest keeps for its own shard) and each
- * is written as it would be alone. Resolves with each shard's execution, in the order given. `onPoint` counts the
- * batch's points (with pruning, each shard's in turn).
+ * Executes shards of one config idempotently: reuses each shard's complete files (matching manifest); otherwise makes
+ * sure the reference config's shards for the same samples exist (computing them if needed: deterministic, so
+ * concurrent writers write the same bytes), computes the missing shards as one batch (runShardBatch; shard by shard
+ * with certified pruning, whose counts each manifest keeps for its own shard) and writes each as it would be alone.
+ * Resolves with each shard's execution, in the order given. `onPoint` counts the batch's points (with pruning, each
+ * shard's in turn). Shared by the embedded run, its shard processes and the workers.
  */
 export async function executeShards(ctx: StudyContext, store: ObjectStore, config: PlannedConfig, shards: readonly ShardPlan[], opts: ExecuteShardOptions = {}): Promise<ShardExecution[]> {
   const studyId = ctx.study.studyId;
@@ -186,7 +179,7 @@ export async function executeShards(ctx: StudyContext, store: ObjectStore, confi
       computedReference ||= ref.computed;
       if (ref.finals) finals.push(ref.finals);
     }
-    const referenceFinals = finals.length === 0 ? undefined : finals.length === 1 ? finals[0] : concatRows(finals);
+    const referenceFinals = finals.length === 0 ? undefined : concatRows(finals);
     const pruned = ctx.trainingSet?.pruning ?? false;
     if (!pruned) return { outs: await runShardBatch(ctx, config, missing, { referenceFinals, onPoint: opts.onPoint }), pruning: missing.map(() => undefined), computedReference };
     // with pruning, one shard at a time (shardsPerBatch gives batches of one): each manifest counts the points kept
@@ -248,11 +241,4 @@ async function referenceFinalsOf(ctx: StudyContext, store: ObjectStore, config: 
   const finals = await readFinals(refStore, finalsKey);
   verifiedFinals.set(location, finals);
   return { finals, computed };
-}
-
-/** Row-major blocks of rows, one after the other. */
-function concatRows(blocks: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(blocks.reduce((n, b) => n + b.length, 0));
-  for (let i = 0, at = 0; i < blocks.length; at += blocks[i]!.length, i++) out.set(blocks[i]!, at);
-  return out;
 }

@@ -153,7 +153,8 @@ export async function runShardBatch(ctx: StudyContext, config: PlannedConfig, sh
     await new Promise<void>((resolve) => setImmediate(resolve));
   };
 
-  const x0 = tf.tensor2d(initialNoiseOf(spec.seed, shards, B, dim, config.sigmas[0]!), [B, dim]);
+  // each shard's samples in turn (a sample's noise depends on its id alone)
+  const x0 = tf.tensor2d(concatRows(shards.map((s) => initialNoiseBatch(spec.seed, s.first, s.count, dim, config.sigmas[0]!))), [B, dim]);
   const denoise = config.afs ? analyticFirstStep(ctx.denoiser.denoise) : ctx.denoiser.denoise;
   let xS: tf.Tensor2D | null = null;
   try {
@@ -341,10 +342,11 @@ function shardTables(ctx: StudyContext, config: PlannedConfig, shard: ShardPlan,
   };
 }
 
-/** The initial noise x_0 of the batch's rows: each shard's samples in turn (each sample's noise depends on its id alone). */
-function initialNoiseOf(seed: number, shards: readonly ShardPlan[], rows: number, dim: number, sigmaMax: number): Float32Array {
-  const out = new Float32Array(rows * dim);
-  for (let s = 0, r = 0; s < shards.length; r += shards[s]!.count, s++) out.set(initialNoiseBatch(seed, shards[s]!.first, shards[s]!.count, dim, sigmaMax), r * dim);
+/** Row-major blocks of rows, one after the other (a single block is returned as it is, not copied). */
+export function concatRows(blocks: readonly Float32Array[]): Float32Array {
+  if (blocks.length === 1) return blocks[0]!;
+  const out = new Float32Array(blocks.reduce((n, b) => n + b.length, 0));
+  for (let i = 0, at = 0; i < blocks.length; at += blocks[i]!.length, i++) out.set(blocks[i]!, at);
   return out;
 }
 
