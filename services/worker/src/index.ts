@@ -31,7 +31,7 @@ const log = (s: string) => process.stderr.write(`[worker ${process.pid}] ${s}\n`
 // compiled (dist/*.js): the shard process is compiled too, and needs no TypeScript loader
 const entry = fileURLToPath(new URL(import.meta.url.endsWith('.js') ? './shard-process.js' : './shard-process.ts', import.meta.url));
 // the shard processes load their code now, while the queue may still be empty
-const shardProcesses = new ShardProcesses(entry, processes, log);
+const shardProcesses = new ShardProcesses(entry, processes, log, jobsPerProcess);
 preloadS3Sdk();
 
 /**

@@ -23,9 +23,10 @@ export interface ShardProgress {
 /**
  * What the worker sends its shard process: a job to run (the process holds up to TRAJLAB_JOBS_PER_PROCESS at a time);
  * `checked`: the worker found no complete files of the shard in the store just before, or the shard belongs to a study
- * submitted fresh (see the payload's `fresh`) and this is its first delivery.
+ * submitted fresh (see the payload's `fresh`) and this is its first delivery; `batchAtMost`: the most jobs a batch
+ * this job starts may hold (half the jobs a process holds, see ComputeBatches).
  */
-export type ToShardProcess = { type: 'job'; id: string; data: unknown; checked: boolean };
+export type ToShardProcess = { type: 'job'; id: string; data: unknown; checked: boolean; batchAtMost: number };
 
 /** What a shard process sends its worker. */
 export type FromShardProcess =

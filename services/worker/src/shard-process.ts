@@ -32,12 +32,6 @@ const compute = new OneAtATime();
 const writes = new ShardWrites();
 /** Shard jobs on their way to the compute; those of one config waiting together are computed as one batch. */
 const batches = new ComputeBatches(compute, writes, (ids) => send({ type: 'batched', ids }));
-/**
- * Jobs this process holds at once (TRAJLAB_JOBS_PER_PROCESS, checked by the worker). A batch takes at most half of
- * them, so that the next batch is there when one is computed and the uploads always overlap a computation: with the
- * default 2, one job at a time.
- */
-const jobsHeld = Number(process.env.TRAJLAB_JOBS_PER_PROCESS ?? 2) || 2;
 let redis: Redis | null = null;
 
 /** A study's device state, shared by the jobs of that study; `users` counts the jobs holding it. */
@@ -110,8 +104,8 @@ function releaseContext(studyId: string): void {
   }
 }
 
-/** Runs one shard job; resolves with its manifest. `checked`: see ToShardProcess. */
-async function runJob(jobId: string, data: unknown, checked: boolean, report: (p: ShardProgress) => void): Promise<ShardManifest> {
+/** Runs one shard job; resolves with its manifest. `checked`, `batchAtMost`: see ToShardProcess. */
+async function runJob(jobId: string, data: unknown, checked: boolean, batchAtMost: number, report: (p: ShardProgress) => void): Promise<ShardManifest> {
   let payload: ShardPayload;
   try {
     payload = parsePayload(shardPayloadSchema, data, jobId);
@@ -148,7 +142,7 @@ async function runJob(jobId: string, data: unknown, checked: boolean, report: (p
       }
       let limit: number;
       try {
-        limit = Math.max(1, Math.min(shardsPerBatch(ctx.study, ctx.plan), Math.floor(jobsHeld / 2)));
+        limit = Math.max(1, Math.min(shardsPerBatch(ctx.study, ctx.plan), batchAtMost));
       } catch (err) {
         throw unrecoverable(`job ${jobId}: ${(err as Error).message}`);
       }
@@ -186,7 +180,7 @@ let jobSeen = false;
 process.on('message', (m: ToShardProcess) => {
   if (m.type !== 'job') return;
   jobSeen = true;
-  runJob(m.id, m.data, m.checked, (progress) => send({ type: 'progress', id: m.id, progress })).then(
+  runJob(m.id, m.data, m.checked, m.batchAtMost, (progress) => send({ type: 'progress', id: m.id, progress })).then(
     (manifest) => send({ type: 'done', id: m.id, manifest }),
     (err: unknown) => send({ type: 'failed', id: m.id, name: err instanceof Error ? err.name : 'Error', message: err instanceof Error ? err.message : String(err) }),
   );

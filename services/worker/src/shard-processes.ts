@@ -27,12 +27,20 @@ const RESTART_DELAY_MS = 2000;
 export class ShardProcesses {
   private readonly slots: Slot[] = [];
   private closing = false;
+  private readonly batchAtMost: number;
 
+  /**
+   * `jobsPerProcess`: the jobs each process holds at once (TRAJLAB_JOBS_PER_PROCESS); a batch takes at most half of
+   * them, so that the next batch is there when one is computed and its uploads overlap a computation (with 2: one job
+   * at a time).
+   */
   constructor(
     private readonly entry: string,
     count: number,
     private readonly log: (line: string) => void,
+    jobsPerProcess: number,
   ) {
+    this.batchAtMost = Math.max(1, Math.floor(jobsPerProcess / 2));
     for (let i = 0; i < count; i++) this.slots.push(this.spawn());
   }
 
@@ -51,7 +59,7 @@ export class ShardProcesses {
     const id = String(job.id);
     return new Promise<ShardManifest>((resolve, reject) => {
       slot.held.set(id, { job, resolve, reject });
-      slot.child.send({ type: 'job', id, data: job.data, checked } satisfies ToShardProcess, (err) => {
+      slot.child.send({ type: 'job', id, data: job.data, checked, batchAtMost: this.batchAtMost } satisfies ToShardProcess, (err) => {
         if (!err) return;
         slot.held.delete(id);
         reject(new Error(`job ${id}: could not be handed to shard process ${slot.child.pid} (${err.message})`));
