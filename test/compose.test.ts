@@ -83,7 +83,8 @@ describe('docker-compose.yml', () => {
     const names = new Set(['worker', 'worker-gpu', 'aggregator', 'coordinator'].flatMap((n) => Object.keys(svc[n]!.environment!)));
     for (const name of names) {
       if (name === 'TF_FORCE_GPU_ALLOW_GROWTH') continue; // read by libtensorflow itself
-      expect(code, name).toMatch(new RegExp(`env\\.${name}\\b|env\\[['"]${name}['"]\\]`));
+      // read as env.NAME, env['NAME'], or through the backend's envChoice(env, 'NAME', ...)
+      expect(code, name).toMatch(new RegExp(`env\\.${name}\\b|env\\[['"]${name}['"]\\]|envChoice(?:<[^>]*>)?\\(env, ['"]${name}['"]`));
     }
     expect(svc.worker!.environment!.REDIS_URL).toBe('redis://redis:6379');
     expect(svc.worker!.environment!.AWS_ENDPOINT_URL_S3).toBe('http://s3:8333');
