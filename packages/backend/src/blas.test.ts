@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { activeBackend, BlasChoiceError, blasFromEnv, chooseNativeIsa, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, uninstallNativeMatMul, type NativeBlas, type NativeIsa } from './index.js';
+import { activeBackend, BlasChoiceError, blasFromEnv, chooseNativeIsa, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, shareNativeThreads, uninstallNativeMatMul, type NativeBlas, type NativeIsa } from './index.js';
 
 // CI has a C compiler and Node's headers at `pnpm install`, so there the binding must exist and be in use; on a machine
 // without them these tests are skipped and the suite runs on wasm's own kernels.
@@ -161,6 +161,21 @@ describe.skipIf(!available)('native matrix products on the wasm backend', () => 
     expect(blas.isa()).toBe('scalar');
     installNativeMatMul(1);
     expect(blas.isa()).toBe(blas.bestIsa());
+  });
+
+  it('lends a process more threads: share times those it was installed with, 1 gives them back, a bad share is refused', () => {
+    const { blas } = loaded as { blas: NativeBlas };
+    installNativeMatMul(3);
+    shareNativeThreads(2);
+    expect(blas.threads()).toBe(6);
+    shareNativeThreads(1);
+    expect(blas.threads()).toBe(3);
+    expect(() => shareNativeThreads(0)).toThrow(/positive integer; got 0/);
+    installNativeMatMul(1);
+    shareNativeThreads(2);
+    expect(blas.threads()).toBe(2);
+    shareNativeThreads(1);
+    expect(blas.threads()).toBe(1);
   });
 
   it('gives each row the same bits whatever the batch it is in (so shards and workers never change results)', () => {

@@ -174,7 +174,8 @@ interface WasmBackend {
 
 const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-let installed: { blas: NativeBlas; originals: tf.KernelConfig[] } | null = null;
+/** The installed products: the binding, the kernels they replaced, and the threads per product they were installed with. */
+let installed: { blas: NativeBlas; originals: tf.KernelConfig[]; threads: number } | null = null;
 
 /** Whether the wasm backend's matrix products currently run through the native binding. */
 export function nativeMatMulActive(): boolean {
@@ -184,6 +185,18 @@ export function nativeMatMulActive(): boolean {
 /** The native binding while it runs the wasm backend's matrix products (its other kernels go with them), else null. */
 export function activeNativeBlas(): NativeBlas | null {
   return installed?.blas ?? null;
+}
+
+/**
+ * Lets each native product use `share` times the threads it was installed with (TRAJLAB_BLAS_THREADS), from the next
+ * product on; 1 goes back to those. `trajlab run --workers N` gives a process the cores of the processes that have
+ * nothing left to compute (runShards), so that the last batches of a phase run on every core. The bits never depend on
+ * the thread count (stable_gemm.h). Without the native products (wasm's own kernel, tfjs-node) it does nothing.
+ */
+export function shareNativeThreads(share: number): void {
+  if (!installed) return;
+  if (!Number.isInteger(share) || share < 1) throw new RangeError(`shareNativeThreads needs a positive integer; got ${share}`);
+  installed.blas.setThreads(Math.min(256, installed.threads * share));
 }
 
 /**
@@ -254,7 +267,10 @@ export function installNativeMatMul(threads = 1, isa: NativeIsa | 'auto' = 'auto
   const wanted = choice.isa;
   blas.setThreads(threads);
   blas.setIsa(wanted);
-  if (installed) return { blas };
+  if (installed) {
+    installed.threads = threads;
+    return { blas };
+  }
   if (tf.getBackend() !== 'wasm') return { reason: `the active backend is ${tf.getBackend()}, not wasm` };
   if (!rowsIndependentOfBatch(blas)) {
     return { reason: `the native product (${wanted}) gave a row different bits depending on the rows computed with it, so results would depend on the shard size` };
@@ -297,7 +313,7 @@ export function installNativeMatMul(threads = 1, isa: NativeIsa | 'auto' = 'auto
       return out;
     },
   });
-  installed = { blas, originals: [batchMatMul, fused] };
+  installed = { blas, originals: [batchMatMul, fused], threads };
   return { blas };
 }
 

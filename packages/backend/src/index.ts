@@ -9,7 +9,7 @@ import { tuneHeapForCompute } from './heap.js';
 
 export { COMPUTE_MALLOC, MALLOC_CHOICES, MallocChoiceError, mallocFromEnv, tuneAllocatorForCompute, type MallocChoice } from './allocator.js';
 export { COMPUTE_HEAP_GROWING_PERCENT, GC_CHOICES, GcChoiceError, gcFromEnv, tuneHeapForCompute, type GcChoice } from './heap.js';
-export { activeNativeBlas, BLAS_CHOICES, NATIVE_MATMUL_NAME, BlasChoiceError, blasFromEnv, chooseNativeIsa, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, NATIVE_BLAS_PATH, uninstallNativeMatMul } from './blas.js';
+export { activeNativeBlas, BLAS_CHOICES, NATIVE_MATMUL_NAME, BlasChoiceError, blasFromEnv, chooseNativeIsa, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, NATIVE_BLAS_PATH, shareNativeThreads, uninstallNativeMatMul } from './blas.js';
 export type { BlasChoice, BlasSettings, NativeBlas, NativeIsa } from './blas.js';
 
 /**

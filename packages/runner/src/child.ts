@@ -2,7 +2,7 @@
  * A shard process of `trajlab run --workers N`: resolves the study itself, builds its device state once, then runs the
  * batches of shards its parent sends over IPC with the same executeShards as everything else.
  */
-import { backendFromEnv, initBackend } from '@trajlab/backend';
+import { backendFromEnv, initBackend, shareNativeThreads } from '@trajlab/backend';
 import { sharedStore } from '@trajlab/storage';
 import { planStudy, prefetchSpecFile, resolveStudyFile } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
@@ -16,7 +16,13 @@ const send = (m: ChildMessage) => process.send?.(m);
 process.on('disconnect', () => process.exit(1));
 
 /** Runs one message's work; its failure is reported to the parent (naming the shard, if it was one). */
-async function handle(raw: Exclude<ParentMessage, { type: 'exit' }>): Promise<void> {
+/** The key of a batch: its config and its first shard, as messages name it. */
+const batchKey = (configId: string, shard: string) => `${configId}\n${shard}`;
+/** Batches received and not begun yet: a `return` takes one back. */
+const waiting = new Set<string>();
+
+async function handle(raw: Exclude<ParentMessage, { type: 'exit' } | { type: 'share' } | { type: 'return' }>): Promise<void> {
+  if (raw.type === 'shards' && !waiting.delete(batchKey(raw.configId, raw.shards[0]!))) return; // given back
   try {
     if (raw.type === 'init') {
       await initBackend(backendFromEnv());
@@ -49,13 +55,20 @@ async function handle(raw: Exclude<ParentMessage, { type: 'exit' }>): Promise<vo
   }
 }
 
-// Messages are handled one after the other (the parent may send the next shard before this one is done, so that this
-// process never waits for it), except `exit`, which is obeyed at once.
+// Messages are handled one after the other (the parent may send a batch before this process is ready, or the next one
+// before this one is done, so that this process never waits for it), except `exit`, `share` and `return`, which are
+// obeyed at once (between two steps of a batch, or during start-up).
 let queue = Promise.resolve();
 process.on('message', (raw: ParentMessage) => {
   if (raw.type === 'exit') {
     ctx?.dispose();
     process.exit(0);
   }
+  if (raw.type === 'share') return shareNativeThreads(raw.share);
+  if (raw.type === 'return') {
+    if (waiting.delete(batchKey(raw.configId, raw.shard))) send({ type: 'returned', configId: raw.configId, shard: raw.shard });
+    return;
+  }
+  if (raw.type === 'shards') waiting.add(batchKey(raw.configId, raw.shards[0]!));
   queue = queue.then(() => handle(raw));
 });

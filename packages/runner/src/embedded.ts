@@ -1,4 +1,4 @@
-import { activeBackend } from '@trajlab/backend';
+import { activeBackend, shareNativeThreads } from '@trajlab/backend';
 import { openStore } from '@trajlab/storage';
 import { dispatchOrder, planStudy, prefetchSpecFile, resolveStudyFile, studyKeys, type LoadedData, type PlannedConfig, type ResolvedStudy, type ShardPlan, type StudyPlan } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
@@ -139,6 +139,7 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
       const local = {
         run: async (batch: ShardWork[], onProgress: (f: number) => void) =>
           (await executeShards(localCtx, store, batch[0]!.config, batch.map((w) => w.shard), { onPoint: (i, n) => onProgress(i / n) })).map((r) => r.reused),
+        shareCores: shareNativeThreads,
       };
       await runShards(
         local,

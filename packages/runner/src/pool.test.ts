@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runStudyEmbedded } from './embedded.js';
-import { batchLimit, runShards, type ShardExecutor, type ShardWork } from './pool.js';
+import { BatchGivenBack, batchLimit, runShards, type ForkedExecutor, type ShardWork } from './pool.js';
 
 /** The shards of a small real plan: one config, 12 shards of 2 samples. */
 function work(): ShardWork[] {
@@ -24,33 +24,57 @@ interface Handed {
 
 /**
  * An executor that takes `ms` per shard of a batch and runs what it holds one after the other, like a shard process
- * (`fails`: each batch fails).
+ * (`fails`: each batch fails). It records the share of cores it is given.
  */
 function executor(name: string, ms: number, log: Handed[], fails = false) {
+  return forkedExecutor(name, ms, log, { fails });
+}
+
+/**
+ * A fake shard process: `executor`'s behaviour, ready after `readyAfterMs` (a batch handed to it before waits until
+ * then), giving back a batch it has not begun.
+ */
+function forkedExecutor(name: string, ms: number, log: Handed[], opts: { fails?: boolean; readyAfterMs?: number } = {}) {
   let held = 0;
-  let chain = Promise.resolve();
   let maxHeld = 0;
-  const exec: ShardExecutor & { maxHeld: () => number } = {
+  // Infinity: never ready
+  const ready = opts.readyAfterMs === Infinity ? new Promise<void>(() => {}) : new Promise<void>((r) => setTimeout(r, opts.readyAfterMs ?? 0));
+  let chain: Promise<unknown> = ready;
+  const notBegun = new Map<string, () => void>();
+  const shares: number[] = [];
+  const exec: ForkedExecutor & { maxHeld: () => number; shares: number[]; gaveBack: string[] } = {
     maxHeld: () => maxHeld,
+    shares,
+    gaveBack: [],
+    ready,
+    shareCores: (n) => shares.push(n),
+    giveBack: (batch) => notBegun.get(batch[0]!.shard.name)?.(),
     run: (batch) => {
       held++;
       maxHeld = Math.max(maxHeld, held);
       const shards = batch.map((w) => w.shard.name);
       log.push({ who: name, shard: shards[0]!, shards, configs: batch.map((w) => w.config.configId), heldAtStart: held });
-      const done = chain.then(
-        () =>
-          new Promise<boolean[]>((resolve, reject) =>
+      const done = new Promise<boolean[]>((resolve, reject) => {
+        let givenBack = false;
+        notBegun.set(shards[0]!, () => {
+          givenBack = true;
+          exec.gaveBack.push(shards[0]!);
+          held--;
+          reject(new BatchGivenBack('given back'));
+        });
+        chain = chain.then(() => {
+          notBegun.delete(shards[0]!);
+          if (givenBack) return;
+          return new Promise<void>((finished) =>
             setTimeout(() => {
               held--;
-              if (fails) reject(new Error(`shard ${shards[0]} failed`));
+              if (opts.fails) reject(new Error(`shard ${shards[0]} failed`));
               else resolve(batch.map(() => false));
+              finished();
             }, ms * batch.length),
-          ),
-      );
-      chain = done.then(
-        () => {},
-        () => {},
-      );
+          );
+        });
+      });
       return done;
     },
   };
@@ -61,10 +85,10 @@ describe('runShards (this process plus forked shard processes)', () => {
   it('runs every shard once; a forked process holds its next shard while it runs one, but only while more wait than there are executors', async () => {
     const log: Handed[] = [];
     const local = executor('local', 8, log);
-    const forked = executor('forked', 8, log);
+    const forked = forkedExecutor('forked', 8, log, { readyAfterMs: 5 });
     const items = work();
     const done: string[] = [];
-    await runShards(local, { executors: [new Promise((r) => setTimeout(() => r(forked), 5))] }, items, () => {}, (_, shard) => done.push(shard.name));
+    await runShards(local, { executors: [forked] }, items, () => {}, (_, shard) => done.push(shard.name));
     expect([...done].sort()).toEqual(items.map((w) => w.shard.name).sort());
     expect(local.maxHeld()).toBe(1);
     expect(forked.maxHeld()).toBe(2);
@@ -80,7 +104,7 @@ describe('runShards (this process plus forked shard processes)', () => {
     const plan = planStudy(resolveStudyText(text, 'pool.yaml', '.').study);
     const items = dispatchOrder(plan.configs).flatMap((config) => config.shards.map((shard) => ({ config, shard })));
     const done: string[] = [];
-    await runShards(local, { executors: [Promise.resolve(forked)] }, items, () => {}, (config, shard) => done.push(`${config.configId}/${shard.name}`), 4);
+    await runShards(local, { executors: [forked] }, items, () => {}, (config, shard) => done.push(`${config.configId}/${shard.name}`), 4);
     expect([...done].sort()).toEqual(items.map((w) => `${w.config.configId}/${w.shard.name}`).sort());
     // 40 shards wait for 2 executors: batches of 4 while 16 or more wait, then fewer, the last ones single
     expect(log[0]!.shards).toHaveLength(4);
@@ -89,6 +113,59 @@ describe('runShards (this process plus forked shard processes)', () => {
     // each batch is one config's shards, taken from the head of the queue: handed out in order, they are the queue
     for (const entry of log) expect(new Set(entry.configs).size).toBe(1);
     expect(log.flatMap((e) => e.configs.map((c, i) => `${c}/${e.shards[i]}`))).toEqual(items.map((w) => `${w.config.configId}/${w.shard.name}`));
+  });
+
+  it('hands a process still starting a batch at once, which it begins once ready', async () => {
+    const log: Handed[] = [];
+    const local = executor('local', 4, log);
+    const forked = forkedExecutor('forked', 4, log, { readyAfterMs: 30 });
+    const items = work();
+    let readyAt = -1;
+    void forked.ready.then(() => (readyAt = log.length));
+    const done: string[] = [];
+    await runShards(local, { executors: [forked] }, items, () => {}, (_, shard) => done.push(shard.name));
+    expect([...done].sort()).toEqual(items.map((w) => w.shard.name).sort());
+    // 12 shards for 2 executors: after this process's first, 11 wait (at least PREDISPATCH_WAITING per executor)
+    expect(log.slice(0, 2).map((e) => e.who)).toEqual(['local', 'forked']);
+    expect(readyAt).toBeGreaterThanOrEqual(2);
+    expect(forked.gaveBack).toEqual([]);
+  });
+
+  it('asks back the batch of a process that is not ready when this process runs out of work, and computes it itself', async () => {
+    const log: Handed[] = [];
+    const local = executor('local', 2, log);
+    const forked = forkedExecutor('forked', 2, log, { readyAfterMs: Infinity });
+    const items = work();
+    const done: string[] = [];
+    await runShards(local, { executors: [forked] }, items, () => {}, (_, shard) => done.push(shard.name));
+    // every shard once: the given-back batch was computed here, not twice
+    expect([...done].sort()).toEqual(items.map((w) => w.shard.name).sort());
+    expect(forked.gaveBack).toEqual([log[1]!.shard]);
+    expect(log.filter((e) => e.who === 'local' && e.shard === log[1]!.shard)).toHaveLength(1);
+    // a process that never joined neither computed nor lent its core
+    expect(local.shares).toEqual([]);
+  });
+
+  it('too few shards for a process still starting: this process keeps them', async () => {
+    const log: Handed[] = [];
+    const local = executor('local', 2, log);
+    const forked = forkedExecutor('forked', 2, log, { readyAfterMs: Infinity });
+    const items = work().slice(0, 8); // after this process's first, 7 wait: fewer than 4 per executor
+    await runShards(local, { executors: [forked] }, items, () => {}, () => {});
+    expect(log.every((e) => e.who === 'local')).toBe(true);
+  });
+
+  it('gives the core of an executor with nothing left to do to the one still computing, and takes it back when the phase ends', async () => {
+    const log: Handed[] = [];
+    const local = executor('local', 1, log);
+    const forked = forkedExecutor('forked', 40, log);
+    const text = 'name: pool\nsamples: 24\nshardSize: 2\ndataset: { kind: two-moons, n: 50 }\nsolvers: [{ solver: euler, steps: 3 }]\nreference: { solver: heun, steps: 4 }\n';
+    const plan = planStudy(resolveStudyText(text, 'pool.yaml', '.').study);
+    const items = dispatchOrder(plan.configs).flatMap((config) => config.shards.map((shard) => ({ config, shard })));
+    await runShards(local, { executors: [forked] }, items, () => {}, () => {});
+    // two phases (the reference, then the rest): each ends with the slow process computing alone on both cores
+    expect(forked.shares).toEqual([2, 1, 2, 1]);
+    expect(local.shares).toEqual([]);
   });
 
   it('batchLimit: the whole batch for one executor; with several, at most the waiting shards / (2 x executors), at least 1', () => {
@@ -104,7 +181,7 @@ describe('runShards (this process plus forked shard processes)', () => {
     const items = work();
     const local = executor('local', 5, log);
     const forked = executor('forked', 5, log, true);
-    await expect(runShards(local, { executors: [Promise.resolve(forked)] }, items, () => {}, () => {})).rejects.toThrow(/^shard \S+ failed$/);
+    await expect(runShards(local, { executors: [forked] }, items, () => {}, () => {})).rejects.toThrow(/^shard \S+ failed$/);
   });
 
   it('hands out the reference first, then the configs with the most work per trajectory, each in sample order, whatever order the plan has', async () => {

@@ -16,6 +16,11 @@ export class ShardProcessError extends Error {
   }
 }
 
+/** A batch a shard process gave back before it began (ForkedExecutor.giveBack): runShards hands it out again. */
+export class BatchGivenBack extends Error {
+  override name = 'BatchGivenBack';
+}
+
 /** One shard of work. */
 export interface ShardWork {
   config: PlannedConfig;
@@ -29,38 +34,68 @@ export interface ShardExecutor {
    * reused from an earlier run.
    */
   run(batch: ShardWork[], onProgress: (fraction: number) => void): Promise<boolean[]>;
+  /**
+   * From its next step on, lets this executor's native matrix products use `share` times the threads they have
+   * (shareNativeThreads in @trajlab/backend; 1 gives them back): runShards hands the cores of executors that have
+   * nothing left to do to those still computing. An executor without it keeps its threads.
+   */
+  shareCores?(share: number): void;
 }
 
-/** A started shard process as an executor, once it is ready (it has built its device state). */
-function executorOf(started: StartedShardProcess): Promise<ShardExecutor> {
+/** A forked shard process as an executor. */
+export interface ForkedExecutor extends ShardExecutor {
+  /** Resolves once the process is ready (it has built its device state); rejects with its start-up failure. */
+  ready: Promise<void>;
+  /**
+   * Asks for `batch` (handed to run, not finished) back: if the process has not begun it, its run rejects with
+   * BatchGivenBack and nothing of it was computed; otherwise the process finishes it as usual.
+   */
+  giveBack(batch: ShardWork[]): void;
+}
+
+/**
+ * A started shard process as an executor. It takes batches at once: one handed out before the process is ready waits
+ * in its channel and starts as soon as it is (the process handles its messages in order); a start-up failure fails it.
+ */
+function executorOf(started: StartedShardProcess): ForkedExecutor {
   const { child } = started;
-  return started.first.then((m) => {
+  const ready = started.first.then((m) => {
     if (m.type !== 'ready') throw new ShardProcessError(m.type === 'error' ? m.name : 'Error', m.type === 'error' ? m.message : 'unexpected message');
-    return {
-      run: (batch, onProgress) =>
-        new Promise<boolean[]>((done, fail) => {
-          const w = batch[0]!;
-          const onMessage = (msg: ChildMessage) => {
-            // the process may hold the next batch already: only this batch's messages (named by its first shard) are
-            // this call's
-            if (msg.type !== 'ready' && msg.configId !== undefined && (msg.configId !== w.config.configId || msg.shard !== w.shard.name)) return;
-            if (msg.type === 'progress') onProgress(msg.fraction);
-            else if (msg.type === 'done') finish(() => done(msg.reused));
-            else if (msg.type === 'error') finish(() => fail(new ShardProcessError(msg.name, msg.message)));
-          };
-          const onExit = (code: number | null) => finish(() => fail(new Error(`shard process exited (${code}) during ${w.config.configId} ${batch.map((b) => b.shard.name).join(', ')}`)));
-          const finish = (f: () => void) => {
-            child.off('message', onMessage);
-            child.off('exit', onExit);
-            f();
-          };
-          child.on('message', onMessage);
-          child.on('exit', onExit);
-          const sigmas = w.config.gits ? w.config.sigmas : undefined;
-          child.send({ type: 'shards', configId: w.config.configId, shards: batch.map((b) => b.shard.name), ...(sigmas ? { sigmas } : {}) } satisfies ParentMessage);
-        }),
-    };
   });
+  // a process that fails to start is reported by runShards; never as an unhandled rejection
+  ready.catch(() => {});
+  return {
+    ready,
+    run: (batch, onProgress) =>
+      new Promise<boolean[]>((done, fail) => {
+        const w = batch[0]!;
+        const onMessage = (msg: ChildMessage) => {
+          // the process may hold the next batch already: only this batch's messages (named by its first shard) are
+          // this call's; a failure at start-up names no shard and fails the batch that waited for it
+          if (msg.type !== 'ready' && msg.configId !== undefined && (msg.configId !== w.config.configId || msg.shard !== w.shard.name)) return;
+          if (msg.type === 'progress') onProgress(msg.fraction);
+          else if (msg.type === 'done') finish(() => done(msg.reused));
+          else if (msg.type === 'returned') finish(() => fail(new BatchGivenBack(`${w.config.configId} ${w.shard.name}: given back before it began`)));
+          else if (msg.type === 'error') finish(() => fail(new ShardProcessError(msg.name, msg.message)));
+        };
+        const onExit = (code: number | null) => finish(() => fail(new Error(`shard process exited (${code}) during ${w.config.configId} ${batch.map((b) => b.shard.name).join(', ')}`)));
+        const finish = (f: () => void) => {
+          child.off('message', onMessage);
+          child.off('exit', onExit);
+          f();
+        };
+        child.on('message', onMessage);
+        child.on('exit', onExit);
+        const sigmas = w.config.gits ? w.config.sigmas : undefined;
+        child.send({ type: 'shards', configId: w.config.configId, shards: batch.map((b) => b.shard.name), ...(sigmas ? { sigmas } : {}) } satisfies ParentMessage);
+      }),
+    shareCores: (share) => {
+      if (child.connected) child.send({ type: 'share', share } satisfies ParentMessage);
+    },
+    giveBack: (batch) => {
+      if (child.connected) child.send({ type: 'return', configId: batch[0]!.config.configId, shard: batch[0]!.shard.name } satisfies ParentMessage);
+    },
+  };
 }
 
 /**
@@ -69,7 +104,7 @@ function executorOf(started: StartedShardProcess): Promise<ShardExecutor> {
  */
 export class ShardProcesses {
   private readonly children: ChildProcess[];
-  readonly executors: Promise<ShardExecutor>[];
+  readonly executors: ForkedExecutor[];
 
   /**
    * `count` processes for the study at `specPath` writing under `out`: those of `started` first (started by
@@ -85,8 +120,6 @@ export class ShardProcesses {
     while (processes.length < n) processes.push(startShardProcess(specPath, out));
     this.children = processes.map((p) => p.child);
     this.executors = processes.map(executorOf);
-    // a process that fails to start is reported by runShards; never as an unhandled rejection
-    for (const e of this.executors) e.catch(() => {});
   }
 
   /**
@@ -107,23 +140,32 @@ export class ShardProcesses {
 /**
  * Runs shards on this process (`local`, which starts at once: it already holds the study) and the forked `processes`,
  * which join as soon as they are ready. Reference shards first, since the others read their final samples. A phase
- * ends when its queue is empty and no executor is busy, without waiting for processes still starting. The outputs are
- * the same bytes whoever runs a shard: every executor runs the same shard code.
+ * ends when its queue is empty and no executor is busy. The outputs are the same bytes whoever runs a shard: every
+ * executor runs the same shard code.
  *
  * Executors take batches of up to `batchSize` consecutive shards of one config (shardsPerBatch). With several
  * executors a batch is at most the shards waiting / (2 x executors), so that the last ones are handed out one by one
  * and no executor is left with a long batch while the others are done.
  *
- * A forked process is given its next batch while it still runs one, as long as more shards wait than there are
- * executors: this process only reads its messages between its own steps, so a process that asked for work when done
- * would wait for it (~30 ms per batch); near the end each holds one at a time, so none is left with two to finish.
+ * This process only reads its messages between its own steps (tens of milliseconds with large batches), so a forked
+ * process is never left to ask for work:
+ * - one still starting is handed a batch at once when the phase holds at least PREDISPATCH_WAITING shards per
+ *   executor; it begins it the moment it is ready. Should this process run out of work first, it asks for that batch
+ *   back (giveBack) and computes it itself, unless the other has begun it.
+ * - one that is ready is given its next batch while it still runs one, as long as more shards wait than there are
+ *   executors; near the end each holds one at a time, so none is left with two to finish.
+ *
+ * Once a phase's queue is empty, an executor that finishes has nothing left to do: the executors still computing get
+ * its core for their native matrix products (shareCores: with 2 executors, the last one computes on 2 threads), and
+ * every executor gets its own threads back when the phase ends. Bits never depend on the thread count.
+ *
  * `onProgress` hears of a batch's first shard; `onDone` of each shard of a batch once the batch is done.
  *
  * @param batchSize - the most shards a batch takes. @defaultValue 1 (shard by shard)
  */
 export async function runShards(
   local: ShardExecutor,
-  processes: Pick<ShardProcesses, 'executors'>,
+  processes: { executors: readonly ForkedExecutor[] },
   work: ShardWork[],
   onProgress: (config: PlannedConfig, shard: ShardPlan, fraction: number) => void,
   onDone: (config: PlannedConfig, shard: ShardPlan, reused: boolean) => void,
@@ -131,24 +173,61 @@ export async function runShards(
 ): Promise<void> {
   const phases = [work.filter((w) => w.config.role === 'reference'), work.filter((w) => w.config.role !== 'reference')].filter((p) => p.length);
   const executorCount = 1 + processes.executors.length;
-  for (const phase of phases) {
-    const queue = [...phase];
-    await new Promise<void>((resolve, reject) => {
+  // the forked processes known to be ready, for every phase
+  const ready = new Set<ShardExecutor>();
+  for (const f of processes.executors) f.ready.then(() => ready.add(f), () => {});
+
+  /** Runs one phase's queue on every executor; every executor has its own threads again afterwards. */
+  async function runPhase(queue: ShardWork[]): Promise<void> {
+    // the share of cores each executor was last given (1: its own)
+    const shares = new Map<ShardExecutor, number>();
+    const share = (exec: ShardExecutor, n: number) => {
+      if ((shares.get(exec) ?? 1) === n) return;
+      shares.set(exec, n);
+      exec.shareCores?.(n);
+    };
+    try {
+      await computePhase(queue, share);
+    } finally {
+      for (const exec of shares.keys()) share(exec, 1);
+    }
+  }
+
+  /** Hands out a phase's queue until it is empty and every executor is done, or one failed. */
+  function computePhase(queue: ShardWork[], share: (exec: ShardExecutor, n: number) => void): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       let error: unknown = null;
       // batches handed to each executor and not finished yet
       const held = new Map<ShardExecutor, number>();
       const holding = (exec: ShardExecutor) => held.get(exec) ?? 0;
       const busy = () => [...held.values()].some((n) => n > 0);
+      // the executors computing this phase's work: this process, and the forked ones once ready
+      const joined = new Set<ShardExecutor>([local]);
+      // batches handed to processes still starting, which this process may ask back
+      const beforeReady = new Map<ForkedExecutor, ShardWork[]>();
       // on a failure, wait for this process's own batch to stop before rejecting (its caller then disposes the
       // device state); forked processes are told to exit afterwards
       const settle = () => {
         if (error !== null && holding(local) === 0) reject(error);
       };
+      // with nothing left to hand out, the cores of the executors that have joined and hold nothing go to those that
+      // still compute (an executor still starting uses its own core)
+      const shareIdleCores = () => {
+        const computing = [...joined].filter((e) => holding(e) > 0);
+        if (queue.length > 0 || computing.length === 0) return;
+        for (const e of computing) share(e, Math.floor(joined.size / computing.length));
+      };
       const pump = (exec: ShardExecutor) => {
         if (error !== null) return settle();
         const depth = exec !== local && queue.length > executorCount ? 2 : 1;
         while (holding(exec) < depth && queue.length > 0) start(exec, takeBatch(queue, batchLimit(queue.length, executorCount, batchSize)));
+        if (exec === local && holding(local) === 0) {
+          // out of work: the batches of processes still starting come back here, unless begun meanwhile
+          for (const [f, batch] of beforeReady) f.giveBack(batch);
+          beforeReady.clear();
+        }
         if (!busy()) resolve();
+        else shareIdleCores();
       };
       const start = (exec: ShardExecutor, batch: ShardWork[]) => {
         held.set(exec, holding(exec) + 1);
@@ -161,6 +240,10 @@ export async function runShards(
           },
           (err: unknown) => {
             held.set(exec, holding(exec) - 1);
+            if (err instanceof BatchGivenBack && error === null) {
+              queue.unshift(...batch);
+              return pump(local);
+            }
             error ??= err;
             settle();
           },
@@ -168,14 +251,34 @@ export async function runShards(
       };
       pump(local);
       for (const f of processes.executors) {
-        f.then(pump, (err: unknown) => {
-          error ??= err;
-          settle();
-        });
+        if (!ready.has(f) && queue.length >= PREDISPATCH_WAITING * executorCount) {
+          const batch = takeBatch(queue, batchLimit(queue.length, executorCount, batchSize));
+          beforeReady.set(f, batch);
+          start(f, batch);
+        }
+        f.ready.then(
+          () => {
+            beforeReady.delete(f);
+            joined.add(f);
+            pump(f);
+          },
+          (err: unknown) => {
+            error ??= err;
+            settle();
+          },
+        );
       }
     });
   }
+
+  for (const phase of phases) await runPhase([...phase]);
 }
+
+/**
+ * Shards per executor a phase must still hold, after this process took its first batch, for a process still starting
+ * to be handed one at once (runShards): enough that this process has other work until the other is ready.
+ */
+export const PREDISPATCH_WAITING = 4;
 
 /** The most shards the next batch may take when `waiting` shards wait for `executors` executors (see runShards). */
 export function batchLimit(waiting: number, executors: number, batchSize: number): number {

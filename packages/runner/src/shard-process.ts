@@ -14,6 +14,10 @@ export type ParentMessage =
    * levels when the parent computed them (GITS), else absent.
    */
   | { type: 'shards'; configId: string; shards: string[]; sigmas?: number[] }
+  /** From the next step on, `share` times the native products' threads (shareNativeThreads); obeyed at once. */
+  | { type: 'share'; share: number }
+  /** Give back the batch named by its config and first shard if it has not begun (answered by `returned`), else finish it. */
+  | { type: 'return'; configId: string; shard: string }
   | { type: 'exit' };
 /** Messages about a batch name its config and its first shard (`shard`). */
 export type ChildMessage =
@@ -21,13 +25,15 @@ export type ChildMessage =
   | { type: 'progress'; configId: string; shard: string; fraction: number }
   /** `reused`: for each shard of the batch, whether its files were already complete. */
   | { type: 'done'; configId: string; shard: string; reused: boolean[] }
+  /** The batch was given back (`return`) before it began: nothing of it was computed or written. */
+  | { type: 'returned'; configId: string; shard: string }
   /** A failure; `configId` and `shard` name the batch it happened in (absent at start-up). */
   | { type: 'error'; message: string; name: string; configId?: string; shard?: string };
 
 /** A shard process just started: its first message (`ready` or `error`) is caught whenever the caller looks. */
 export interface StartedShardProcess {
   child: ChildProcess;
-  /** Its first message; rejects if it exits before sending one. */
+  /** Its first message other than `returned`; rejects if it exits before sending one. */
   first: Promise<ChildMessage>;
   /** Set by whoever takes charge of it (pool.ts ShardProcesses); one nobody took is stopped by its starter. */
   adopted: boolean;
@@ -46,14 +52,18 @@ export function startShardProcess(specPath: string, out: string): StartedShardPr
   const entry = compiled && existsSync(bundled) ? bundled : fileURLToPath(new URL(compiled ? './child.js' : './child.ts', import.meta.url));
   const execArgv = compiled ? [] : ['--import', import.meta.resolve('tsx')];
   const child = fork(entry, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  // listening from the start: a message nobody listens for is lost
+  // listening from the start: a message nobody listens for is lost; a batch given back during start-up (`returned`)
+  // is answered before the process is ready
   const first = new Promise<ChildMessage>((resolve, reject) => {
     const onExit = (code: number | null) => reject(new Error(`shard process exited (${code}) before it was ready`));
-    child.once('exit', onExit);
-    child.once('message', (m: ChildMessage) => {
+    const onMessage = (m: ChildMessage) => {
+      if (m.type === 'returned') return;
       child.off('exit', onExit);
+      child.off('message', onMessage);
       resolve(m);
-    });
+    };
+    child.once('exit', onExit);
+    child.on('message', onMessage);
   });
   first.catch(() => {}); // reported by whoever waits for it, never as an unhandled rejection
   child.send({ type: 'init', specPath, out } satisfies ParentMessage);
