@@ -96,7 +96,7 @@ describe('runShards (this process plus forked shard processes)', () => {
     for (const entry of log.slice(-2)) expect(entry.heldAtStart, entry.shard).toBe(1);
   });
 
-  it('hands out batches of consecutive shards of one config, smaller as the queue empties, the last ones one by one', async () => {
+  it('hands out batches of consecutive shards of one config, smaller as the queue empties, the last one single', async () => {
     const log: Handed[] = [];
     const local = executor('local', 2, log);
     const forked = executor('forked', 2, log);
@@ -106,10 +106,18 @@ describe('runShards (this process plus forked shard processes)', () => {
     const done: string[] = [];
     await runShards(local, { executors: [forked] }, items, () => {}, (config, shard) => done.push(`${config.configId}/${shard.name}`), 4);
     expect([...done].sort()).toEqual(items.map((w) => `${w.config.configId}/${w.shard.name}`).sort());
-    // 40 shards wait for 2 executors: batches of 4 while 16 or more wait, then fewer, the last ones single
+    // 40 shards wait for 2 executors: each batch takes ceil(waiting / 2) shards, at most 4, and fewer only where its
+    // config's shards end; so batches of 4 while 7 or more wait, then fewer, the last one single
+    let position = 0;
+    for (const entry of log) {
+      const limit = Math.min(4, Math.ceil((items.length - position) / 2));
+      const end = position + entry.shards.length;
+      if (entry.shards.length < limit) expect(end === items.length || items[end]!.config !== items[position]!.config, `${entry.shard}: cut short`).toBe(true);
+      else expect(entry.shards, entry.shard).toHaveLength(limit);
+      position = end;
+    }
     expect(log[0]!.shards).toHaveLength(4);
-    expect(log.filter((e) => e.shards.length > 1).length).toBeGreaterThan(4);
-    for (const entry of log.slice(-4)) expect(entry.shards).toHaveLength(1);
+    expect(log.at(-1)!.shards).toHaveLength(1);
     // each batch is one config's shards, taken from the head of the queue: handed out in order, they are the queue
     for (const entry of log) expect(new Set(entry.configs).size).toBe(1);
     expect(log.flatMap((e) => e.configs.map((c, i) => `${c}/${e.shards[i]}`))).toEqual(items.map((w) => `${w.config.configId}/${w.shard.name}`));
@@ -168,11 +176,14 @@ describe('runShards (this process plus forked shard processes)', () => {
     expect(local.shares).toEqual([]);
   });
 
-  it('batchLimit: the whole batch for one executor; with several, at most the waiting shards / (2 x executors), at least 1', () => {
+  it('batchLimit: the whole batch for one executor; with several, at most the waiting shards / executors rounded up, at least 1', () => {
     expect(batchLimit(3, 1, 4)).toBe(4);
     expect(batchLimit(16, 2, 4)).toBe(4);
-    expect(batchLimit(12, 2, 4)).toBe(3);
-    expect(batchLimit(7, 2, 4)).toBe(1);
+    expect(batchLimit(7, 2, 4)).toBe(4);
+    expect(batchLimit(5, 2, 4)).toBe(3);
+    expect(batchLimit(3, 2, 4)).toBe(2);
+    expect(batchLimit(2, 2, 4)).toBe(1);
+    expect(batchLimit(7, 3, 4)).toBe(3);
     expect(batchLimit(100, 3, 1)).toBe(1);
   });
 
