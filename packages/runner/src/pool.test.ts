@@ -34,11 +34,15 @@ function executor(name: string, ms: number, log: Handed[], fails = false) {
  * A fake shard process: `executor`'s behaviour, ready after `readyAfterMs` (a batch handed to it before waits until
  * then), giving back a batch it has not begun.
  */
-function forkedExecutor(name: string, ms: number, log: Handed[], opts: { fails?: boolean; readyAfterMs?: number } = {}) {
+function forkedExecutor(name: string, ms: number, log: Handed[], opts: { fails?: boolean; readyAfterMs?: number; startFails?: boolean } = {}) {
   let held = 0;
   let maxHeld = 0;
-  // Infinity: never ready
-  const ready = opts.readyAfterMs === Infinity ? new Promise<void>(() => {}) : new Promise<void>((r) => setTimeout(r, opts.readyAfterMs ?? 0));
+  // Infinity: never ready; startFails: its start-up fails after readyAfterMs, and so does every batch it was handed
+  const ready =
+    opts.readyAfterMs === Infinity
+      ? new Promise<void>(() => {})
+      : new Promise<void>((resolve, reject) => setTimeout(() => (opts.startFails ? reject(new Error(`${name} could not start`)) : resolve()), opts.readyAfterMs ?? 0));
+  ready.catch(() => {});
   let chain: Promise<unknown> = ready;
   const notBegun = new Map<string, () => void>();
   const shares: number[] = [];
@@ -62,6 +66,7 @@ function forkedExecutor(name: string, ms: number, log: Handed[], opts: { fails?:
           held--;
           reject(new BatchGivenBack('given back'));
         });
+        ready.catch(reject);
         chain = chain.then(() => {
           notBegun.delete(shards[0]!);
           if (givenBack) return;
@@ -152,6 +157,14 @@ describe('runShards (this process plus forked shard processes)', () => {
     expect(log.filter((e) => e.who === 'local' && e.shard === log[1]!.shard)).toHaveLength(1);
     // a process that never joined neither computed nor lent its core
     expect(local.shares).toEqual([]);
+  });
+
+  it('a process that fails to start while holding a batch rejects the run with its start-up error', async () => {
+    const log: Handed[] = [];
+    const local = executor('local', 5, log);
+    const forked = forkedExecutor('forked', 5, log, { readyAfterMs: 20, startFails: true });
+    await expect(runShards(local, { executors: [forked] }, work(), () => {}, () => {})).rejects.toThrow('forked could not start');
+    expect(log[1]!.who).toBe('forked');
   });
 
   it('too few shards for a process still starting: this process keeps them', async () => {

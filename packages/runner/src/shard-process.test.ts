@@ -42,4 +42,24 @@ describe('a shard process handed batches before it is ready (real child process)
       processes.close();
     }
   });
+
+  it('fails a batch handed to it with its start-up error (a spec it refuses) and writes nothing', async () => {
+    const good = join(dir, 'good.json');
+    const body = { name: 'refused-later', samples: 4, shardSize: 2, dataset: { kind: 'two-moons', n: 50 }, solvers: [{ solver: 'euler', steps: 3 }] };
+    writeFileSync(good, JSON.stringify(body));
+    const { study } = resolveStudyFile(good);
+    const config = planStudy(study).configs[0]!;
+    // the process reads the spec after this process planned it: now it is refused
+    const path = join(dir, 'refused.json');
+    writeFileSync(path, JSON.stringify({ ...body, samples: -1 }));
+    const out = join(dir, 'refused-out');
+    const processes = new ShardProcesses(1, path, out);
+    try {
+      await expect(processes.executors[0]!.run([{ config, shard: config.shards[0]! }], () => {})).rejects.toThrow(/samples: Too small/);
+      await expect(processes.executors[0]!.ready).rejects.toThrow(/samples: Too small/);
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      processes.close();
+    }
+  });
 });
