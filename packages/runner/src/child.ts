@@ -15,30 +15,38 @@ const send = (m: ChildMessage) => process.send?.(m);
 
 process.on('disconnect', () => process.exit(1));
 
-/** Runs one message's work; its failure is reported to the parent (naming the shard, if it was one). */
 /** The key of a batch: its config and its first shard, as messages name it. */
 const batchKey = (configId: string, shard: string) => `${configId}\n${shard}`;
 /** Batches received and not begun yet: a `return` takes one back. */
 const waiting = new Set<string>();
+/** Why this process could not start (`init` failed): every batch handed to it fails with it. */
+let startFailure: unknown = null;
 
+/** Runs one message's work; its failure is reported to the parent (naming the shard, if it was one). */
 async function handle(raw: Exclude<ParentMessage, { type: 'exit' } | { type: 'share' } | { type: 'return' }>): Promise<void> {
   if (raw.type === 'shards' && !waiting.delete(batchKey(raw.configId, raw.shards[0]!))) return; // given back
   try {
     if (raw.type === 'init') {
-      await initBackend(backendFromEnv());
-      await prefetchSpecFile(raw.specPath);
-      const { study, data } = resolveStudyFile(raw.specPath);
-      const plan = planStudy(study);
-      ctx = await createContext(study, data, plan);
+      try {
+        await initBackend(backendFromEnv());
+        await prefetchSpecFile(raw.specPath);
+        const { study, data } = resolveStudyFile(raw.specPath);
+        const plan = planStudy(study);
+        ctx = await createContext(study, data, plan);
+      } catch (err) {
+        startFailure = err;
+        throw err;
+      }
       out = raw.out;
       send({ type: 'ready' });
     } else {
-      const config = ctx!.plan.configs.find((c) => c.configId === raw.configId)!;
+      if (!ctx) throw startFailure ?? new Error('the shard process has no study');
+      const config = ctx.plan.configs.find((c) => c.configId === raw.configId)!;
       const shards = raw.shards.map((name) => config.shards.find((s) => s.name === name)!);
       if (raw.sigmas) config.sigmas = raw.sigmas; // GITS: computed once by the parent
       const first = raw.shards[0]!;
       let last = 0;
-      const res = await executeShards(ctx!, sharedStore(out), config, shards, {
+      const res = await executeShards(ctx, sharedStore(out), config, shards, {
         onPoint: (done, total) => {
           const now = Date.now();
           if (now - last > 100 || done === total) {

@@ -43,7 +43,7 @@ describe('a shard process handed batches before it is ready (real child process)
     }
   });
 
-  it('fails a batch handed to it with its start-up error (a spec it refuses) and writes nothing', async () => {
+  it('fails the batches handed to it with its start-up error (a spec it refuses) and writes nothing', async () => {
     const good = join(dir, 'good.json');
     const body = { name: 'refused-later', samples: 4, shardSize: 2, dataset: { kind: 'two-moons', n: 50 }, solvers: [{ solver: 'euler', steps: 3 }] };
     writeFileSync(good, JSON.stringify(body));
@@ -57,6 +57,8 @@ describe('a shard process handed batches before it is ready (real child process)
     try {
       await expect(processes.executors[0]!.run([{ config, shard: config.shards[0]! }], () => {})).rejects.toThrow(/samples: Too small/);
       await expect(processes.executors[0]!.ready).rejects.toThrow(/samples: Too small/);
+      // and so does any batch handed to it later
+      await expect(processes.executors[0]!.run([{ config, shard: config.shards[1]! }], () => {})).rejects.toThrow(/samples: Too small/);
       expect(existsSync(out)).toBe(false);
     } finally {
       processes.close();
