@@ -116,6 +116,35 @@ describe("a worker's shard process", () => {
     }
   });
 
+  it("two workers of one host: at a study's tail the idle one lends its core to the busy one, whose files stay trajlab run's; a bad TRAJLAB_LEND_CORES is refused", async () => {
+    const bad = startService('worker', { REDIS_URL: redis.url, TRAJLAB_LEND_CORES: 'maybe' });
+    expect(await new Promise((r) => bad.proc.once('exit', r))).toBe(2);
+    expect(bad.log()).toMatch(/TRAJLAB_LEND_CORES must be on or off; got 'maybe'/);
+
+    // three shards of about a second for two workers holding one job each: one of them computes the third alone
+    const env = { REDIS_URL: redis.url, TRAJLAB_JOBS_PER_PROCESS: '1', TRAJLAB_WARM_UP: 'off' };
+    const dir = tempDir();
+    const path = writeSpec(dir, { name: 'lending', samples: 96, shardSize: 32, dataset: { kind: 'gmm', dim: 64, components: 8, n: 4000 }, solvers: [{ solver: 'heun', steps: 600 }], keepStates: 0 });
+    const out = join(dir, 'out');
+    const workers = [startService('worker', env), startService('worker', env)];
+    const aggregator = startService('aggregator', env);
+    try {
+      await Promise.all([aggregator.waitFor(/ready/), ...workers.map((w) => w.waitFor(/process\(es\) started/))]);
+      const sub = await cli(['submit', path, '--out', out], { env });
+      expect(sub.status, sub.stderr).toBe(0);
+      const studyId = sub.stdout.trim();
+      const watch = await cli(['watch', studyId, '--interval', '0.5'], { env });
+      expect(watch.status, watch.stdout + watch.stderr).toBe(0);
+      const lent = workers.filter((w) => /has idle cores: the shard processes computing use 2x their threads/.test(w.log()));
+      expect(lent.length, workers.map((w) => w.log()).join('\n')).toBeGreaterThan(0);
+      // and each took them back once its shard was done
+      for (const w of lent) expect(w.log()).toMatch(/has idle cores[^]*use their own threads again/);
+      await expectArrowFilesEqualLocalRun(path, dir, studyId, out, env);
+    } finally {
+      await Promise.all([...workers.map((w) => w.stop('SIGTERM')), aggregator.stop('SIGTERM')]);
+    }
+  });
+
   it('TRAJLAB_JOBS_PER_PROCESS=1 holds one shard at a time; a bad value is refused, naming the variable', async () => {
     const bad = startService('worker', { REDIS_URL: redis.url, TRAJLAB_JOBS_PER_PROCESS: '0' });
     expect(await new Promise((r) => bad.proc.once('exit', r))).toBe(2);

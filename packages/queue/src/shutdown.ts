@@ -2,20 +2,20 @@ import type { Worker } from 'bullmq';
 
 /**
  * SIGTERM / SIGINT: stop taking jobs, let the ones held finish (BullMQ's close waits for them), run `closed` (e.g. stop
- * the worker's own processes), then exit 0. A second signal while draining is ignored; the orchestrator's grace period
+ * the worker's own processes; awaited when it returns a promise), then exit 0. A second signal while draining is ignored; the orchestrator's grace period
  * bounds the wait.
  */
-export function drainOnSignal(worker: Worker, log: (line: string) => void, closed: () => void = () => {}): void {
+export function drainOnSignal(worker: Worker, log: (line: string) => void, closed: () => void | Promise<void> = () => {}): void {
   let closing = false;
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.on(signal, () => {
       if (closing) return;
       closing = true;
       log(`${signal}: finishing the current job(s), then exiting`);
-      void worker.close().then(() => {
-        closed();
-        process.exit(0);
-      });
+      void worker
+        .close()
+        .then(closed)
+        .finally(() => process.exit(0));
     });
   }
 }

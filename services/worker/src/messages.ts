@@ -26,7 +26,10 @@ export interface ShardProgress {
  * submitted fresh (see the payload's `fresh`) and this is its first delivery; `batchAtMost`: the most jobs a batch
  * this job starts may hold (half the jobs a process holds, see ComputeBatches).
  */
-export type ToShardProcess = { type: 'job'; id: string; data: unknown; checked: boolean; batchAtMost: number };
+export type ToShardProcess =
+  | { type: 'job'; id: string; data: unknown; checked: boolean; batchAtMost: number }
+  /** From its next step on, `share` times its native products' threads (shareNativeThreads; see HostCores). */
+  | { type: 'share'; share: number };
 
 /** What a shard process sends its worker. */
 export type FromShardProcess =

@@ -5,7 +5,7 @@
  * the waiting jobs of one config together, as the embedded run does (ComputeBatches, up to half the jobs it holds).
  * Dataset, denoisers and training set stay cached per study (the last two studies).
  */
-import { backendFromEnv, initBackend } from '@trajlab/backend';
+import { backendFromEnv, initBackend, shareNativeThreads } from '@trajlab/backend';
 import { exitWithParent, parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
 import { createContext, existingShard, ShardWrites, shardsPerBatch, warmUp, warmUpEnabled, type ShardManifest, type StudyContext } from '@trajlab/runner';
 import { ModelFileError } from '@trajlab/models';
@@ -178,6 +178,8 @@ async function runJob(jobId: string, data: unknown, checked: boolean, batchAtMos
 let jobSeen = false;
 
 process.on('message', (m: ToShardProcess) => {
+  // cores lent by idle workers of this host: taken at once, between two steps of the computing job
+  if (m.type === 'share') return backendReady.then(() => shareNativeThreads(m.share), () => {});
   if (m.type !== 'job') return;
   jobSeen = true;
   runJob(m.id, m.data, m.checked, m.batchAtMost, (progress) => send({ type: 'progress', id: m.id, progress })).then(

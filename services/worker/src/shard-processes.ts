@@ -15,6 +15,8 @@ interface Slot {
   child: ChildProcess;
   held: Map<string, Held>;
   ready: Promise<void>;
+  /** The share of cores last sent to it (1: its own threads). */
+  share: number;
 }
 
 /** Pause before starting a shard process again after one died before it was ready (a broken install, say). */
@@ -28,6 +30,11 @@ export class ShardProcesses {
   private readonly slots: Slot[] = [];
   private closing = false;
   private readonly batchAtMost: number;
+  /** The share of cores lent to the processes holding a job (shareCores). */
+  private lent = 1;
+  private computing = 0;
+  /** Told the number of processes holding a job whenever it changes. @defaultValue nothing */
+  onComputing: (processes: number) => void = () => {};
 
   /**
    * `jobsPerProcess`: the jobs each process holds at once (TRAJLAB_JOBS_PER_PROCESS); a batch takes at most half of
@@ -62,9 +69,39 @@ export class ShardProcesses {
       slot.child.send({ type: 'job', id, data: job.data, checked, batchAtMost: this.batchAtMost } satisfies ToShardProcess, (err) => {
         if (!err) return;
         slot.held.delete(id);
+        this.heldChanged();
         reject(new Error(`job ${id}: could not be handed to shard process ${slot.child.pid} (${err.message})`));
       });
+      this.heldChanged();
     });
+  }
+
+  /**
+   * Lets each process holding a job use `share` times its native threads from its next step on (those idle get their
+   * own threads back), until another share is given: see HostCores.
+   */
+  shareCores(share: number): void {
+    this.lent = share;
+    this.applyShares();
+  }
+
+  /** Sends each process the share it should have now, and tells onComputing of a new count of busy processes. */
+  private heldChanged(): void {
+    const computing = this.slots.filter((s) => s.held.size > 0).length;
+    if (computing !== this.computing) {
+      this.computing = computing;
+      this.onComputing(computing);
+    }
+    this.applyShares();
+  }
+
+  private applyShares(): void {
+    for (const slot of this.slots) {
+      const share = slot.held.size > 0 ? this.lent : 1;
+      if (share === slot.share || !slot.child.connected) continue;
+      slot.share = share;
+      slot.child.send({ type: 'share', share } satisfies ToShardProcess);
+    }
   }
 
   /** Stops the processes (their held jobs are expected to be finished). */
@@ -79,7 +116,7 @@ export class ShardProcesses {
     const held = new Map<string, Held>();
     let wasReady = false;
     let markReady: () => void = () => {};
-    const slot: Slot = { child, held, ready: new Promise<void>((r) => (markReady = r)) };
+    const slot: Slot = { child, held, ready: new Promise<void>((r) => (markReady = r)), share: 1 };
     child.on('message', (m: FromShardProcess) => {
       if (m.type === 'ready') {
         wasReady = true;
@@ -95,6 +132,7 @@ export class ShardProcesses {
         return;
       }
       held.delete(m.id);
+      this.heldChanged();
       if (m.type === 'done') h.resolve(m.manifest);
       else h.reject(namedError(m.name, m.message));
     });
@@ -104,6 +142,7 @@ export class ShardProcesses {
       // its jobs fail (and are retried, up to their attempts); a new process takes its place
       for (const [id, h] of held) h.reject(new Error(`shard process ${child.pid} exited (${signal ?? code}) while running job ${id}`));
       held.clear();
+      this.heldChanged();
       if (this.closing) return;
       // one that died at start-up is started again after a pause, not in a tight loop (jobs handed to it meanwhile
       // fail, naming it, and are retried)
@@ -112,6 +151,7 @@ export class ShardProcesses {
       setTimeout(() => {
         const k = this.slots.indexOf(slot);
         if (!this.closing && k >= 0) this.slots[k] = this.spawn();
+        this.heldChanged();
       }, delay);
     });
     return slot;
