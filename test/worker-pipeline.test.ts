@@ -1,6 +1,7 @@
 import { QUEUES } from '@trajlab/queue';
 import { Queue } from 'bullmq';
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliAsync as cli, expectArrowFilesEqualLocalRun, tempDir, writeSpec } from './helpers.js';
@@ -116,7 +117,7 @@ describe("a worker's shard process", () => {
     }
   });
 
-  it("two workers of one host: at a study's tail the idle one lends its core to the busy one, whose files stay trajlab run's; a bad TRAJLAB_LEND_CORES is refused", async () => {
+  it.skipIf(availableParallelism() < 2)("two workers of one host: at a study's tail the idle one lends its core to the busy one, whose files stay trajlab run's; a bad TRAJLAB_LEND_CORES is refused", async () => {
     const bad = startService('worker', { REDIS_URL: redis.url, TRAJLAB_LEND_CORES: 'maybe' });
     expect(await new Promise((r) => bad.proc.once('exit', r))).toBe(2);
     expect(bad.log()).toMatch(/TRAJLAB_LEND_CORES must be on or off; got 'maybe'/);

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisHandle } from '../../../test/services.js';
-import { hostKeys, hostShare, HostCores, type WorkerCores } from './host-cores.js';
+import { hostKeys, hostShare, HostCores, parseRecord, type WorkerCores } from './host-cores.js';
 
 describe('hostShare: the share of cores each computing process of a host may use', () => {
   const long = 0; // records that changed long ago
@@ -22,6 +22,15 @@ describe('hostShare: the share of cores each computing process of a host may use
     expect(hostShare([w(2, 1), w(1, 0)], now)).toBe(3);
     expect(hostShare([w(3, 3), w(1, 0)], now)).toBe(1);
     expect(hostShare([w(4, 1), w(4, 0)], now)).toBe(8);
+  });
+});
+
+describe("a worker's record", () => {
+  it('is read back as written, and anything else is skipped', () => {
+    expect(parseRecord(JSON.stringify({ processes: 2, computing: 1, since: 5 }))).toEqual({ processes: 2, computing: 1, since: 5 });
+    for (const bad of ['', 'null', '{"processes": 1e9, "computing": 0, "since": 1}', '{"processes": 1, "computing": 2, "since": 1}', '{"processes": -1, "computing": 0, "since": 1}', '{"processes": 1, "computing": 0}', '[1, 0, 1]']) {
+      expect(parseRecord(bad), bad).toBe(null);
+    }
   });
 });
 
@@ -47,7 +56,7 @@ describe('HostCores (real Redis)', () => {
       await new Promise((r) => setTimeout(r, 10));
     }
   };
-  const opts = { pollMs: 20, graceMs: 50, ttlMs: 600 };
+  const opts = { pollMs: 20, graceMs: 50, ttlMs: 600, maxShare: 64 };
 
   it('lends the cores of idle workers of its host to a busy one, takes them back when they get work, and ignores other hosts and workers gone', async () => {
     const shares: number[] = [];
@@ -81,5 +90,19 @@ describe('HostCores (real Redis)', () => {
     // nothing computing any more: back to its own threads, at once
     busy.setComputing(0);
     await Promise.all([busy.close(), elsewhere.close(), doomed.close(10)]);
+  });
+
+  it('lends no more than maxShare (the host\'s cores)', async () => {
+    const shares: number[] = [];
+    const busy = new HostCores(client(), 'h3', 'busy', 1, (s) => shares.push(s), { ...opts, maxShare: 2 });
+    const idle = new HostCores(client(), 'h3', 'idle', 7, () => {}, opts);
+    await new Promise((r) => setTimeout(r, 80));
+    busy.setComputing(1);
+    await until(() => shares.length === 1);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(shares).toEqual([2]); // not 8
+    busy.setComputing(0);
+    expect(shares).toEqual([2, 1]);
+    await Promise.all([busy.close(), idle.close()]);
   });
 });

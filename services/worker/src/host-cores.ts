@@ -11,6 +11,7 @@
  */
 import { KEY_PREFIX } from '@trajlab/queue';
 import type { Redis } from 'ioredis';
+import { availableParallelism } from 'node:os';
 
 /** What one worker of a host records. */
 export interface WorkerCores {
@@ -42,6 +43,18 @@ export function hostShare(workers: readonly WorkerCores[], now: number, graceMs 
   return computing > 0 ? Math.max(1, Math.floor(usable / computing)) : 1;
 }
 
+/** A worker's record as read from Redis, or null when it is not one (skipped: Redis is shared, its keys are not ours alone). */
+export function parseRecord(text: string): WorkerCores | null {
+  try {
+    const { processes, computing, since } = JSON.parse(text) as Partial<WorkerCores>;
+    const count = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0 && (n as number) <= 4096;
+    if (!count(processes) || !count(computing) || computing > processes || typeof since !== 'number' || !Number.isFinite(since)) return null;
+    return { processes, computing, since };
+  } catch {
+    return null;
+  }
+}
+
 /** Redis keys of a host's workers: the set of their ids, and each one's record (expiring unless refreshed). */
 export const hostKeys = {
   workers: (host: string) => `${KEY_PREFIX}:host:${host}:workers`,
@@ -56,6 +69,8 @@ export interface HostCoresOptions {
   ttlMs?: number;
   /** See IDLE_GRACE_MS. @defaultValue IDLE_GRACE_MS */
   graceMs?: number;
+  /** The largest share: no process gets more threads than the host has cores. @defaultValue os.availableParallelism() */
+  maxShare?: number;
 }
 
 /**
@@ -73,6 +88,7 @@ export class HostCores {
   private readonly pollMs: number;
   private readonly ttlMs: number;
   private readonly graceMs: number;
+  private readonly maxShare: number;
 
   constructor(
     private readonly redis: Redis,
@@ -85,6 +101,7 @@ export class HostCores {
     this.pollMs = opts.pollMs ?? 100;
     this.ttlMs = opts.ttlMs ?? 6000;
     this.graceMs = opts.graceMs ?? IDLE_GRACE_MS;
+    this.maxShare = opts.maxShare ?? availableParallelism();
     this.record();
     this.refresher = setInterval(() => this.record(), this.ttlMs / 3);
     this.refresher.unref();
@@ -138,9 +155,13 @@ export class HostCores {
       const values = ids.length ? await this.redis.mget(ids.map((id) => hostKeys.worker(this.host, id))) : [];
       const workers: WorkerCores[] = [];
       const gone: string[] = [];
-      values.forEach((v, i) => (v === null ? gone.push(ids[i]!) : workers.push(JSON.parse(v) as WorkerCores)));
+      values.forEach((v, i) => {
+        if (v === null) return gone.push(ids[i]!);
+        const w = parseRecord(v);
+        if (w) workers.push(w);
+      });
       if (gone.length) await this.redis.srem(hostKeys.workers(this.host), ...gone);
-      if (this.computing > 0 && !this.closed) this.setShare(hostShare(workers, Date.now(), this.graceMs));
+      if (this.computing > 0 && !this.closed) this.setShare(Math.min(this.maxShare, hostShare(workers, Date.now(), this.graceMs)));
     } catch {
       // Redis away: keep the share as it is
     } finally {
