@@ -185,10 +185,14 @@ describe('runShards (this process plus forked shard processes)', () => {
     const text = 'name: pool\nsamples: 24\nshardSize: 2\ndataset: { kind: two-moons, n: 50 }\nsolvers: [{ solver: euler, steps: 3 }]\nreference: { solver: heun, steps: 4 }\n';
     const plan = planStudy(resolveStudyText(text, 'pool.yaml', '.').study);
     const items = dispatchOrder(plan.configs).flatMap((config) => config.shards.map((shard) => ({ config, shard })));
-    await runShards(local, { executors: [forked] }, items, () => {}, () => {});
+    await runShards(local, { executors: [forked] }, items, () => {}, () => {}, 1, 2);
     // two phases (the reference, then the rest): each ends with the slow process computing alone on both cores
     expect(forked.shares).toEqual([2, 1, 2, 1]);
     expect(local.shares).toEqual([]);
+    // on one core there is nothing to lend
+    const alone = forkedExecutor('alone', 40, log);
+    await runShards(executor('local', 1, log), { executors: [alone] }, items, () => {}, () => {}, 1, 1);
+    expect(alone.shares).toEqual([]);
   });
 
   it('batchLimit: the whole batch for one executor; with several, at most the waiting shards / executors rounded up, at least 1', () => {

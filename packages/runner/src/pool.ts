@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import type { PlannedConfig, ShardPlan } from '@trajlab/study';
 import { startShardProcess, type ChildMessage, type ParentMessage, type StartedShardProcess } from './shard-process.js';
 
@@ -164,6 +165,8 @@ export class ShardProcesses {
  * `onProgress` hears of a batch's first shard; `onDone` of each shard of a batch once the batch is done.
  *
  * @param batchSize - the most shards a batch takes. @defaultValue 1 (shard by shard)
+ * @param cores - the machine's cores: no executor is lent more than its part of them (more processes than cores lend
+ *   nothing). @defaultValue os.availableParallelism()
  */
 export async function runShards(
   local: ShardExecutor,
@@ -172,6 +175,7 @@ export async function runShards(
   onProgress: (config: PlannedConfig, shard: ShardPlan, fraction: number) => void,
   onDone: (config: PlannedConfig, shard: ShardPlan, reused: boolean) => void,
   batchSize = 1,
+  cores = availableParallelism(),
 ): Promise<void> {
   const phases = [work.filter((w) => w.config.role === 'reference'), work.filter((w) => w.config.role !== 'reference')].filter((p) => p.length);
   const executorCount = 1 + processes.executors.length;
@@ -217,7 +221,7 @@ export async function runShards(
       const shareIdleCores = () => {
         const computing = [...joined].filter((e) => holding(e) > 0);
         if (queue.length > 0 || computing.length === 0) return;
-        for (const e of computing) share(e, Math.floor(joined.size / computing.length));
+        for (const e of computing) share(e, Math.max(1, Math.floor(Math.min(joined.size, cores) / computing.length)));
       };
       const pump = (exec: ShardExecutor) => {
         if (error !== null) return settle();
