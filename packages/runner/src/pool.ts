@@ -286,7 +286,10 @@ export async function runShards(
  */
 export const PREDISPATCH_WAITING = 4;
 
-/** The most shards the next batch may take when `waiting` shards wait for `executors` executors (see runShards): ceil(waiting / executors), at most batchSize. */
+/**
+ * The most shards the next batch may take when `waiting` shards wait for `executors` executors (see runShards):
+ * ceil(waiting / executors), at most batchSize.
+ */
 export function batchLimit(waiting: number, executors: number, batchSize: number): number {
   if (executors <= 1) return batchSize;
   return Math.max(1, Math.min(batchSize, Math.ceil(waiting / executors)));
