@@ -2,8 +2,8 @@ import type { Worker } from 'bullmq';
 
 /**
  * SIGTERM / SIGINT: stop taking jobs, let the ones held finish (BullMQ's close waits for them), run `closed` (e.g. stop
- * the worker's own processes; awaited when it returns a promise), then exit 0. A second signal while draining is ignored; the orchestrator's grace period
- * bounds the wait.
+ * the worker's own processes; awaited when it returns a promise), then exit 0. A second signal while draining is
+ * ignored; the orchestrator's grace period bounds the wait.
  */
 export function drainOnSignal(worker: Worker, log: (line: string) => void, closed: () => void | Promise<void> = () => {}): void {
   let closing = false;

@@ -179,7 +179,7 @@ export async function runShards(
 ): Promise<void> {
   const phases = [work.filter((w) => w.config.role === 'reference'), work.filter((w) => w.config.role !== 'reference')].filter((p) => p.length);
   const executorCount = 1 + processes.executors.length;
-  // the forked processes known to be ready, for every phase
+  // the forked processes known to be ready, for every phase: with this process, those that compute its work
   const ready = new Set<ShardExecutor>();
   for (const f of processes.executors) f.ready.then(() => ready.add(f), () => {});
 
@@ -207,8 +207,6 @@ export async function runShards(
       const held = new Map<ShardExecutor, number>();
       const holding = (exec: ShardExecutor) => held.get(exec) ?? 0;
       const busy = () => [...held.values()].some((n) => n > 0);
-      // the executors computing this phase's work: this process, and the forked ones once ready
-      const joined = new Set<ShardExecutor>([local]);
       // batches handed to processes still starting, which this process may ask back
       const beforeReady = new Map<ForkedExecutor, ShardWork[]>();
       // on a failure, wait for this process's own batch to stop before rejecting (its caller then disposes the
@@ -216,12 +214,13 @@ export async function runShards(
       const settle = () => {
         if (error !== null && holding(local) === 0) reject(error);
       };
-      // with nothing left to hand out, the cores of the executors that have joined and hold nothing go to those that
-      // still compute (an executor still starting uses its own core)
+      // with nothing left to hand out, the cores of the executors that are ready (this process, the forked ones once
+      // ready) and hold nothing go to those that still compute (an executor still starting uses its own core)
       const shareIdleCores = () => {
-        const computing = [...joined].filter((e) => holding(e) > 0);
+        const joined = [local, ...ready];
+        const computing = joined.filter((e) => holding(e) > 0);
         if (queue.length > 0 || computing.length === 0) return;
-        for (const e of computing) share(e, Math.max(1, Math.floor(Math.min(joined.size, cores) / computing.length)));
+        for (const e of computing) share(e, Math.max(1, Math.floor(Math.min(joined.length, cores) / computing.length)));
       };
       const pump = (exec: ShardExecutor) => {
         if (error !== null) return settle();
@@ -264,8 +263,8 @@ export async function runShards(
         }
         f.ready.then(
           () => {
+            // `ready` has it already (its callback was registered first)
             beforeReady.delete(f);
-            joined.add(f);
             pump(f);
           },
           (err: unknown) => {

@@ -151,7 +151,6 @@ export class ShardProcesses {
       setTimeout(() => {
         const k = this.slots.indexOf(slot);
         if (!this.closing && k >= 0) this.slots[k] = this.spawn();
-        this.heldChanged();
       }, delay);
     });
     return slot;
