@@ -4,7 +4,8 @@
  * Float32Array views into the wasm heap, so nothing is copied: C = op(A) op(B) for row-major A, B, C (op = optional
  * transpose), as in cblas_sgemm with alpha 1, beta 0. denseDenoise is the dense optimal denoiser in one pass over the
  * training set (dense_denoiser.c), prunedDenoise its certified pruning (pruned_denoiser.c), both on host arrays;
- * kdeSums the KDE gain metric's exponential sums (kde_sums.c); tuneAllocator the process's malloc settings.
+ * kdeSums the KDE gain metric's exponential sums (kde_sums.c); tuneAllocator the process's malloc settings,
+ * reserveHugePageHeap its heap in transparent huge pages (huge_heap.c).
  */
 #include <stdint.h> /* first: it defines __GLIBC__ where the C library is glibc */
 #if defined(__GLIBC__)
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "dense_denoiser.h"
+#include "huge_heap.h"
 #include "kde_sums.h"
 #include "pruned_denoiser.h"
 #include "stable_gemm.h"
@@ -310,6 +312,24 @@ static napi_value tune_allocator(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * reserveHugePageHeap(bytes): grows the heap by `bytes` without touching it and advises transparent huge pages over it
+ * (huge_heap.c). Returns the bytes advised (0 where nothing could be, -1 where the kernel refused the advice).
+ */
+static napi_value reserve_huge_page_heap(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int64_t bytes = -1;
+  if (argc != 1 || napi_get_value_int64(env, argv[0], &bytes) != napi_ok || bytes < 0 || bytes > ((int64_t)1 << 40)) {
+    napi_throw_range_error(env, NULL, "reserveHugePageHeap(bytes): bytes must be from 0 to 2^40");
+    return NULL;
+  }
+  napi_value result;
+  CHECK(env, napi_create_double(env, (double)huge_heap_reserve((size_t)bytes), &result));
+  return result;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sgemm", NULL, sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -323,6 +343,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"isa", NULL, get_isa, NULL, NULL, NULL, napi_enumerable, NULL},
       {"bestIsa", NULL, get_best_isa, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tuneAllocator", NULL, tune_allocator, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"reserveHugePageHeap", NULL, reserve_huge_page_heap, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   CHECK(env, napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
   return exports;

@@ -69,6 +69,8 @@ export interface NativeBlas {
   bestIsa(): NativeIsa;
   /** glibc's malloc settings, bytes (allocator.ts); false where not applied. Absent from bindings built before it. */
   tuneAllocator?(mmapThreshold: number, trimThreshold: number, topPad: number): boolean;
+  /** Grows the heap by `bytes` untouched, in transparent huge pages (allocator.ts); absent from older bindings. */
+  reserveHugePageHeap?(bytes: number): number;
 }
 
 /** The native product's instruction sets: vector kernels (x86-64) and the portable C path (much slower than wasm). */

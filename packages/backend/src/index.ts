@@ -2,12 +2,25 @@ import * as tf from '@tensorflow/tfjs-core';
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { mallocFromEnv, tuneAllocatorForCompute } from './allocator.js';
+import { hugePagesFromEnv, mallocFromEnv, tuneAllocatorForCompute } from './allocator.js';
 import { BlasChoiceError, blasFromEnv, installNativeMatMul, NATIVE_MATMUL_NAME } from './blas.js';
 import { envChoice } from './env-choice.js';
 import { tuneHeapForCompute } from './heap.js';
 
-export { COMPUTE_MALLOC, MALLOC_CHOICES, MallocChoiceError, mallocFromEnv, tuneAllocatorForCompute, type MallocChoice } from './allocator.js';
+export {
+  COMPUTE_MALLOC,
+  HUGE_PAGE_HEAP,
+  HUGE_PAGES_CHOICES,
+  MALLOC_CHOICES,
+  MallocChoiceError,
+  hugePagesFromEnv,
+  mallocFromEnv,
+  transparentHugePages,
+  tuneAllocatorForCompute,
+  type AllocatorSettings,
+  type HugePagesChoice,
+  type MallocChoice,
+} from './allocator.js';
 export { COMPUTE_HEAP_GROWING_PERCENT, GC_CHOICES, GcChoiceError, gcFromEnv, tuneHeapForCompute, type GcChoice } from './heap.js';
 export { activeNativeBlas, BLAS_CHOICES, NATIVE_MATMUL_NAME, BlasChoiceError, blasFromEnv, chooseNativeIsa, installNativeMatMul, loadNativeBlas, missingBindingFunctions, NATIVE_ISAS, nativeMatMulActive, NATIVE_BLAS_PATH, shareNativeThreads, uninstallNativeMatMul } from './blas.js';
 export type { BlasChoice, BlasSettings, NativeBlas, NativeIsa } from './blas.js';
@@ -48,11 +61,12 @@ export class BackendChoiceError extends Error {
 
 /**
  * Reads TRAJLAB_BACKEND (and checks TRAJLAB_BLAS, TRAJLAB_BLAS_THREADS, TRAJLAB_BLAS_ISA: see blasFromEnv; and
- * TRAJLAB_MALLOC: see mallocFromEnv); an unknown value is an error naming the variable.
+ * TRAJLAB_MALLOC and TRAJLAB_HUGE_PAGES: see allocator.ts); an unknown value is an error naming the variable.
  */
 export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendChoice {
   blasFromEnv(env);
   mallocFromEnv(env);
+  hugePagesFromEnv(env);
   return envChoice(env, 'TRAJLAB_BACKEND', BACKEND_CHOICES, 'auto', (message) => new BackendChoiceError(message));
 }
 
@@ -177,7 +191,7 @@ function matMulProvider(): { matMul: string; matMulNote?: string } {
     if (choice === 'on') throw new BlasChoiceError(`TRAJLAB_BLAS=on but ${res.reason}`);
     return { matMul: own, matMulNote: res.reason };
   }
-  // the process computes: its allocator keeps the pages of the buffers it frees (allocator.ts)
+  // the process computes: its allocator keeps the pages of the buffers it frees, its heap in huge pages (allocator.ts)
   tuneAllocatorForCompute(res.blas);
   // e.g. "native row-stable sgemm (avx512), 1 thread"
   return { matMul: `${NATIVE_MATMUL_NAME} (${res.blas.isa()}), ${threads} thread${threads > 1 ? 's' : ''}` };
