@@ -4,7 +4,7 @@
  * Benchmarks measure; they never fail a build.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { activeNativeBlas, describeBackend, initBackend, installNativeMatMul, nativeMatMulActive, uninstallNativeMatMul } from '@trajlab/backend';
+import { activeNativeBlas, describeBackend, initBackend, installNativeMatMul, nativeMatMulActive, transparentHugePages, uninstallNativeMatMul } from '@trajlab/backend';
 import { loadIdxFile, gaussianDataset, type Dataset } from '@trajlab/datasets';
 import { polynomialSigmas } from '@trajlab/core';
 import { kdeChunkSums, TrainingSet } from '@trajlab/denoisers';
@@ -189,6 +189,8 @@ const PROBE_SECONDS = 2;
 
 /** Times the kernel probe is run alone and then two at once. */
 const KERNEL_PAIRS = 5;
+/** Pairs of distributed and embedded runs of the 512-trajectory study (the 2048-trajectory one takes three). */
+const SHORT_PAIRS = 5;
 
 /** Median milliseconds of a dense evaluation of 32 queries, in a process of its own (`bench/run.ts kernel-probe`). */
 async function kernelProbe(): Promise<number> {
@@ -623,16 +625,17 @@ async function distributed(uri: string | null, source: string) {
     return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6, shardCpu: used(0) + used(1), aggregationCpu: used(2) };
   };
   /**
-   * Median seconds of three embedded `run --workers 2` (shard by shard, TRAJLAB_SHARD_BATCH=off, as the workers compute
-   * with their default 2 jobs per process) and of three distributed runs of `spec` (and, with `withoutOverlap`,
-   * three with TRAJLAB_JOBS_PER_PROCESS=1), interleaved so that the machine's drift hits them alike. `latencyMs`: see
-   * distributedRun. With `batched`, both compute in batches: the embedded runs with their default batching, the workers
-   * holding BATCHED_JOBS_PER_PROCESS jobs per process.
+   * Median seconds of `pairs` embedded `run --workers 2` (shard by shard, TRAJLAB_SHARD_BATCH=off, as the workers
+   * compute with their default 2 jobs per process) and of as many distributed runs of `spec` (and, with
+   * `withoutOverlap`, as many with TRAJLAB_JOBS_PER_PROCESS=1), interleaved so that the machine's drift hits them alike.
+   * `latencyMs`: see distributedRun. With `batched`, both compute in batches: the embedded runs with their default
+   * batching, the workers holding BATCHED_JOBS_PER_PROCESS jobs per process. `pairs` (default 3): the 512-trajectory
+   * comparisons take SHORT_PAIRS, whose ~3 s runs a VM's hiccup can move by tens of percent.
    */
   const compare = async (
     spec: string,
     tag: string,
-    { store, withoutOverlap = false, latencyMs = 0, batched = false }: { store: 's3' | 'filesystem'; withoutOverlap?: boolean; latencyMs?: number; batched?: boolean },
+    { store, withoutOverlap = false, latencyMs = 0, batched = false, pairs = 3 }: { store: 's3' | 'filesystem'; withoutOverlap?: boolean; latencyMs?: number; batched?: boolean; pairs?: number },
   ) => {
     const embedded: number[] = [];
     const dist: number[] = [];
@@ -640,7 +643,7 @@ async function distributed(uri: string | null, source: string) {
     const s3Cpu: number[] = [];
     const shardCpu: number[] = [];
     const aggregationCpu: number[] = [];
-    for (let r = 0; r < 3; r++) {
+    for (let r = 0; r < pairs; r++) {
       // shard by shard, as the workers compute with their default 2 jobs per process (batched: both in batches): what
       // the pipeline adds to the same work
       embedded.push(await runSeconds(spec, join(dir, `emb-${tag}-${r}`), 2, batched ? {} : { TRAJLAB_SHARD_BATCH: 'off' }));
@@ -661,7 +664,7 @@ async function distributed(uri: string | null, source: string) {
     const overheads = d.map((x, i) => (100 * (x - e[i]!)) / e[i]!);
     add({ name: `distributed vs embedded (2 workers each)${name}`, value: median(overheads), unit: '% overhead', detail: `${source}; ${detail} (median of ${overheads.length} pairs: ${overheads.map((o) => o.toFixed(1)).join(', ')} %)`, command: 'pnpm bench distributed' });
   };
-  const short = await compare(perfSpec(dir, uri, false), 'short', { store: 's3' });
+  const short = await compare(perfSpec(dir, uri, false), 'short', { store: 's3', pairs: SHORT_PAIRS });
   addOverhead('', short.dist, short.embedded, `submit --watch ${short.d.toFixed(1)} s (Redis, S3 server over HTTP, 2 worker processes, aggregator, report) vs run --workers 2 shard by shard ${short.e.toFixed(1)} s, both incl. start-up; the S3 server used ${short.s3Cpu.toFixed(2)} s of CPU`);
   // the same on the 2048-trajectory study: the fixed costs against 4x the compute
   const largeSpec = perfSpec(dir, uri, false, 1024);
@@ -694,7 +697,7 @@ async function distributed(uri: string | null, source: string) {
   );
   // without the S3 server (outputs on a filesystem the services share, as on a cluster's network filesystem): what the
   // queue, the workers and the aggregator cost by themselves
-  const shortFs = await compare(perfSpec(dir, uri, false), 'short-fs', { store: 'filesystem' });
+  const shortFs = await compare(perfSpec(dir, uri, false), 'short-fs', { store: 'filesystem', pairs: SHORT_PAIRS });
   addOverhead(', shared filesystem', shortFs.dist, shortFs.embedded, `512 trajectories, outputs in a shared directory instead of S3: submit --watch ${shortFs.d.toFixed(1)} s vs run --workers 2 shard by shard ${shortFs.e.toFixed(1)} s`);
   const largeFs = await compare(largeSpec, 'large-fs', { store: 'filesystem' });
   addOverhead(
@@ -905,7 +908,7 @@ async function training(data: Dataset, source: string) {
 }
 
 function machine(): string {
-  return `${cpus().length} x ${cpus()[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.versions.node}, backend ${describeBackend(backend)}`;
+  return `${cpus().length} x ${cpus()[0]?.model.trim()}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, transparent huge pages ${transparentHugePages() ?? 'absent'}, Node ${process.versions.node}, backend ${describeBackend(backend)}`;
 }
 
 function writeReadme(results: { machine: string; date: string; figures: Figure[] }) {
