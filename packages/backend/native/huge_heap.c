@@ -11,7 +11,7 @@
 #define _GNU_SOURCE
 #include "huge_heap.h"
 
-#include <stdint.h> /* first: it defines __GLIBC__ where the C library is glibc */
+#include <stdint.h> /* defines __GLIBC__ where the C library is glibc (checked below) */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
