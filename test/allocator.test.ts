@@ -97,6 +97,7 @@ describe('the allocator of a computing process (TRAJLAB_MALLOC)', () => {
     expect(tuneAllocatorForCompute(native!, {}, 'never')).toEqual({ tuned: true, hugePageHeap: 0 });
     expect(tuneAllocatorForCompute(native!, {}, null)).toEqual({ tuned: true, hugePageHeap: 0 });
     expect(() => native!.tuneAllocator!(-1, 0, 0)).toThrow(/each size must be from 0/);
+    expect(() => native!.reserveHugePageHeap!(-1)).toThrow(/reserveHugePageHeap\(bytes\): bytes must be from 0 to 2\^40/);
   });
 
   it.runIf(native && glibc)('keep freed buffers mapped: repeated allocations fault far fewer pages in than with glibc\'s defaults', () => {
