@@ -66,6 +66,7 @@ export function transparentHugePages(settingsFile = '/sys/kernel/mm/transparent_
 
 /** What sets the allocator: the native binding's functions (absent from a binding built by an older trajlab). */
 export interface AllocatorTuner {
+  /** glibc's malloc settings, bytes; false where not applied. */
   tuneAllocator?(mmapThreshold: number, trimThreshold: number, topPad: number): boolean;
   /** Grows the heap by `bytes` untouched and advises huge pages over it; the bytes advised, 0 if none, -1 if refused. */
   reserveHugePageHeap?(bytes: number): number;

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import type { AllocatorTuner } from './allocator.js';
 import { envChoice } from './env-choice.js';
 
 /**
@@ -18,8 +19,8 @@ import { envChoice } from './env-choice.js';
  * (rowsIndependentOfBatch) must pass, or the wasm kernel is kept. TRAJLAB_BLAS=off gives wasm's bits.
  */
 
-/** The functions the binding exports. */
-export interface NativeBlas {
+/** The functions the binding exports (its allocator settings: AllocatorTuner). */
+export interface NativeBlas extends AllocatorTuner {
   /** C[M, N] = op(A)[M, K] op(B)[K, N], row-major float32, op = optional transpose. */
   sgemm(transA: boolean, transB: boolean, m: number, n: number, k: number, a: Float32Array, b: Float32Array, c: Float32Array): void;
   /**
@@ -67,10 +68,6 @@ export interface NativeBlas {
   isa(): NativeIsa;
   /** The fastest instruction set this CPU supports. */
   bestIsa(): NativeIsa;
-  /** glibc's malloc settings, bytes (allocator.ts); false where not applied. Absent from bindings built before it. */
-  tuneAllocator?(mmapThreshold: number, trimThreshold: number, topPad: number): boolean;
-  /** Grows the heap by `bytes` untouched, in transparent huge pages (allocator.ts); absent from older bindings. */
-  reserveHugePageHeap?(bytes: number): number;
 }
 
 /** The native product's instruction sets: vector kernels (x86-64) and the portable C path (much slower than wasm). */
