@@ -9,7 +9,7 @@ import { loadIdxFile, gaussianDataset, type Dataset } from '@trajlab/datasets';
 import { polynomialSigmas } from '@trajlab/core';
 import { kdeChunkSums, TrainingSet } from '@trajlab/denoisers';
 import { trainDenoiser, type Architecture } from '@trajlab/models/training';
-import { EarlyFolds } from '@trajlab/runner';
+import { EarlyFolds, type TraceEvent } from '@trajlab/runner';
 import { FsStore, openStore } from '@trajlab/storage';
 import { aggregateShards, buildTable, makeSchema, STEPS_COLUMNS, SAMPLES_COLUMNS, toIpcFile, type ColumnData } from '@trajlab/results';
 import { execFileSync, spawn } from 'node:child_process';
@@ -515,6 +515,7 @@ async function study(uri: string | null, source: string) {
       command: 'pnpm bench study',
     });
   }
+  await timelines(perfSpec(dir, uri, false), dir);
   {
     // the same dense study with wasm's own matMul (TRAJLAB_BLAS=off), for comparison
     const spec = perfSpec(dir, uri, false);
@@ -571,6 +572,76 @@ async function study(uri: string | null, source: string) {
     add({ name: 'trajlab (2 processes) / numpy peer, study x4, whole process', value: wl / large[2], unit: 'x', detail: `2048 trajectories, dense: numpy ${wl.toFixed(1)} s, trajlab --workers 2 ${large[2].toFixed(1)} s`, command: 'pnpm bench study' });
     add({ name: 'trajlab (2 processes, pruned) / numpy peer, study x4, whole process', value: wl / largePruned, unit: 'x', detail: `2048 trajectories: numpy (dense) ${wl.toFixed(1)} s, trajlab --workers 2 with pruning ${largePruned.toFixed(1)} s`, command: 'pnpm bench study' });
   }
+}
+
+/** What a `trajlab run --trace` file says of its processes (seconds from the command's start). */
+interface Timeline {
+  /** Wall seconds from the command's start to the end of its report. */
+  wall: number;
+  /** Per process: when its first batch began, when its last one ended, and the seconds its batches took. */
+  processes: { first: number; last: number; busy: number }[];
+  /** The aggregation and report after the last batch, in seconds. */
+  finishing: number;
+}
+
+function readTimeline(file: string): Timeline {
+  const events = (JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: TraceEvent[] }).traceEvents.filter((e) => e.ph === 'X');
+  const t0 = Math.min(...events.map((e) => e.ts));
+  const s = (us: number) => (us - t0) / 1e6;
+  const end = (e: TraceEvent) => e.ts + e.dur!;
+  const pids = [...new Set(events.map((e) => e.pid))];
+  const processes = pids.map((pid) => {
+    const batches = events.filter((e) => e.pid === pid && e.cat === 'batch');
+    return { first: s(Math.min(...batches.map((e) => e.ts))), last: s(Math.max(...batches.map(end))), busy: batches.reduce((n, e) => n + e.dur! / 1e6, 0) };
+  });
+  const finishing = events.filter((e) => e.cat === 'aggregation');
+  return { wall: s(Math.max(...finishing.map(end))), processes, finishing: finishing.reduce((n, e) => n + e.dur! / 1e6, 0) };
+}
+
+/**
+ * Where a `--workers 2` run's time goes, from `--trace` (three rounds: a traced run with one process, one with two, and
+ * two one-process runs at the same time): how much longer the shards' computing takes with two processes than with one,
+ * how much of that the machine itself costs two processes computing side by side, and the wall time outside the part
+ * where both compute.
+ */
+async function timelines(spec: string, dir: string) {
+  const traced = async (tag: string, workers: number) => {
+    const file = join(dir, `${tag}.trace.json`);
+    const res = await run(['run', spec, '--out', join(dir, `out-${tag}`), '--workers', String(workers), '--quiet', '--trace', file]);
+    if (res.code !== 0) throw new Error(res.stderr);
+    return readTimeline(file);
+  };
+  const busy = (t: Timeline) => t.processes.reduce((n, p) => n + p.busy, 0);
+  const slower: number[] = [];
+  const sideBySide: number[] = [];
+  const outside: { start: number; alone: number; finishing: number; total: number }[] = [];
+  for (let r = 0; r < 3; r++) {
+    const one = await traced(`timeline-1-${r}`, 1);
+    const two = await traced(`timeline-2-${r}`, 2);
+    const [a, b] = await Promise.all([traced(`timeline-a-${r}`, 1), traced(`timeline-b-${r}`, 1)]);
+    slower.push(busy(two) / busy(one));
+    sideBySide.push((busy(a) + busy(b)) / (2 * busy(one)));
+    const bothFrom = Math.max(...two.processes.map((p) => p.first));
+    const bothTo = Math.min(...two.processes.map((p) => p.last));
+    const lastBatch = Math.max(...two.processes.map((p) => p.last));
+    outside.push({ start: bothFrom, alone: lastBatch - bothTo, finishing: two.finishing, total: two.wall - (bothTo - bothFrom) });
+  }
+  const pct = (x: number) => `${((x - 1) * 100).toFixed(0)}%`;
+  add({
+    name: '2 processes vs 1 (dense), computing time',
+    value: median(slower),
+    unit: 'x',
+    detail: `the 512-trajectory study's batches (their spans in trajlab run --trace) took this much longer in all with --workers 2 than with --workers 1 (median of 3 pairs: ${range(slower)}); two --workers 1 runs at the same time take ${median(sideBySide).toFixed(2)}x as long for theirs as one alone (${range(sideBySide)}): ${pct(median(sideBySide))} is what the machine costs two processes computing side by side, the rest each process's own warm-up and the command's folding`,
+    command: 'pnpm bench study',
+  });
+  const m = (k: 'start' | 'alone' | 'finishing' | 'total') => median(outside.map((o) => o[k]));
+  add({
+    name: '2 processes (dense), time outside both computing',
+    value: m('total'),
+    unit: 's',
+    detail: `of a --workers 2 run of the 512-trajectory study (from --trace, median of 3): until both processes compute ${m('start').toFixed(2)} s (start-up), one computing alone at the end ${m('alone').toFixed(2)} s, aggregation and report ${m('finishing').toFixed(2)} s`,
+    command: 'pnpm bench study',
+  });
 }
 
 /** Extra round trip of the simulated remote object store in `pnpm bench distributed`, in ms. */

@@ -8,6 +8,12 @@ import { planStudy, prefetchSpecFile, resolveStudyFile } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
 import { executeShards } from './execute.js';
 import type { ChildMessage, ParentMessage } from './pool.js';
+import { batchSpan, processStart, spanStart, TraceRecorder } from './trace.js';
+
+// every module is loaded by now: the end of the timeline's first span (`--trace`)
+const loaded = spanStart();
+/** This process's timeline, recorded when the parent asks for one (`init` with `trace`). */
+let trace = new TraceRecorder(false);
 
 let ctx: StudyContext | null = null;
 let out = '';
@@ -27,26 +33,32 @@ async function handle(raw: Exclude<ParentMessage, { type: 'exit' } | { type: 'sh
   if (raw.type === 'shards' && !waiting.delete(batchKey(raw.configId, raw.shards[0]!))) return; // given back
   try {
     if (raw.type === 'init') {
+      if (raw.trace) trace = new TraceRecorder(true);
+      trace.end(processStart(), 'modules', 'start-up', {}, loaded);
       try {
-        await initBackend(backendFromEnv());
-        await prefetchSpecFile(raw.specPath);
-        const { study, data } = resolveStudyFile(raw.specPath);
-        const plan = planStudy(study);
-        ctx = await createContext(study, data, plan);
+        await trace.span('backend', 'start-up', () => initBackend(backendFromEnv()));
+        const { study, data, plan } = await trace.span('resolve', 'start-up', async () => {
+          await prefetchSpecFile(raw.specPath);
+          const resolved = resolveStudyFile(raw.specPath);
+          return { ...resolved, plan: planStudy(resolved.study) };
+        });
+        ctx = await trace.span('context', 'start-up', () => createContext(study, data, plan));
       } catch (err) {
         startFailure = err;
         throw err;
       }
       out = raw.out;
-      send({ type: 'ready' });
+      send({ type: 'ready', ...(trace.enabled ? { trace: trace.take() } : {}) });
     } else {
       if (!ctx) throw startFailure ?? new Error('the shard process has no study');
-      const config = ctx.plan.configs.find((c) => c.configId === raw.configId)!;
+      const context = ctx;
+      const config = context.plan.configs.find((c) => c.configId === raw.configId)!;
       const shards = raw.shards.map((name) => config.shards.find((s) => s.name === name)!);
       if (raw.sigmas) config.sigmas = raw.sigmas; // GITS: computed once by the parent
       const first = raw.shards[0]!;
       let last = 0;
-      const res = await executeShards(ctx, sharedStore(out), config, shards, {
+      const span = batchSpan(raw.configId, shards);
+      const res = await trace.span(span.name, 'batch', () => executeShards(context, sharedStore(out), config, shards, {
         onPoint: (done, total) => {
           const now = Date.now();
           if (now - last > 100 || done === total) {
@@ -54,8 +66,8 @@ async function handle(raw: Exclude<ParentMessage, { type: 'exit' } | { type: 'sh
             send({ type: 'progress', configId: raw.configId, shard: first, fraction: done / total });
           }
         },
-      });
-      send({ type: 'done', configId: raw.configId, shard: first, reused: res.map((r) => r.reused) });
+      }), span.args);
+      send({ type: 'done', configId: raw.configId, shard: first, reused: res.map((r) => r.reused), ...(trace.enabled ? { trace: trace.take() } : {}) });
     }
   } catch (err) {
     const which = raw.type === 'shards' ? { configId: raw.configId, shard: raw.shards[0] } : {};
@@ -74,7 +86,7 @@ process.on('message', (raw: ParentMessage) => {
   }
   if (raw.type === 'share') return shareNativeThreads(raw.share);
   if (raw.type === 'return') {
-    if (waiting.delete(batchKey(raw.configId, raw.shard))) send({ type: 'returned', configId: raw.configId, shard: raw.shard });
+    send({ type: waiting.delete(batchKey(raw.configId, raw.shard)) ? 'returned' : 'kept', configId: raw.configId, shard: raw.shard });
     return;
   }
   if (raw.type === 'shards') waiting.add(batchKey(raw.configId, raw.shards[0]!));

@@ -9,6 +9,7 @@ import { executeShards } from './execute.js';
 import { computeGitsSchedules, type GitsRecord } from './gits.js';
 import { runShards, ShardProcesses, type ShardWork } from './pool.js';
 import { studyJson } from './study-json.js';
+import { batchSpan, TraceRecorder } from './trace.js';
 
 /** Progress of an embedded run. */
 export interface RunProgress {
@@ -43,6 +44,11 @@ export interface RunOptions {
    * left); the caller closes them. @defaultValue started here
    */
   processes?: ShardProcesses;
+  /**
+   * Records the run's timeline (`trajlab run --trace`): this process's spans, and those of the shard processes it
+   * starts itself (those of `processes` send theirs if they were started with tracing). @defaultValue none recorded
+   */
+  trace?: TraceRecorder;
 }
 
 /** Where an embedded run wrote its outputs. */
@@ -80,7 +86,7 @@ export async function runStudyEmbedded(specPath: string, opts: RunOptions): Prom
   if (opts.processes) return runStudy(opts, resolved, plan, opts.processes.executors.length ? opts.processes : null, started);
   // the other workers - 1 processes start now, so their start-up overlaps with this process's own
   const processCount = Math.min(opts.workers ?? 1, plan.totals.jobs) - 1;
-  const processes = processCount > 0 ? new ShardProcesses(processCount, specPath, opts.out) : null;
+  const processes = processCount > 0 ? new ShardProcesses(processCount, specPath, opts.out, [], opts.trace) : null;
   try {
     return await runStudy(opts, resolved, plan, processes, started);
   } finally {
@@ -96,12 +102,15 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
   const store = openStore(opts.out);
   const log = opts.log ?? (() => {});
   const backend = activeBackend();
+  const trace = opts.trace ?? new TraceRecorder(false);
   let ctx: StudyContext | null = null;
   let gits: GitsRecord[] = [];
   // models are loaded (and probed) before anything is written, so a model that cannot run leaves no trace
-  if (study.models.denoiser || study.models.compare) ctx = await createContext(study, data, plan);
+  // the device state, built once, when first needed
+  const context = async () => (ctx ??= await trace.span('context', 'start-up', () => createContext(study, data, plan)));
+  if (study.models.denoiser || study.models.compare) await context();
   if (plan.configs.some((c) => c.gits)) {
-    ctx ??= await createContext(study, data, plan);
+    ctx = await context();
     gits = await computeGitsSchedules(ctx, plan.configs);
     for (const g of gits) log(`gits ${g.configId}: sigmas ${g.sigmas.map((v) => v.toPrecision(4)).join(', ')}`);
   }
@@ -133,12 +142,16 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
   try {
     if (processes) {
       // this process works too (it already holds the study); the forked ones join when ready
-      ctx ??= await createContext(study, data, plan);
-      const localCtx = ctx;
+      const localCtx = await context();
       const work = order.flatMap(([, config]) => config.shards.map((shard) => ({ config, shard })));
       const local = {
-        run: async (batch: ShardWork[], onProgress: (f: number) => void) =>
-          (await executeShards(localCtx, store, batch[0]!.config, batch.map((w) => w.shard), { onPoint: (i, n) => onProgress(i / n) })).map((r) => r.reused),
+        run: async (batch: ShardWork[], onProgress: (f: number) => void) => {
+          const config = batch[0]!.config;
+          const shards = batch.map((w) => w.shard);
+          const span = batchSpan(config.configId, shards);
+          const res = await trace.span(span.name, 'batch', () => executeShards(localCtx, store, config, shards, { onPoint: (i, n) => onProgress(i / n) }), span.args);
+          return res.map((r) => r.reused);
+        },
         shareCores: shareNativeThreads,
       };
       await runShards(
@@ -159,10 +172,11 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
       for (const [ci, config] of order) {
         for (let k = 0; k < config.shards.length; k += batchSize) {
           const batch = config.shards.slice(k, k + batchSize);
-          ctx ??= await createContext(study, data, plan);
+          const localCtx = await context();
           // progress is told of the batch's first shard while it computes, then of each shard as done
           const first = batch[0]!;
-          const res = await executeShards(ctx, store, config, batch, { onPoint: (i, n) => progressOf(ci, config, first, i / n) });
+          const span = batchSpan(config.configId, batch);
+          const res = await trace.span(span.name, 'batch', () => executeShards(localCtx, store, config, batch, { onPoint: (i, n) => progressOf(ci, config, first, i / n) }), span.args);
           batch.forEach((shard, j) => {
             if (res[j]!.reused) reused++;
             else computed++;
@@ -176,13 +190,13 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
     ctx?.dispose();
   }
   if (reused > 0) log(`reused ${reused} shard(s) already written by an earlier run of this study`);
-  const { store: finished, summary, curves, foldedBefore } = await aggregateFinishedStudy(store, study.studyId, opts.out, early);
+  const { store: finished, summary, curves, foldedBefore } = await trace.span('aggregation', 'aggregation', () => aggregateFinishedStudy(store, study.studyId, opts.out, early));
   const elapsedMs = Date.now() - started;
   await finished.put(
     studyKeys.studyJson(study.studyId),
     studyJson(study, plan, backend, { status: 'complete', startedAt: new Date(started).toISOString(), elapsedMs, shardsComputed: computed, shardsReused: reused, gits }),
   );
   // The report reads only the output files (study.json included), so it is written last.
-  const report = await writeReport(finished, study.studyId);
+  const report = await trace.span('report', 'aggregation', () => writeReport(finished, study.studyId));
   return { studyId: study.studyId, plan, studyDir: store.locate(study.studyId), summary, curves, report, shardsComputed: computed, shardsReused: reused, shardFilesFoldedEarly: foldedBefore, elapsedMs };
 }

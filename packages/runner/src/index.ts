@@ -10,3 +10,4 @@ export * from './pool.js';
 export * from './batching.js';
 export * from './warm-up.js';
 export * from './aggregation-warm-up.js';
+export * from './trace.js';

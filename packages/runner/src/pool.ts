@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import type { PlannedConfig, ShardPlan } from '@trajlab/study';
 import { startShardProcess, type ChildMessage, type ParentMessage, type StartedShardProcess } from './shard-process.js';
+import type { TraceRecorder } from './trace.js';
 
 export type { ChildMessage, ParentMessage, StartedShardProcess } from './shard-process.js';
 export { startShardProcess } from './shard-process.js';
@@ -49,18 +50,21 @@ export interface ForkedExecutor extends ShardExecutor {
   ready: Promise<void>;
   /**
    * Asks for `batch` (handed to run, not finished) back: if the process has not begun it, its run rejects with
-   * BatchGivenBack and nothing of it was computed; otherwise the process finishes it as usual.
+   * BatchGivenBack and nothing of it was computed; otherwise the process finishes it as usual. Resolves with which:
+   * true when it came back, false when the process keeps it (or has exited).
    */
-  giveBack(batch: ShardWork[]): void;
+  giveBack(batch: ShardWork[]): Promise<boolean>;
 }
 
 /**
  * A started shard process as an executor. It takes batches at once: one handed out before the process is ready waits
  * in its channel and starts as soon as it is (the process handles its messages in order); a start-up failure fails it.
+ * The spans it sends (when it records a timeline) go to `trace`.
  */
-function executorOf(started: StartedShardProcess): ForkedExecutor {
+function executorOf(started: StartedShardProcess, trace: TraceRecorder | undefined): ForkedExecutor {
   const { child } = started;
   const ready = started.first.then((m) => {
+    if (m.type === 'ready') trace?.add(m.trace);
     if (m.type !== 'ready') throw new ShardProcessError(m.type === 'error' ? m.name : 'Error', m.type === 'error' ? m.message : 'unexpected message');
   });
   // a process that fails to start is reported by runShards; never as an unhandled rejection
@@ -75,7 +79,10 @@ function executorOf(started: StartedShardProcess): ForkedExecutor {
           // this call's; a failure at start-up names no shard and fails the batch that waited for it
           if (msg.type !== 'ready' && msg.configId !== undefined && (msg.configId !== w.config.configId || msg.shard !== w.shard.name)) return;
           if (msg.type === 'progress') onProgress(msg.fraction);
-          else if (msg.type === 'done') finish(() => done(msg.reused));
+          else if (msg.type === 'done') {
+            trace?.add(msg.trace);
+            finish(() => done(msg.reused));
+          }
           else if (msg.type === 'returned') finish(() => fail(new BatchGivenBack(`${w.config.configId} ${w.shard.name}: given back before it began`)));
           else if (msg.type === 'error') finish(() => fail(new ShardProcessError(msg.name, msg.message)));
         };
@@ -93,9 +100,24 @@ function executorOf(started: StartedShardProcess): ForkedExecutor {
     shareCores: (share) => {
       if (child.connected) child.send({ type: 'share', share } satisfies ParentMessage);
     },
-    giveBack: (batch) => {
-      if (child.connected) child.send({ type: 'return', configId: batch[0]!.config.configId, shard: batch[0]!.shard.name } satisfies ParentMessage);
-    },
+    giveBack: (batch) =>
+      new Promise<boolean>((answered) => {
+        const configId = batch[0]!.config.configId;
+        const shard = batch[0]!.shard.name;
+        if (!child.connected) return answered(false);
+        const onMessage = (msg: ChildMessage) => {
+          if ((msg.type === 'returned' || msg.type === 'kept') && msg.configId === configId && msg.shard === shard) finish(msg.type === 'returned');
+        };
+        const onExit = () => finish(false);
+        const finish = (returned: boolean) => {
+          child.off('message', onMessage);
+          child.off('exit', onExit);
+          answered(returned);
+        };
+        child.on('message', onMessage);
+        child.on('exit', onExit);
+        child.send({ type: 'return', configId, shard } satisfies ParentMessage);
+      }),
   };
 }
 
@@ -110,17 +132,19 @@ export class ShardProcesses {
   /**
    * `count` processes for the study at `specPath` writing under `out`: those of `started` first (started by
    * startShardProcess for the same study and output, before this process had loaded its modules), then new ones.
+   * With `trace` (enabled), the new ones record their timelines too (those of `started` do if they were started so),
+   * and every span they send is added to it.
    */
-  constructor(count: number, specPath: string, out: string, started: StartedShardProcess[] = []) {
+  constructor(count: number, specPath: string, out: string, started: StartedShardProcess[] = [], trace?: TraceRecorder) {
     const n = Math.max(0, count);
     const processes = started.slice(0, n);
     for (const p of started) {
       p.adopted = true;
       if (!processes.includes(p)) p.child.kill();
     }
-    while (processes.length < n) processes.push(startShardProcess(specPath, out));
+    while (processes.length < n) processes.push(startShardProcess(specPath, out, trace?.enabled ?? false));
     this.children = processes.map((p) => p.child);
-    this.executors = processes.map(executorOf);
+    this.executors = processes.map((p) => executorOf(p, trace));
   }
 
   /**
@@ -156,7 +180,10 @@ export class ShardProcesses {
  *   executor; it begins it the moment it is ready. Should this process run out of work first, it asks for that batch
  *   back (giveBack) and computes it itself, unless the other has begun it.
  * - one that is ready is given its next batch while it still runs one, as long as more shards wait than there are
- *   executors; near the end each holds one at a time, so none is left with two to finish.
+ *   executors; near the end each holds one at a time, so none is left with two to finish. Should this process run
+ *   out of work while a forked one still holds such a batch behind the one it runs, it asks for that batch back too
+ *   (with batches of 4 shards, a process could otherwise be left to compute 2 more after its batch of 4, while this
+ *   one waited: ~0.3 s of a 1.6 s `--workers 2` study, seen in its `--trace`).
  *
  * Once a phase's queue is empty, an executor that finishes has nothing left to do: the executors still computing get
  * its core for their native matrix products (shareCores: with 2 executors, the last one computes on 2 threads), and
@@ -207,8 +234,12 @@ export async function runShards(
       const held = new Map<ShardExecutor, number>();
       const holding = (exec: ShardExecutor) => held.get(exec) ?? 0;
       const busy = () => [...held.values()].some((n) => n > 0);
-      // batches handed to processes still starting, which this process may ask back
-      const beforeReady = new Map<ForkedExecutor, ShardWork[]>();
+      // batches handed to each forked process and not finished, in the order it runs them: those it has not begun
+      // are asked back when this process runs out of work (unless begun meanwhile)
+      const handed = new Map<ShardExecutor, ShardWork[][]>(processes.executors.map((f) => [f, []]));
+      // batches asked back whose answer has not come yet: this process may get work again, so it lends no core
+      const askedBack = new Set<ShardWork[]>();
+      const everAsked = new Set<ShardWork[]>();
       // on a failure, wait for this process's own batch to stop before rejecting (its caller then disposes the
       // device state); forked processes are told to exit afterwards
       const settle = () => {
@@ -220,31 +251,50 @@ export async function runShards(
         const joined = [local, ...ready];
         const computing = joined.filter((e) => holding(e) > 0);
         if (queue.length > 0 || computing.length === 0) return;
-        for (const e of computing) share(e, Math.max(1, Math.floor(Math.min(joined.length, cores) / computing.length)));
+        // while a batch asked back may still come here, this process counts as computing: it lends nothing yet
+        const sharing = askedBack.size > 0 && !computing.includes(local) ? computing.length + 1 : computing.length;
+        for (const e of computing) share(e, Math.max(1, Math.floor(Math.min(joined.length, cores) / sharing)));
       };
       const pump = (exec: ShardExecutor) => {
         if (error !== null) return settle();
         const depth = exec !== local && queue.length > executorCount ? 2 : 1;
         while (holding(exec) < depth && queue.length > 0) start(exec, takeBatch(queue, batchLimit(queue.length, executorCount, batchSize)));
         if (exec === local && holding(local) === 0) {
-          // out of work: the batches of processes still starting come back here, unless begun meanwhile
-          for (const [f, batch] of beforeReady) f.giveBack(batch);
-          beforeReady.clear();
+          // out of work: what the forked processes have not begun comes back here (unless begun meanwhile): every
+          // batch of a process still starting, and the batch a ready one holds behind the one it runs
+          for (const f of processes.executors) {
+            for (const batch of handed.get(f)!.slice(ready.has(f) ? 1 : 0)) {
+              if (everAsked.has(batch)) continue;
+              everAsked.add(batch);
+              askedBack.add(batch);
+              // kept: the process computes it; with nothing else coming back, the idle cores can be lent
+              void f.giveBack(batch).then((returned) => {
+                askedBack.delete(batch);
+                if (!returned && error === null && busy()) shareIdleCores();
+              });
+            }
+          }
         }
         if (!busy()) resolve();
         else shareIdleCores();
       };
       const start = (exec: ShardExecutor, batch: ShardWork[]) => {
         held.set(exec, holding(exec) + 1);
+        const batches = handed.get(exec);
+        batches?.push(batch);
+        const settled = () => {
+          held.set(exec, holding(exec) - 1);
+          batches?.splice(batches.indexOf(batch), 1);
+        };
         const first = batch[0]!;
         exec.run(batch, (f) => onProgress(first.config, first.shard, f)).then(
           (reused) => {
-            held.set(exec, holding(exec) - 1);
+            settled();
             batch.forEach((w, i) => onDone(w.config, w.shard, reused[i]!));
             pump(exec);
           },
           (err: unknown) => {
-            held.set(exec, holding(exec) - 1);
+            settled();
             if (err instanceof BatchGivenBack && error === null) {
               queue.unshift(...batch);
               return pump(local);
@@ -257,16 +307,11 @@ export async function runShards(
       pump(local);
       for (const f of processes.executors) {
         if (!ready.has(f) && queue.length >= PREDISPATCH_WAITING * executorCount) {
-          const batch = takeBatch(queue, batchLimit(queue.length, executorCount, batchSize));
-          beforeReady.set(f, batch);
-          start(f, batch);
+          start(f, takeBatch(queue, batchLimit(queue.length, executorCount, batchSize)));
         }
         f.ready.then(
-          () => {
-            // `ready` has it already (its callback was registered first)
-            beforeReady.delete(f);
-            pump(f);
-          },
+          // `ready` has it already (its callback was registered first)
+          () => pump(f),
           (err: unknown) => {
             error ??= err;
             settle();

@@ -24,8 +24,9 @@ describe('a shard process handed batches before it is ready (real child process)
       // all sent while the process still loads: they wait in its channel, in order
       const a = exec.run(first!, () => {});
       const b = exec.run(second!, () => {});
-      exec.giveBack(second!);
+      const givenBack = exec.giveBack(second!);
       exec.shareCores!(2);
+      expect(await givenBack).toBe(true);
       await expect(b).rejects.toBeInstanceOf(BatchGivenBack);
       expect(await a).toEqual([false]);
       await exec.ready;
@@ -34,7 +35,7 @@ describe('a shard process handed batches before it is ready (real child process)
       // a batch it has begun is not given back: it is finished as usual
       const c = exec.run(third!, () => {});
       await new Promise((r) => setTimeout(r, 50));
-      exec.giveBack(third!);
+      expect(await exec.giveBack(third!)).toBe(false);
       expect(await exec.run(second!, () => {})).toEqual([false]);
       expect(await c).toEqual([false]);
       expect(existsSync(shardFiles(second!)) && existsSync(shardFiles(third!))).toBe(true);

@@ -6,9 +6,11 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { TraceEvent } from './trace.js';
 
 export type ParentMessage =
-  | { type: 'init'; specPath: string; out: string }
+  /** `trace`: record a timeline (trace.ts) and send its spans with `ready` and each `done`. */
+  | { type: 'init'; specPath: string; out: string; trace?: boolean }
   /**
    * Shards of one config to compute as one batch (runShardBatch), named in sample order; `sigmas`: the config's noise
    * levels when the parent computed them (GITS), else absent.
@@ -21,19 +23,22 @@ export type ParentMessage =
   | { type: 'exit' };
 /** Messages about a batch name its config and its first shard (`shard`). */
 export type ChildMessage =
-  | { type: 'ready' }
+  /** `trace`: the start-up's spans, when the parent asked for a timeline. */
+  | { type: 'ready'; trace?: TraceEvent[] }
   | { type: 'progress'; configId: string; shard: string; fraction: number }
-  /** `reused`: for each shard of the batch, whether its files were already complete. */
-  | { type: 'done'; configId: string; shard: string; reused: boolean[] }
+  /** `reused`: for each shard of the batch, whether its files were already complete; `trace`: the batch's span. */
+  | { type: 'done'; configId: string; shard: string; reused: boolean[]; trace?: TraceEvent[] }
   /** The batch was given back (`return`) before it began: nothing of it was computed or written. */
   | { type: 'returned'; configId: string; shard: string }
+  /** The batch asked back (`return`) had begun, or was never handed here: the process finishes it as usual. */
+  | { type: 'kept'; configId: string; shard: string }
   /** A failure; `configId` and `shard` name the batch it happened in (absent at start-up). */
   | { type: 'error'; message: string; name: string; configId?: string; shard?: string };
 
 /** A shard process just started: its first message (`ready` or `error`) is caught whenever the caller looks. */
 export interface StartedShardProcess {
   child: ChildProcess;
-  /** Its first message other than `returned`; rejects if it exits before sending one. */
+  /** Its first message other than `returned` and `kept`; rejects if it exits before sending one. */
   first: Promise<ChildMessage>;
   /** Set by whoever takes charge of it (pool.ts ShardProcesses); one nobody took is stopped by its starter. */
   adopted: boolean;
@@ -42,9 +47,10 @@ export interface StartedShardProcess {
 /**
  * Forks a shard process and tells it at once which study it serves: it loads its modules, resolves the spec at
  * `specPath` and builds its device state, then sends `ready` (or `error`); it writes nothing under `out` until it is
- * given a shard. The message waits in the IPC channel until the process listens.
+ * given a shard. The message waits in the IPC channel until the process listens. With `trace`, it records its
+ * timeline (trace.ts) and sends it along with its messages.
  */
-export function startShardProcess(specPath: string, out: string): StartedShardProcess {
+export function startShardProcess(specPath: string, out: string, trace = false): StartedShardProcess {
   // compiled (dist/*.js, see scripts/build-js.mjs): the child is compiled too, bundled if it was, and needs no
   // TypeScript loader
   const compiled = import.meta.url.endsWith('.js');
@@ -52,12 +58,12 @@ export function startShardProcess(specPath: string, out: string): StartedShardPr
   const entry = compiled && existsSync(bundled) ? bundled : fileURLToPath(new URL(compiled ? './child.js' : './child.ts', import.meta.url));
   const execArgv = compiled ? [] : ['--import', import.meta.resolve('tsx')];
   const child = fork(entry, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  // listening from the start: a message nobody listens for is lost; a batch given back during start-up (`returned`)
-  // is answered before the process is ready
+  // listening from the start: a message nobody listens for is lost; a batch asked back during start-up is answered
+  // (`returned`) before the process is ready
   const first = new Promise<ChildMessage>((resolve, reject) => {
     const onExit = (code: number | null) => reject(new Error(`shard process exited (${code}) before it was ready`));
     const onMessage = (m: ChildMessage) => {
-      if (m.type === 'returned') return;
+      if (m.type === 'returned' || m.type === 'kept') return;
       child.off('exit', onExit);
       child.off('message', onMessage);
       resolve(m);
@@ -66,6 +72,6 @@ export function startShardProcess(specPath: string, out: string): StartedShardPr
     child.on('message', onMessage);
   });
   first.catch(() => {}); // reported by whoever waits for it, never as an unhandled rejection
-  child.send({ type: 'init', specPath, out } satisfies ParentMessage);
+  child.send({ type: 'init', specPath, out, ...(trace ? { trace } : {}) } satisfies ParentMessage);
   return { child, first, adopted: false };
 }

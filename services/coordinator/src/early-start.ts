@@ -21,7 +21,7 @@ export function startRunShardProcesses(argv: string[]): StartedShardProcess[] {
   }
   const started: StartedShardProcess[] = [];
   try {
-    while (started.length < args.workers - 1) started.push(startShardProcess(args.specPath, args.out));
+    while (started.length < args.workers - 1) started.push(startShardProcess(args.specPath, args.out, args.trace !== undefined));
   } catch {
     // a fork that fails here (no memory, too many processes) is tried again, and reported, by the command itself
   }

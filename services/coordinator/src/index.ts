@@ -2,7 +2,19 @@ import { BackendChoiceError, BlasChoiceError, backendFromEnv, describeBackend, G
 import { DataFileError } from '@trajlab/datasets';
 import { DenoiserSpecError } from '@trajlab/denoisers';
 import { ArrowFileError } from '@trajlab/results';
-import { aggregateStudy, runStudyEmbedded, ShardBatchSettingError, ShardProcesses, type StartedShardProcess } from '@trajlab/runner';
+import {
+  aggregateStudy,
+  claimTraceFile,
+  processStart,
+  runStudyEmbedded,
+  ShardBatchSettingError,
+  ShardProcesses,
+  spanStart,
+  TraceFileError,
+  TraceRecorder,
+  writeTraceFile,
+  type StartedShardProcess,
+} from '@trajlab/runner';
 import { openStore, StoreError } from '@trajlab/storage';
 import { DataCacheError, planStudy, prefetchSpecFile, resolveStudyFile, SpecError, type StudyPlan, type ResolvedStudy } from '@trajlab/study';
 import { writeReport } from '@trajlab/report';
@@ -25,8 +37,9 @@ const HELP = `trajlab: large-scale studies of diffusion sampling trajectories
 
 usage:
   trajlab validate <spec> [--json]          plan and cost estimate, no side effects
-  trajlab run <spec> [--out DIR] [--workers N]
-                                            embedded run (no Redis, no S3), shards in N processes (default: cores)
+  trajlab run <spec> [--out DIR] [--workers N] [--trace FILE]
+                                            embedded run (no Redis, no S3), shards in N processes (default: cores);
+                                            --trace writes its timeline (Perfetto / about:tracing JSON)
   trajlab aggregate <studyId> [--out DIR]   (re)build summary.arrow and curves.arrow from the shards
   trajlab report <studyId|studyDir> [--out DIR]   (re)build summary/report.html from the output files
   trajlab show <studyId> [--out DIR] [--pivot METRIC | --curve METRIC]
@@ -92,41 +105,58 @@ async function cmdValidate(args: string[]): Promise<number> {
 
 /** `trajlab run`; `started`: its shard processes if bin/trajlab.mjs started them already (early-start.ts). */
 async function cmdRun(args: string[], started: StartedShardProcess[]): Promise<number> {
-  const { specPath, out, workers, quiet } = parseRunArgs(args);
+  const entered = spanStart();
+  const { specPath, out, workers, quiet, trace: traceFile } = parseRunArgs(args);
+  // --trace: a path that cannot be written is refused before anything else is done
+  if (traceFile !== undefined) claimTraceFile(traceFile);
+  const trace = new TraceRecorder(traceFile !== undefined);
+  trace.end(processStart(), 'modules', 'start-up', {}, entered);
   // The shard processes start before the spec is validated (if bin/trajlab.mjs has not started them before this
   // process loaded its modules), so that their start-up (Node, the tensor backend, the study's data and device state)
   // overlaps this one's. They resolve the spec themselves and write nothing until given a shard; those the plan has no
   // job for, or all of them if the spec is refused, are stopped.
-  const early = workers > 1 ? new ShardProcesses(workers - 1, specPath, out, started) : null;
+  const early = workers > 1 ? new ShardProcesses(workers - 1, specPath, out, started, trace) : null;
   try {
     // Validate everything before touching the backend or the output.
     const choice = backendFromEnv();
-    await prefetchSpecFile(specPath);
-    const resolved = resolveStudyFile(specPath);
+    const { resolved, plan } = await trace.span('resolve', 'start-up', async () => {
+      await prefetchSpecFile(specPath);
+      const resolved = resolveStudyFile(specPath);
+      return { resolved, plan: planStudy(resolved.study) };
+    });
     const { study } = resolved;
-    const plan = planStudy(study);
     openStore(out);
     // One process per core, at most one per job (a single job runs here).
     const processes = Math.min(workers, plan.totals.jobs);
     early?.keep(processes - 1);
-    const backend = await initBackend(choice);
+    const backend = await trace.span('backend', 'start-up', () => initBackend(choice));
     const log = (s: string) => process.stderr.write(`${s}\n`);
     log(`backend: ${describeBackend(backend)}${backend.skipped.length ? `; skipped ${backend.skipped.join('; ')}` : ''}`);
     log(`study ${study.studyId}: ${plan.configs.length} config(s) x ${study.spec.samples} samples, ${plan.totals.jobs} job(s), ~${formatFlops(plan.totals.flops)}`);
     const bar = quiet ? null : progressPrinter();
     if (processes > 1) log(`running shards in ${processes} processes`);
-    const res = await runStudyEmbedded(specPath, { out, onProgress: bar?.update, log, workers: processes, resolved, ...(early ? { processes: early } : {}) });
+    const res = await runStudyEmbedded(specPath, { out, onProgress: bar?.update, log, workers: processes, resolved, trace, ...(early ? { processes: early } : {}) });
     bar?.done();
     log(`done in ${(res.elapsedMs / 1000).toFixed(1)} s (${res.shardsComputed} shard(s) computed, ${res.shardsReused} reused)`);
     process.stdout.write(`study    ${res.studyId}\n`);
     process.stdout.write(`outputs  ${res.studyDir}\n`);
     process.stdout.write(`summary  ${res.summary}\n`);
     process.stdout.write(`curves   ${res.curves}\n`);
-    process.stdout.write(`report   ${res.report}\n\n`);
-    process.stdout.write(`${await summaryText(openStore(out), res.studyId)}\n`);
+    if (traceFile !== undefined) writeTraceFile(traceFile, trace.recorded(), 'trajlab run');
+    process.stdout.write(`report   ${res.report}\n`);
+    if (traceFile !== undefined) process.stdout.write(`trace    ${traceFile}\n`);
+    process.stdout.write(`\n${await summaryText(openStore(out), res.studyId)}\n`);
     return 0;
   } catch (err) {
     early?.keep(0);
+    // the timeline up to the failure, which is what is reported
+    if (traceFile !== undefined && !(err instanceof TraceFileError)) {
+      try {
+        writeTraceFile(traceFile, trace.recorded(), 'trajlab run');
+      } catch (traceErr) {
+        process.stderr.write(`trajlab: ${traceErr instanceof Error ? traceErr.message : String(traceErr)}\n`);
+      }
+    }
     throw err;
   } finally {
     early?.close();
@@ -241,7 +271,8 @@ function isInputError(err: unknown): boolean {
     err instanceof PayloadError ||
     err instanceof ModelFileError ||
     err instanceof ModelExistsError ||
-    err instanceof UnknownMetricError
+    err instanceof UnknownMetricError ||
+    err instanceof TraceFileError
   );
 }
 

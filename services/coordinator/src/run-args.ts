@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { UsageError } from './errors.js';
 
-/** `trajlab run <spec> [--out DIR] [--workers N] [--quiet]`, parsed. */
+/** `trajlab run <spec> [--out DIR] [--workers N] [--quiet] [--trace FILE]`, parsed. */
 export interface RunArgs {
   /** The study spec file, as given (YAML or JSON; a local path or s3://). */
   specPath: string;
@@ -16,6 +16,11 @@ export interface RunArgs {
   workers: number;
   /** No progress bar. @defaultValue false */
   quiet: boolean;
+  /**
+   * Where to write the run's timeline (every process's start-up, batches, aggregation and report, with their CPU
+   * time; Trace Event Format JSON, see runner/src/trace.ts): --trace. @defaultValue none written
+   */
+  trace?: string;
 }
 
 /** The output root: the --out flag, else TRAJLAB_OUT, else ./trajlab-out. */
@@ -25,9 +30,10 @@ export function outRoot(flag: string | undefined): string {
 
 /** Parses `trajlab run`'s arguments (after the command name); a UsageError names what is wrong. */
 export function parseRunArgs(args: string[]): RunArgs {
-  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, quiet: { type: 'boolean', default: false }, workers: { type: 'string' } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, quiet: { type: 'boolean', default: false }, workers: { type: 'string' }, trace: { type: 'string' } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('run takes one spec file');
   const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`--workers must be a positive integer; got '${values.workers}'`);
-  return { specPath: positionals[0]!, out: outRoot(values.out), workers, quiet: values.quiet };
+  if (values.trace === '') throw new UsageError('--trace needs a file name');
+  return { specPath: positionals[0]!, out: outRoot(values.out), workers, quiet: values.quiet, ...(values.trace !== undefined ? { trace: values.trace } : {}) };
 }

@@ -1,0 +1,145 @@
+/**
+ * A timeline of a `trajlab run` (`--trace FILE`): what each of its processes did when, in the Trace Event Format that
+ * Perfetto (ui.perfetto.dev) and Chrome's about:tracing open, and that is plain JSON for pandas or DuckDB. Each span
+ * carries the CPU time its whole process used meanwhile (all threads: the collector's and compiler's helpers too), so
+ * a timeline shows both where the wall time went and what each process spent on it.
+ *
+ * Only Node's own modules are imported here: the shard processes record with it before they load anything else.
+ */
+import { writeFileSync } from 'node:fs';
+
+/** One event: a complete span (`ph` 'X', `dur` set) or a process's name (`ph` 'M', name `process_name`). */
+export interface TraceEvent {
+  name: string;
+  /** The span's kind: `start-up`, `batch`, `aggregation` or `metadata`. */
+  cat: string;
+  ph: 'X' | 'M';
+  /** Start, in microseconds since the Unix epoch (one clock for every process of the run). */
+  ts: number;
+  /** Length in microseconds (spans only). */
+  dur?: number;
+  pid: number;
+  tid: number;
+  args?: Record<string, string | number | string[]>;
+}
+
+/** The clock of every event: microseconds since the Unix epoch, at the resolution of performance.now(). */
+export function epochMicros(sinceOrigin: number = performance.now()): number {
+  return Math.round((performance.timeOrigin + sinceOrigin) * 1000);
+}
+
+/** CPU time of this whole process (every thread) so far, in milliseconds. */
+export function processCpuMs(): number {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+}
+
+/** Where a span began: its time (epochMicros) and the process's CPU time then (processCpuMs). */
+export interface SpanStart {
+  ts: number;
+  cpuMs: number;
+}
+
+/** Where this process began: its time origin, with no CPU used yet. */
+export function processStart(): SpanStart {
+  return { ts: epochMicros(0), cpuMs: 0 };
+}
+
+/** Now, as the start of a span. */
+export function spanStart(): SpanStart {
+  return { ts: epochMicros(), cpuMs: processCpuMs() };
+}
+
+/**
+ * The spans one process records. A disabled recorder records nothing and costs nothing but the calls, so the code
+ * that traces need not ask whether it does.
+ */
+export class TraceRecorder {
+  private events: TraceEvent[] = [];
+
+  /** @param enabled - whether spans are recorded. @defaultValue true */
+  constructor(readonly enabled = true) {}
+
+  /**
+   * Records the span `name` from `start` to `end` (now unless given), with `args` and the process's CPU time meanwhile
+   * (`cpu_ms`).
+   */
+  end(start: SpanStart, name: string, cat: string, args: Record<string, string | number | string[]> = {}, end: SpanStart = spanStart()): void {
+    if (!this.enabled) return;
+    this.events.push({ name, cat, ph: 'X', ts: start.ts, dur: Math.max(0, end.ts - start.ts), pid: process.pid, tid: 0, args: { ...args, cpu_ms: round3(end.cpuMs - start.cpuMs) } });
+  }
+
+  /** Runs `work` as the span `name` (recorded whether it succeeds or fails). */
+  async span<T>(name: string, cat: string, work: () => Promise<T> | T, args?: Record<string, string | number | string[]>): Promise<T> {
+    if (!this.enabled) return work();
+    const start = spanStart();
+    try {
+      return await work();
+    } finally {
+      this.end(start, name, cat, args);
+    }
+  }
+
+  /** Adds events another process recorded (a shard process's, sent over IPC). */
+  add(events: readonly TraceEvent[] | undefined): void {
+    if (this.enabled && events) this.events.push(...events);
+  }
+
+  /** The events recorded since the last take, handed over (a shard process sends them with its next message). */
+  take(): TraceEvent[] {
+    const taken = this.events;
+    this.events = [];
+    return taken;
+  }
+
+  /** Every event recorded so far (not taken). */
+  recorded(): readonly TraceEvent[] {
+    return this.events;
+  }
+}
+
+/** A batch's span: named by its config and first shard (and how many more), its shards and samples as arguments. */
+export function batchSpan(configId: string, shards: readonly { name: string; count: number }[]): { name: string; args: Record<string, string | number | string[]> } {
+  const more = shards.length > 1 ? ` +${shards.length - 1}` : '';
+  return { name: `${configId} ${shards[0]?.name ?? ''}${more}`, args: { config: configId, shards: shards.map((s) => s.name), samples: shards.reduce((n, s) => n + s.count, 0) } };
+}
+
+const round3 = (v: number) => Math.round(v * 1000) / 1000;
+
+/**
+ * The trace file's text: `events` in time order after one `process_name` event per process, `mainName` for this
+ * process and `shard process <k>` for the others, numbered in the order their first event began.
+ */
+export function traceText(events: readonly TraceEvent[], mainName: string): string {
+  const spans = [...events].sort((a, b) => a.ts - b.ts || a.pid - b.pid);
+  const pids = [...new Set([process.pid, ...spans.map((e) => e.pid)])];
+  const others = pids.filter((p) => p !== process.pid);
+  const names: TraceEvent[] = pids.map((pid) => ({ name: 'process_name', cat: 'metadata', ph: 'M', ts: 0, pid, tid: 0, args: { name: pid === process.pid ? mainName : `shard process ${others.indexOf(pid) + 1}` } }));
+  return `${JSON.stringify({ traceEvents: [...names, ...spans], displayTimeUnit: 'ms' })}\n`;
+}
+
+/** A trace file that cannot be written (a user's path: exit code 2 at the CLI). */
+export class TraceFileError extends Error {
+  override name = 'TraceFileError';
+}
+
+/**
+ * Checks that `path` can be written by writing it empty, before a study begins, so that a bad path is refused before
+ * anything is computed; throws TraceFileError naming it.
+ */
+export function claimTraceFile(path: string): void {
+  try {
+    writeFileSync(path, '');
+  } catch (err) {
+    throw new TraceFileError(`--trace ${path}: cannot write it (${err instanceof Error ? err.message : String(err)})`);
+  }
+}
+
+/** Writes the trace of `events` to `path` (see traceText); throws TraceFileError naming it. */
+export function writeTraceFile(path: string, events: readonly TraceEvent[], mainName: string): void {
+  try {
+    writeFileSync(path, traceText(events, mainName));
+  } catch (err) {
+    throw new TraceFileError(`--trace ${path}: cannot write it (${err instanceof Error ? err.message : String(err)})`);
+  }
+}
