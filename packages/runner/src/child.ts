@@ -86,7 +86,7 @@ process.on('message', (raw: ParentMessage) => {
   }
   if (raw.type === 'share') return shareNativeThreads(raw.share);
   if (raw.type === 'return') {
-    send({ type: waiting.delete(batchKey(raw.configId, raw.shard)) ? 'returned' : 'kept', configId: raw.configId, shard: raw.shard });
+    if (waiting.delete(batchKey(raw.configId, raw.shard))) send({ type: 'returned', configId: raw.configId, shard: raw.shard });
     return;
   }
   if (raw.type === 'shards') waiting.add(batchKey(raw.configId, raw.shards[0]!));

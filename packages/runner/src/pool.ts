@@ -50,10 +50,9 @@ export interface ForkedExecutor extends ShardExecutor {
   ready: Promise<void>;
   /**
    * Asks for `batch` (handed to run, not finished) back: if the process has not begun it, its run rejects with
-   * BatchGivenBack and nothing of it was computed; otherwise the process finishes it as usual. Resolves with which:
-   * true when it came back, false when the process keeps it (or has exited).
+   * BatchGivenBack and nothing of it was computed; otherwise the process finishes it as usual.
    */
-  giveBack(batch: ShardWork[]): Promise<boolean>;
+  giveBack(batch: ShardWork[]): void;
 }
 
 /**
@@ -100,24 +99,9 @@ function executorOf(started: StartedShardProcess, trace: TraceRecorder | undefin
     shareCores: (share) => {
       if (child.connected) child.send({ type: 'share', share } satisfies ParentMessage);
     },
-    giveBack: (batch) =>
-      new Promise<boolean>((answered) => {
-        const configId = batch[0]!.config.configId;
-        const shard = batch[0]!.shard.name;
-        if (!child.connected) return answered(false);
-        const onMessage = (msg: ChildMessage) => {
-          if ((msg.type === 'returned' || msg.type === 'kept') && msg.configId === configId && msg.shard === shard) finish(msg.type === 'returned');
-        };
-        const onExit = () => finish(false);
-        const finish = (returned: boolean) => {
-          child.off('message', onMessage);
-          child.off('exit', onExit);
-          answered(returned);
-        };
-        child.on('message', onMessage);
-        child.on('exit', onExit);
-        child.send({ type: 'return', configId, shard } satisfies ParentMessage);
-      }),
+    giveBack: (batch) => {
+      if (child.connected) child.send({ type: 'return', configId: batch[0]!.config.configId, shard: batch[0]!.shard.name } satisfies ParentMessage);
+    },
   };
 }
 
@@ -180,10 +164,7 @@ export class ShardProcesses {
  *   executor; it begins it the moment it is ready. Should this process run out of work first, it asks for that batch
  *   back (giveBack) and computes it itself, unless the other has begun it.
  * - one that is ready is given its next batch while it still runs one, as long as more shards wait than there are
- *   executors; near the end each holds one at a time, so none is left with two to finish. Should this process run
- *   out of work while a forked one still holds such a batch behind the one it runs, it asks for that batch back too
- *   (with batches of 4 shards, a process could otherwise be left to compute 2 more after its batch of 4, while this
- *   one waited: ~0.3 s of a 1.6 s `--workers 2` study, seen in its `--trace`).
+ *   executors; near the end each holds one at a time, so none is left with two to finish.
  *
  * Once a phase's queue is empty, an executor that finishes has nothing left to do: the executors still computing get
  * its core for their native matrix products (shareCores: with 2 executors, the last one computes on 2 threads), and
@@ -234,12 +215,8 @@ export async function runShards(
       const held = new Map<ShardExecutor, number>();
       const holding = (exec: ShardExecutor) => held.get(exec) ?? 0;
       const busy = () => [...held.values()].some((n) => n > 0);
-      // batches handed to each forked process and not finished, in the order it runs them: those it has not begun
-      // are asked back when this process runs out of work (unless begun meanwhile)
-      const handed = new Map<ShardExecutor, ShardWork[][]>(processes.executors.map((f) => [f, []]));
-      // batches asked back whose answer has not come yet: this process may get work again, so it lends no core
-      const askedBack = new Set<ShardWork[]>();
-      const everAsked = new Set<ShardWork[]>();
+      // batches handed to processes still starting, which this process may ask back
+      const beforeReady = new Map<ForkedExecutor, ShardWork[]>();
       // on a failure, wait for this process's own batch to stop before rejecting (its caller then disposes the
       // device state); forked processes are told to exit afterwards
       const settle = () => {
@@ -251,50 +228,31 @@ export async function runShards(
         const joined = [local, ...ready];
         const computing = joined.filter((e) => holding(e) > 0);
         if (queue.length > 0 || computing.length === 0) return;
-        // while a batch asked back may still come here, this process counts as computing: it lends nothing yet
-        const sharing = askedBack.size > 0 && !computing.includes(local) ? computing.length + 1 : computing.length;
-        for (const e of computing) share(e, Math.max(1, Math.floor(Math.min(joined.length, cores) / sharing)));
+        for (const e of computing) share(e, Math.max(1, Math.floor(Math.min(joined.length, cores) / computing.length)));
       };
       const pump = (exec: ShardExecutor) => {
         if (error !== null) return settle();
         const depth = exec !== local && queue.length > executorCount ? 2 : 1;
         while (holding(exec) < depth && queue.length > 0) start(exec, takeBatch(queue, batchLimit(queue.length, executorCount, batchSize)));
         if (exec === local && holding(local) === 0) {
-          // out of work: what the forked processes have not begun comes back here (unless begun meanwhile): every
-          // batch of a process still starting, and the batch a ready one holds behind the one it runs
-          for (const f of processes.executors) {
-            for (const batch of handed.get(f)!.slice(ready.has(f) ? 1 : 0)) {
-              if (everAsked.has(batch)) continue;
-              everAsked.add(batch);
-              askedBack.add(batch);
-              // kept: the process computes it; with nothing else coming back, the idle cores can be lent
-              void f.giveBack(batch).then((returned) => {
-                askedBack.delete(batch);
-                if (!returned && error === null && busy()) shareIdleCores();
-              });
-            }
-          }
+          // out of work: the batches of processes still starting come back here, unless begun meanwhile
+          for (const [f, batch] of beforeReady) f.giveBack(batch);
+          beforeReady.clear();
         }
         if (!busy()) resolve();
         else shareIdleCores();
       };
       const start = (exec: ShardExecutor, batch: ShardWork[]) => {
         held.set(exec, holding(exec) + 1);
-        const batches = handed.get(exec);
-        batches?.push(batch);
-        const settled = () => {
-          held.set(exec, holding(exec) - 1);
-          batches?.splice(batches.indexOf(batch), 1);
-        };
         const first = batch[0]!;
         exec.run(batch, (f) => onProgress(first.config, first.shard, f)).then(
           (reused) => {
-            settled();
+            held.set(exec, holding(exec) - 1);
             batch.forEach((w, i) => onDone(w.config, w.shard, reused[i]!));
             pump(exec);
           },
           (err: unknown) => {
-            settled();
+            held.set(exec, holding(exec) - 1);
             if (err instanceof BatchGivenBack && error === null) {
               queue.unshift(...batch);
               return pump(local);
@@ -307,11 +265,16 @@ export async function runShards(
       pump(local);
       for (const f of processes.executors) {
         if (!ready.has(f) && queue.length >= PREDISPATCH_WAITING * executorCount) {
-          start(f, takeBatch(queue, batchLimit(queue.length, executorCount, batchSize)));
+          const batch = takeBatch(queue, batchLimit(queue.length, executorCount, batchSize));
+          beforeReady.set(f, batch);
+          start(f, batch);
         }
         f.ready.then(
-          // `ready` has it already (its callback was registered first)
-          () => pump(f),
+          () => {
+            // `ready` has it already (its callback was registered first)
+            beforeReady.delete(f);
+            pump(f);
+          },
           (err: unknown) => {
             error ??= err;
             settle();

@@ -30,15 +30,13 @@ export type ChildMessage =
   | { type: 'done'; configId: string; shard: string; reused: boolean[]; trace?: TraceEvent[] }
   /** The batch was given back (`return`) before it began: nothing of it was computed or written. */
   | { type: 'returned'; configId: string; shard: string }
-  /** The batch asked back (`return`) had begun, or was never handed here: the process finishes it as usual. */
-  | { type: 'kept'; configId: string; shard: string }
   /** A failure; `configId` and `shard` name the batch it happened in (absent at start-up). */
   | { type: 'error'; message: string; name: string; configId?: string; shard?: string };
 
 /** A shard process just started: its first message (`ready` or `error`) is caught whenever the caller looks. */
 export interface StartedShardProcess {
   child: ChildProcess;
-  /** Its first message other than `returned` and `kept`; rejects if it exits before sending one. */
+  /** Its first message other than `returned`; rejects if it exits before sending one. */
   first: Promise<ChildMessage>;
   /** Set by whoever takes charge of it (pool.ts ShardProcesses); one nobody took is stopped by its starter. */
   adopted: boolean;
@@ -58,12 +56,12 @@ export function startShardProcess(specPath: string, out: string, trace = false):
   const entry = compiled && existsSync(bundled) ? bundled : fileURLToPath(new URL(compiled ? './child.js' : './child.ts', import.meta.url));
   const execArgv = compiled ? [] : ['--import', import.meta.resolve('tsx')];
   const child = fork(entry, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  // listening from the start: a message nobody listens for is lost; a batch asked back during start-up is answered
-  // (`returned`) before the process is ready
+  // listening from the start: a message nobody listens for is lost; a batch given back during start-up (`returned`)
+  // is answered before the process is ready
   const first = new Promise<ChildMessage>((resolve, reject) => {
     const onExit = (code: number | null) => reject(new Error(`shard process exited (${code}) before it was ready`));
     const onMessage = (m: ChildMessage) => {
-      if (m.type === 'returned' || m.type === 'kept') return;
+      if (m.type === 'returned') return;
       child.off('exit', onExit);
       child.off('message', onMessage);
       resolve(m);
