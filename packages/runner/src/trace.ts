@@ -4,7 +4,8 @@
  * carries the CPU time its whole process used meanwhile (all threads: the collector's and compiler's helpers too), so
  * a timeline shows both where the wall time went and what each process spent on it.
  *
- * Only Node's own modules are imported here: the shard processes record with it before they load anything else.
+ * Only Node's own modules are imported here, so that shard-process.ts (which early-start.ts loads before anything
+ * else) can name its types without bringing anything to load.
  */
 import { writeFileSync } from 'node:fs';
 
