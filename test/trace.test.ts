@@ -74,6 +74,17 @@ describe('trajlab run --trace (real child processes)', () => {
         expect(own[0]!.ts).toBeGreaterThanOrEqual(end(spansOf(trace, pid, 'start-up').at(-1)!));
         for (let i = 1; i < own.length; i++) expect(own[i]!.ts).toBeGreaterThanOrEqual(end(own[i - 1]!));
       }
+      // with shard processes, the command folds finished shards' files while others still compute: each file at most
+      // once, in its own process; with none, everything is folded by the aggregation
+      const folds = trace.traceEvents.filter((e) => e.ph === 'X' && e.cat === 'fold');
+      if (processes === 1) expect(folds).toEqual([]);
+      else expect(folds.length).toBeGreaterThan(0);
+      for (const f of folds) {
+        expect(f.pid).toBe(main);
+        expect(f.name).toMatch(/\/shards\/[^/]+\/\d+-\d+\.(samples|steps)\.arrow$/);
+        expect(written.has(f.name.split('/shards/')[1]!.replace(/\.(samples|steps)\.arrow$/, ''))).toBe(true);
+      }
+      expect(new Set(folds.map((f) => f.name)).size).toBe(folds.length);
       // the aggregation and the report come after the last batch, in this process
       const [aggregation, report] = spansOf(trace, main, 'aggregation');
       expect([aggregation?.name, report?.name]).toEqual(['aggregation', 'report']);

@@ -14,6 +14,7 @@ import { aggregateStudy, aggregationStore, studyAggregation } from './aggregatio
 import { FOLD_KINDS, StudyFold } from '@trajlab/results';
 import type { ObjectStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
+import { spanStart, type TraceRecorder } from './trace.js';
 
 /** The early state of one study. */
 interface EarlyStudy {
@@ -45,6 +46,8 @@ export interface EarlyFoldsOptions {
    * wait in memory for their turn: a few MiB for image-sized shards). 1 reads one file at a time. @defaultValue 8
    */
   readAhead?: number;
+  /** Records each file's fold as a span (`fold`, named by the file's key): `trajlab run --trace`. @defaultValue none */
+  trace?: TraceRecorder;
 }
 
 /** What a study's aggregate job gets: the fold so far and the store that read it. */
@@ -172,7 +175,10 @@ export class EarlyFolds {
             // job would otherwise read them again (steps files are not kept in memory)
             const bytes = s.fetched.get(key) ?? (s.taken ? undefined : this.fetch(s, key));
             if (!bytes) break;
-            fold.add(ci, kind, await bytes);
+            const data = await bytes;
+            const start = spanStart();
+            fold.add(ci, kind, data);
+            this.opts.trace?.end(start, key, 'fold', { bytes: data.byteLength });
             s.fetched.delete(key);
           }
         }

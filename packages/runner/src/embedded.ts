@@ -138,7 +138,7 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
   // With shard processes, this process folds each finished shard into the aggregation while the others still compute
   // (as the aggregator service does), so that the study's end waits only for the last shards' folding. Folding happens
   // between this process's own sampling steps: the shards it would have run meanwhile go to the other processes.
-  const early = processes ? new EarlyFolds({ openStore: () => store, maxStudies: 1 }) : null;
+  const early = processes ? new EarlyFolds({ openStore: () => store, maxStudies: 1, trace }) : null;
   try {
     if (processes) {
       // this process works too (it already holds the study); the forked ones join when ready

@@ -12,7 +12,7 @@ import { writeFileSync } from 'node:fs';
 /** One event: a complete span (`ph` 'X', `dur` set) or a process's name (`ph` 'M', name `process_name`). */
 export interface TraceEvent {
   name: string;
-  /** The span's kind: `start-up`, `batch`, `aggregation` or `metadata`. */
+  /** The span's kind: `start-up`, `batch`, `fold` (a shard file folded while shards still run), `aggregation` or `metadata`. */
   cat: string;
   ph: 'X' | 'M';
   /** Start, in microseconds since the Unix epoch (one clock for every process of the run). */
