@@ -582,6 +582,10 @@ interface Timeline {
   processes: { first: number; last: number; busy: number }[];
   /** The aggregation and report after the last batch, in seconds. */
   finishing: number;
+  /** Seconds the command spent folding shard files while shards still ran (its `fold` spans). */
+  folding: number;
+  /** The command's first and second batches, in seconds (its warm-up: how much longer the first took). */
+  firstBatches: number[];
 }
 
 function readTimeline(file: string): Timeline {
@@ -595,7 +599,10 @@ function readTimeline(file: string): Timeline {
     return { first: s(Math.min(...batches.map((e) => e.ts))), last: s(Math.max(...batches.map(end))), busy: batches.reduce((n, e) => n + e.dur! / 1e6, 0) };
   });
   const finishing = events.filter((e) => e.cat === 'aggregation');
-  return { wall: s(Math.max(...finishing.map(end))), processes, finishing: finishing.reduce((n, e) => n + e.dur! / 1e6, 0) };
+  const seconds = (es: TraceEvent[]) => es.reduce((n, e) => n + e.dur! / 1e6, 0);
+  const main = finishing[0]!.pid;
+  const firstBatches = events.filter((e) => e.pid === main && e.cat === 'batch').sort((a, b) => a.ts - b.ts).slice(0, 2).map((e) => e.dur! / 1e6);
+  return { wall: s(Math.max(...finishing.map(end))), processes, finishing: seconds(finishing), folding: seconds(events.filter((e) => e.cat === 'fold')), firstBatches };
 }
 
 /**
@@ -615,11 +622,16 @@ async function timelines(spec: string, dir: string) {
   const slower: number[] = [];
   const sideBySide: number[] = [];
   const outside: { start: number; alone: number; finishing: number; total: number }[] = [];
+  const folding: number[] = [];
+  const warmUp: number[] = [];
   for (let r = 0; r < 3; r++) {
     const one = await traced(`timeline-1-${r}`, 1);
     const two = await traced(`timeline-2-${r}`, 2);
     const [a, b] = await Promise.all([traced(`timeline-a-${r}`, 1), traced(`timeline-b-${r}`, 1)]);
     slower.push(busy(two) / busy(one));
+    folding.push(two.folding);
+    // a one-process run's first batch against its second (the same config, the same number of shards)
+    warmUp.push(one.firstBatches[0]! - one.firstBatches[1]!);
     sideBySide.push((busy(a) + busy(b)) / (2 * busy(one)));
     const bothFrom = Math.max(...two.processes.map((p) => p.first));
     const bothTo = Math.min(...two.processes.map((p) => p.last));
@@ -631,7 +643,7 @@ async function timelines(spec: string, dir: string) {
     name: '2 processes vs 1 (dense), computing time',
     value: median(slower),
     unit: 'x',
-    detail: `the 512-trajectory study's batches (their spans in trajlab run --trace) took this much longer in all with --workers 2 than with --workers 1 (median of 3 pairs: ${range(slower)}); two --workers 1 runs at the same time take ${median(sideBySide).toFixed(2)}x as long for theirs as one alone (${range(sideBySide)}): ${pct(median(sideBySide))} is what the machine costs two processes computing side by side, the rest each process's own warm-up and the command's folding`,
+    detail: `the 512-trajectory study's batches (their spans in trajlab run --trace) took this much longer in all with --workers 2 than with --workers 1 (median of 3 pairs: ${range(slower)}); two --workers 1 runs at the same time take ${median(sideBySide).toFixed(2)}x as long for theirs as one alone (${range(sideBySide)}): ${pct(median(sideBySide))} is what the machine costs two processes computing side by side. The rest: each process warms up on its own (a one-process run's first batch takes ${(median(warmUp) * 1000).toFixed(0)} ms longer than its second, ${range(warmUp.map((v) => v * 1000), (v) => v.toFixed(0))} ms), and with two processes the command folds finished shards' files between its steps (${(median(folding) * 1000).toFixed(0)} ms in all, its fold spans: ${range(folding.map((v) => v * 1000), (v) => v.toFixed(0))} ms), which one process does in its aggregation instead`,
     command: 'pnpm bench study',
   });
   const m = (k: 'start' | 'alone' | 'finishing' | 'total') => median(outside.map((o) => o[k]));
