@@ -120,7 +120,7 @@ describe("a worker's shard process", () => {
   it.skipIf(availableParallelism() < 2)("two workers of one host: at a study's tail the idle one lends its core to the busy one, whose files stay trajlab run's; a bad TRAJLAB_LEND_CORES is refused", async () => {
     const bad = startService('worker', { REDIS_URL: redis.url, TRAJLAB_LEND_CORES: 'maybe' });
     expect(await new Promise((r) => bad.proc.once('exit', r))).toBe(2);
-    expect(bad.log()).toMatch(/TRAJLAB_LEND_CORES must be on or off; got 'maybe'/);
+    expect(bad.log()).toMatch(/TRAJLAB_LEND_CORES must be one of on, off; got 'maybe'/);
 
     // three shards of about a second for two workers holding one job each: one of them computes the third alone
     const env = { REDIS_URL: redis.url, TRAJLAB_JOBS_PER_PROCESS: '1', TRAJLAB_WARM_UP: 'off' };

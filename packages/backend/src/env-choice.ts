@@ -1,3 +1,6 @@
+// Imports nothing, so processes that must not load a tensor backend (the worker's main process) use it too, through
+// `@trajlab/backend/env-choice`.
+
 /**
  * One of `choices`, read from the environment variable `name` (trimmed, any case; unset: `fallback`). Anything else
  * throws `error(message)`, the message naming the variable, the choices and the value given.

@@ -9,6 +9,7 @@
  * of its busy ones (HostCores); off: each shard process keeps its own threads.
  * SIGTERM/SIGINT: stop taking jobs, finish the ones held, exit.
  */
+import { envChoice } from '@trajlab/backend/env-choice';
 import { drainOnSignal, parsePayload, QUEUES, redisSettings, shardPayloadSchema } from '@trajlab/queue';
 import { existingShard, type ShardManifest } from '@trajlab/runner';
 import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
@@ -30,18 +31,20 @@ function integerEnv(name: string, fallback: number, min: number, max = Number.MA
 }
 
 /** An on/off environment variable (none: `fallback`), or exit 2 naming it. */
-function onOffEnv(name: string, fallback: boolean): boolean {
-  const value = (process.env[name] ?? (fallback ? 'on' : 'off')).trim().toLowerCase();
-  if (value === 'on' || value === 'off') return value === 'on';
-  process.stderr.write(`trajlab worker: ${name} must be on or off; got '${process.env[name]}'\n`);
-  process.exit(2);
+function onOffEnv(name: string, fallback: 'on' | 'off'): boolean {
+  try {
+    return envChoice(process.env, name, ['on', 'off'] as const, fallback, (message) => new Error(message)) === 'on';
+  } catch (err) {
+    process.stderr.write(`trajlab worker: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
 }
 
 const settings = redisSettings();
 const processes = integerEnv('TRAJLAB_WORKER_CONCURRENCY', 1, 1, 256);
 const jobsPerProcess = integerEnv('TRAJLAB_JOBS_PER_PROCESS', 2, 1, 16);
 const lockMs = integerEnv('TRAJLAB_LOCK_MS', 60_000, 1000);
-const lendCores = onOffEnv('TRAJLAB_LEND_CORES', true);
+const lendCores = onOffEnv('TRAJLAB_LEND_CORES', 'on');
 const log = (s: string) => process.stderr.write(`[worker ${process.pid}] ${s}\n`);
 // compiled (dist/*.js): the shard process is compiled too, and needs no TypeScript loader
 const entry = fileURLToPath(new URL(import.meta.url.endsWith('.js') ? './shard-process.js' : './shard-process.ts', import.meta.url));
