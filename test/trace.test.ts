@@ -93,13 +93,21 @@ describe('trajlab run --trace (real child processes)', () => {
     }
   });
 
-  it('refuses a trace file that cannot be written before it computes anything: exit 2 naming it', async () => {
+  it('refuses a trace file that cannot be written before it computes anything: exit 2 naming it; a failed run writes its timeline so far', async () => {
     const dir = tempDir();
     const path = writeSpec(dir, spec);
     const where = join(dir, 'no-such-dir', 'trace.json');
     const res = await cliAsync(['run', path, '--out', join(dir, 'out'), '--workers', '2', '--quiet', '--trace', where]);
     expect(res.status).toBe(2);
     expect(res.stderr).toContain(`trajlab: invalid input: --trace ${where}: cannot write it`);
+    expect(existsSync(join(dir, 'out'))).toBe(false);
+    // a run that fails still writes its timeline up to the failure: here a refused spec, its failed resolve included
+    const refused = writeSpec(dir, { ...spec, name: 'trace-refused', samples: -1 }, 'refused.yaml');
+    const failed = await cliAsync(['run', refused, '--out', join(dir, 'out'), '--workers', '2', '--quiet', '--trace', join(dir, 'failed.json')]);
+    expect(failed.status).toBe(2);
+    expect(failed.stderr).toMatch(/samples: Too small/);
+    const partial = JSON.parse(readFileSync(join(dir, 'failed.json'), 'utf8')) as Trace;
+    expect(partial.traceEvents.filter((e) => e.ph === 'X').map((e) => e.name)).toEqual(['modules', 'resolve']);
     expect(existsSync(join(dir, 'out'))).toBe(false);
     const empty = await cliAsync(['run', path, '--out', join(dir, 'out'), '--trace=']);
     expect(empty.status).toBe(2);
