@@ -11,8 +11,8 @@ export const SHARD_ATTEMPTS = 3;
  * (studyId, configId, shard), so submitting the same study again adds nothing. Every child has failParentOnFailure:
  * a shard that fails for good fails the study at once instead of leaving the parent waiting forever.
  */
-export function studyFlow(plan: StudyPlan, common: Omit<ShardPayload, 'configId' | 'shard'>): FlowJob {
-  const aggregate: AggregatePayload = aggregatePayloadSchema.parse({ studyId: plan.studyId, out: common.out });
+export function studyFlow(plan: StudyPlan, common: Omit<ShardPayload, 'configId' | 'shard' | 'trace'> & { trace?: boolean }): FlowJob {
+  const aggregate: AggregatePayload = aggregatePayloadSchema.parse({ studyId: plan.studyId, out: common.out, trace: common.trace ?? false });
   // BullMQ takes the lowest priority number first, and jobs of one priority in the order they were added: the
   // reference's shards, then each config's in dispatchOrder (the longest shards first), each config's in sample order
   const priority = new Map(dispatchOrder(plan.configs).map((c, i) => [c, 1 + i]));

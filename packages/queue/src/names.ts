@@ -21,4 +21,6 @@ export const redisKeys = {
   studies: () => `${KEY_PREFIX}:studies`,
   /** Present once the study is cancelled. */
   cancel: (studyId: string) => `${KEY_PREFIX}:cancel:${studyId}`,
+  /** List of JSON arrays of trace events, pushed by the workers and the aggregator (`submit --watch --trace`). */
+  trace: (studyId: string) => `${KEY_PREFIX}:trace:${studyId}`,
 };

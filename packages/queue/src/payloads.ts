@@ -28,10 +28,16 @@ export const shardPayloadSchema = z.strictObject({
    * and `trajlab retry` look for them as always. @defaultValue false
    */
   fresh: z.boolean().default(false),
+  /**
+   * `trajlab submit --watch --trace`: the job's spans (its compute and the job as a whole) go to the study's trace list
+   * in Redis (redisKeys.trace). @defaultValue false
+   */
+  trace: z.boolean().default(false),
 });
 export type ShardPayload = z.infer<typeof shardPayloadSchema>;
 
-export const aggregatePayloadSchema = z.strictObject({ studyId, out });
+/** `trace`: the aggregation's and the report's spans go to the study's trace list (see the shard payload). */
+export const aggregatePayloadSchema = z.strictObject({ studyId, out, trace: z.boolean().default(false) });
 export type AggregatePayload = z.infer<typeof aggregatePayloadSchema>;
 
 /** A job payload that violates its schema. */

@@ -66,8 +66,7 @@ export class TraceRecorder {
    * (`cpu_ms`).
    */
   end(start: SpanStart, name: string, cat: string, args: Record<string, string | number | string[]> = {}, end: SpanStart = spanStart()): void {
-    if (!this.enabled) return;
-    this.events.push({ name, cat, ph: 'X', ts: start.ts, dur: Math.max(0, end.ts - start.ts), pid: process.pid, tid: 0, args: { ...args, cpu_ms: round3(end.cpuMs - start.cpuMs) } });
+    if (this.enabled) this.events.push(spanEvent(start, end, name, cat, args));
   }
 
   /** Runs `work` as the span `name` (recorded whether it succeeds or fails). */
@@ -99,6 +98,14 @@ export class TraceRecorder {
   }
 }
 
+/**
+ * The span `name` of this process from `start` to `end` on thread `tid` (0: the main one; a distributed worker's jobs,
+ * which overlap, each get a thread of their own), with `args` and the process's CPU time meanwhile (`cpu_ms`).
+ */
+export function spanEvent(start: SpanStart, end: SpanStart, name: string, cat: string, args: Record<string, string | number | string[]> = {}, tid = 0): TraceEvent {
+  return { name, cat, ph: 'X', ts: start.ts, dur: Math.max(0, end.ts - start.ts), pid: process.pid, tid, args: { ...args, cpu_ms: round3(end.cpuMs - start.cpuMs) } };
+}
+
 /** A batch's span: named by its config and first shard (and how many more), its shards and samples as arguments. */
 export function batchSpan(configId: string, shards: readonly { name: string; count: number }[]): { name: string; args: Record<string, string | number | string[]> } {
   const more = shards.length > 1 ? ` +${shards.length - 1}` : '';
@@ -119,6 +126,28 @@ export function traceText(events: readonly TraceEvent[], mainName: string): stri
   return `${JSON.stringify({ traceEvents: [...names, ...spans], displayTimeUnit: 'ms' })}\n`;
 }
 
+/**
+ * The trace file's text for a distributed study (`trajlab submit --watch --trace`): events of processes on several
+ * hosts, each with `host` and `role` arguments. A process is a (host, pid): numbered 1, 2, ... in the order its first
+ * event began (pids of different hosts may be the same) and named `<role> <pid> on <host>`; events in time order.
+ */
+export function distributedTraceText(events: readonly TraceEvent[]): string {
+  const spans = [...events].sort((a, b) => a.ts - b.ts);
+  const processes = new Map<string, { pid: number; name: string }>();
+  const renumbered = spans.map((e) => {
+    const host = String(e.args?.host ?? '');
+    const key = `${host}\n${e.pid}`;
+    let p = processes.get(key);
+    if (!p) {
+      p = { pid: processes.size + 1, name: `${String(e.args?.role ?? 'process')} ${e.pid} on ${host}` };
+      processes.set(key, p);
+    }
+    return { ...e, pid: p.pid };
+  });
+  const names: TraceEvent[] = [...processes.values()].map(({ pid, name }) => ({ name: 'process_name', cat: 'metadata', ph: 'M', ts: 0, pid, tid: 0, args: { name } }));
+  return `${JSON.stringify({ traceEvents: [...names, ...renumbered], displayTimeUnit: 'ms' })}\n`;
+}
+
 /** A trace file that cannot be written (a user's path: exit code 2 at the CLI). */
 export class TraceFileError extends Error {
   override name = 'TraceFileError';
@@ -136,10 +165,10 @@ export function claimTraceFile(path: string): void {
   }
 }
 
-/** Writes the trace of `events` to `path` (see traceText); throws TraceFileError naming it. */
-export function writeTraceFile(path: string, events: readonly TraceEvent[], mainName: string): void {
+/** Writes a trace file's `text` (traceText, distributedTraceText) to `path`; throws TraceFileError naming it. */
+export function writeTraceFile(path: string, text: string): void {
   try {
-    writeFileSync(path, traceText(events, mainName));
+    writeFileSync(path, text);
   } catch (err) {
     throw new TraceFileError(`--trace ${path}: cannot write it (${err instanceof Error ? err.message : String(err)})`);
   }

@@ -2,14 +2,14 @@
  * The sandboxed aggregate processor: merges a finished study's shards into summary.arrow and curves.arrow, then the
  * report. While it waits for a study's aggregate job, it folds the study's shards that have finished (EarlyFolds).
  */
-import { aggregatePayloadSchema, exitWithParent, parsePayload, QUEUES, redisKeys, redisSettings, type AggregatePayload } from '@trajlab/queue';
+import { aggregatePayloadSchema, exitWithParent, parsePayload, pushTraceEvents, QUEUES, redisKeys, redisSettings, type AggregatePayload } from '@trajlab/queue';
 import { writeReport } from '@trajlab/report';
-import { aggregateFinishedStudy, EarlyFolds, warmUpAggregation, warmUpEnabled } from '@trajlab/runner';
+import { aggregateFinishedStudy, EarlyFolds, TraceRecorder, warmUpAggregation, warmUpEnabled } from '@trajlab/runner';
 import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { studyKeys } from '@trajlab/study';
 import { QueueEvents, type SandboxedJob } from 'bullmq';
 import { Redis } from 'ioredis';
-import { setPriority } from 'node:os';
+import { hostname, setPriority } from 'node:os';
 import { earlyFoldMode } from './early-fold-mode.js';
 
 // A sandboxed child must not outlive its worker (see exitWithParent).
@@ -83,14 +83,41 @@ export default async function processAggregate(job: SandboxedJob): Promise<{ sum
   }
 }
 
-/** The aggregation of one study, the fold of its shards so far taken over, then the report. */
+/**
+ * The aggregation of one study, the fold of its shards so far taken over, then the report. A traced study (`submit
+ * --watch --trace`) gets the spans of both in its timeline, before the job ends.
+ */
 async function aggregate(p: AggregatePayload): Promise<{ summary: string; curves: string; report: string; foldedBefore: number }> {
+  const trace = new TraceRecorder(p.trace);
+  try {
+    return await aggregateTraced(p, trace);
+  } finally {
+    if (p.trace) await pushSpans(p.studyId, trace);
+  }
+}
+
+/** Sends the aggregation's spans to the study's timeline; a timeline is not worth the job, so a failure is dropped. */
+async function pushSpans(studyId: string, trace: TraceRecorder): Promise<void> {
+  const redis = new Redis({ ...redisSettings().connection, lazyConnect: true, maxRetriesPerRequest: 1 });
+  redis.on('error', () => {});
+  try {
+    const args = { host: hostname(), role: 'aggregator' };
+    await pushTraceEvents(redis, studyId, trace.take().map((e) => ({ ...e, args: { ...e.args, ...args } })));
+  } catch {
+    // dropped
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** aggregate's work, its two parts recorded as spans in `trace` (a disabled recorder when the study is not traced). */
+async function aggregateTraced(p: AggregatePayload, trace: TraceRecorder): Promise<{ summary: string; curves: string; report: string; foldedBefore: number }> {
   const raw = sharedStore(p.out);
   // the shards folded while the study ran, and the store that read them (the report reads their samples from memory)
-  const { store, ...paths } = await aggregateFinishedStudy(raw, p.studyId, p.out, early);
+  const { store, ...paths } = await trace.span('aggregation', 'aggregation', () => aggregateFinishedStudy(raw, p.studyId, p.out, early));
   const key = studyKeys.studyJson(p.studyId);
   // study.json as it is now, not as the aggregation read it
   const doc = JSON.parse(new TextDecoder().decode(await raw.get(key))) as Record<string, unknown>;
   await store.put(key, new TextEncoder().encode(`${JSON.stringify({ ...doc, status: 'complete', completedAt: new Date().toISOString() }, null, 2)}\n`));
-  return { ...paths, report: await writeReport(store, p.studyId) };
+  return { ...paths, report: await trace.span('report', 'aggregation', () => writeReport(store, p.studyId)) };
 }

@@ -1,6 +1,6 @@
 import { initBackend, backendFromEnv } from '@trajlab/backend';
-import { jobIds, QUEUES, redisKeys, redisSettings, studyFlow } from '@trajlab/queue';
-import { computeGitsSchedules, createContext, studyJson } from '@trajlab/runner';
+import { jobIds, QUEUES, redisKeys, redisSettings, studyFlow, takeTraceEvents } from '@trajlab/queue';
+import { computeGitsSchedules, createContext, studyJson, type TraceEvent } from '@trajlab/runner';
 import { openStore } from '@trajlab/storage';
 import { loadNetwork } from '@trajlab/models';
 import { planStudy, prefetchSpecFile, resolveStudyFile, resolveStudyText, studyKeys } from '@trajlab/study';
@@ -56,8 +56,11 @@ async function registered(c: Cluster, studyId: string): Promise<Registered> {
   return { out: h.out, submittedAt: h.submittedAt!, plan: JSON.parse(h.plan!) as Registered['plan'] };
 }
 
-/** Submits a study as a BullMQ flow; a second submission of the same spec adds nothing. Returns the study id. */
-export async function submitStudy(specPath: string, out: string, log: (s: string) => void): Promise<{ studyId: string; added: boolean }> {
+/**
+ * Submits a study as a BullMQ flow; a second submission of the same spec adds nothing. Returns the study id.
+ * `trace`: its jobs send their spans to the study's timeline in Redis (takeStudyTrace). @defaultValue false
+ */
+export async function submitStudy(specPath: string, out: string, log: (s: string) => void, trace = false): Promise<{ studyId: string; added: boolean }> {
   await prefetchSpecFile(specPath);
   const { study, data } = resolveStudyFile(specPath);
   const plan = planStudy(study);
@@ -98,12 +101,22 @@ export async function submitStudy(specPath: string, out: string, log: (s: string
     await c.redis.del(redisKeys.cancel(study.studyId));
     const producer = new FlowProducer({ connection: c.redis });
     try {
-      await producer.add(studyFlow(plan, { studyId: study.studyId, out, spec: study.spec as Record<string, unknown>, baseDir: study.baseDir, sigmas, fresh }));
+      await producer.add(studyFlow(plan, { studyId: study.studyId, out, spec: study.spec as Record<string, unknown>, baseDir: study.baseDir, sigmas, fresh, trace }));
     } finally {
       await producer.close();
     }
     log(`submitted ${plan.totals.jobs} shard job(s) + 1 aggregate job to ${c.display}; outputs under ${store.locate(study.studyId)}`);
     return { studyId: study.studyId, added: true };
+  } finally {
+    await c.close();
+  }
+}
+
+/** The spans the study's jobs sent to its timeline (submitted with `trace`); the list is removed from Redis. */
+export async function takeStudyTrace(studyId: string): Promise<TraceEvent[]> {
+  const c = await Cluster.connect();
+  try {
+    return (await takeTraceEvents(c.redis, studyId)) as TraceEvent[];
   } finally {
     await c.close();
   }

@@ -5,6 +5,7 @@ import { ArrowFileError } from '@trajlab/results';
 import {
   aggregateStudy,
   claimTraceFile,
+  distributedTraceText,
   processStart,
   runStudyEmbedded,
   ShardBatchSettingError,
@@ -12,6 +13,7 @@ import {
   spanStart,
   TraceFileError,
   TraceRecorder,
+  traceText,
   writeTraceFile,
   type StartedShardProcess,
 } from '@trajlab/runner';
@@ -48,7 +50,9 @@ usage:
   trajlab train <train-spec> [--out DIR|s3://...] [--resume] [--force]
                                             train a denoiser (EDM loss) and write a tfjs model + trajlab-model.json
 
-  trajlab submit <spec> [--out DIR|s3://...] [--watch]   enqueue the study on BullMQ (REDIS_URL), print its id
+  trajlab submit <spec> [--out DIR|s3://...] [--watch [--trace FILE]]
+                                            enqueue the study on BullMQ (REDIS_URL), print its id; --trace writes
+                                            the workers' and the aggregator's timeline when it ends
   trajlab watch <studyId>                   live progress per config and overall, ETA, failures
   trajlab status [<studyId>]                state of one study, or of every submitted study
   trajlab cancel <studyId>                  stop a study (running shards stop at their next step)
@@ -142,7 +146,7 @@ async function cmdRun(args: string[], started: StartedShardProcess[]): Promise<n
     process.stdout.write(`outputs  ${res.studyDir}\n`);
     process.stdout.write(`summary  ${res.summary}\n`);
     process.stdout.write(`curves   ${res.curves}\n`);
-    if (traceFile !== undefined) writeTraceFile(traceFile, trace.recorded(), 'trajlab run');
+    if (traceFile !== undefined) writeTraceFile(traceFile, traceText(trace.recorded(), 'trajlab run'));
     process.stdout.write(`report   ${res.report}\n`);
     if (traceFile !== undefined) process.stdout.write(`trace    ${traceFile}\n`);
     process.stdout.write(`\n${await summaryText(openStore(out), res.studyId)}\n`);
@@ -152,7 +156,7 @@ async function cmdRun(args: string[], started: StartedShardProcess[]): Promise<n
     // the timeline up to the failure, which is what is reported
     if (traceFile !== undefined && !(err instanceof TraceFileError)) {
       try {
-        writeTraceFile(traceFile, trace.recorded(), 'trajlab run');
+        writeTraceFile(traceFile, traceText(trace.recorded(), 'trajlab run'));
       } catch (traceErr) {
         process.stderr.write(`trajlab: ${traceErr instanceof Error ? traceErr.message : String(traceErr)}\n`);
       }
@@ -190,14 +194,26 @@ async function cmdShow(args: string[]): Promise<number> {
 }
 
 async function cmdSubmit(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, watch: { type: 'boolean', default: false } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({ args, options: { out: { type: 'string' }, watch: { type: 'boolean', default: false }, trace: { type: 'string' } }, allowPositionals: true });
   if (positionals.length !== 1) throw new UsageError('submit takes one spec file');
+  const traceFile = values.trace;
+  if (traceFile !== undefined) {
+    if (traceFile === '') throw new UsageError('--trace needs a file name');
+    // the jobs' spans wait in Redis until the watch takes them at the study's end
+    if (!values.watch) throw new UsageError('--trace needs --watch (the timeline is written when the study ends)');
+    claimTraceFile(traceFile);
+  }
   const log = (s: string) => process.stderr.write(`${s}\n`);
-  const { submitStudy, watchStudy } = await distributed();
-  const { studyId } = await submitStudy(positionals[0]!, outRoot(values.out), log);
+  const { submitStudy, takeStudyTrace, watchStudy } = await distributed();
+  const { studyId, added } = await submitStudy(positionals[0]!, outRoot(values.out), log, traceFile !== undefined);
   process.stdout.write(`${studyId}\n`);
   if (!values.watch) return 0;
+  if (traceFile !== undefined && !added) log(`--trace: study ${studyId} was already submitted: its jobs send spans only if that submit asked for a timeline`);
   const final = await watchStudy(studyId, (s) => process.stderr.write(s));
+  if (traceFile !== undefined) {
+    writeTraceFile(traceFile, distributedTraceText(await takeStudyTrace(studyId)));
+    log(`trace    ${traceFile}`);
+  }
   return final.state === 'complete' ? 0 : 1;
 }
 

@@ -1,4 +1,4 @@
-import { executeShards, type ShardExecution, type ShardWrites, type StudyContext } from '@trajlab/runner';
+import { executeShards, spanStart, type ShardExecution, type ShardWrites, type SpanStart, type StudyContext } from '@trajlab/runner';
 import type { ObjectStore } from '@trajlab/storage';
 import type { PlannedConfig, ShardPlan } from '@trajlab/study';
 import type { OneAtATime } from './one-at-a-time.js';
@@ -17,6 +17,8 @@ export interface ShardForCompute {
   limit: number;
   /** Called at every time point of the batch the job is computed in (points done and in all); a throw stops the batch. */
   onPoint(done: number, total: number): void;
+  /** Its study records a timeline (`submit --watch --trace`): onComputed hears of its batch. @defaultValue false */
+  traced?: boolean;
 }
 
 interface Waiting {
@@ -35,11 +37,15 @@ interface Waiting {
 export class ComputeBatches {
   private readonly waiting: Waiting[] = [];
 
-  /** `onBatch` hears of each batch of more than one job, by job id, in sample order. */
+  /**
+   * `onBatch` hears of each batch of more than one job, by job id, in sample order; `onComputed` of each batch with a
+   * traced job once it is computed (its jobs in sample order, and when its compute began and ended).
+   */
   constructor(
     private readonly compute: OneAtATime,
     private readonly writes: ShardWrites,
     private readonly onBatch: (ids: string[]) => void = () => {},
+    private readonly onComputed: (jobs: ShardForCompute[], start: SpanStart, end: SpanStart) => void = () => {},
   ) {}
 
   /** Resolves with the job's execution once its shard is computed and written (the store is not checked again). */
@@ -84,10 +90,18 @@ export class ComputeBatches {
         },
         // the compute is this call's turn; it ends when the batch is computed, before its files upload
         exclusive: async (task) => {
+          const start = spanStart();
           try {
             return await task();
           } finally {
             computed();
+            if (batch.some((w) => w.job.traced)) {
+              try {
+                this.onComputed(batch.map((w) => w.job), start, spanStart());
+              } catch {
+                // only a timeline: the batch is computed all the same
+              }
+            }
           }
         },
       },

@@ -6,13 +6,28 @@
  * Dataset, denoisers and training set stay cached per study (the last two studies).
  */
 import { backendFromEnv, initBackend, shareNativeThreads } from '@trajlab/backend';
-import { exitWithParent, parsePayload, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
-import { createContext, existingShard, ShardWrites, shardsPerBatch, warmUp, warmUpEnabled, type ShardManifest, type StudyContext } from '@trajlab/runner';
+import { exitWithParent, parsePayload, pushTraceEvents, redisKeys, redisSettings, shardPayloadSchema, type ShardPayload } from '@trajlab/queue';
+import {
+  batchSpan,
+  createContext,
+  existingShard,
+  ShardWrites,
+  shardsPerBatch,
+  spanEvent,
+  spanStart,
+  warmUp,
+  warmUpEnabled,
+  type ShardManifest,
+  type SpanStart,
+  type StudyContext,
+  type TraceEvent,
+} from '@trajlab/runner';
 import { ModelFileError } from '@trajlab/models';
 import { preloadS3Sdk, sharedStore } from '@trajlab/storage';
 import { planStudy, prefetchRemoteData, resolveStudyText } from '@trajlab/study';
 import { Redis } from 'ioredis';
-import { ComputeBatches } from './compute-batches.js';
+import { hostname } from 'node:os';
+import { ComputeBatches, type ShardForCompute } from './compute-batches.js';
 import { namedError, type FromShardProcess, type ShardProgress, type ToShardProcess } from './messages.js';
 import { OneAtATime } from './one-at-a-time.js';
 
@@ -30,9 +45,32 @@ preloadS3Sdk();
 const compute = new OneAtATime();
 /** The shard writes of this process under way (a shard waits for its reference's upload rather than computing it again). */
 const writes = new ShardWrites();
-/** Shard jobs on their way to the compute; those of one config waiting together are computed as one batch. */
-const batches = new ComputeBatches(compute, writes, (ids) => send({ type: 'batched', ids }));
 let redis: Redis | null = null;
+
+/** What every span of this process names for a distributed timeline (`submit --watch --trace`). */
+const traceArgs = { host: hostname(), role: 'worker shard process' };
+/** Pushes of spans under way: a job ends only once its spans are in Redis, before the study's watch reads them. */
+const tracePushes = new Set<Promise<void>>();
+/** Sends spans to their study's list; a timeline is not worth a job, so a failed push is dropped. */
+function pushSpans(studyId: string, events: TraceEvent[]): void {
+  if (!redis) return;
+  const push = pushTraceEvents(redis, studyId, events).catch(() => {});
+  tracePushes.add(push);
+  void push.finally(() => tracePushes.delete(push));
+}
+/** A traced batch's compute, as a span on the timeline's main thread of this process. */
+function traceCompute(jobs: ShardForCompute[], start: SpanStart, end: SpanStart): void {
+  const span = batchSpan(jobs[0]!.config.configId, jobs.map((j) => j.shard));
+  pushSpans(jobs[0]!.ctx.study.studyId, [spanEvent(start, end, span.name, 'batch', { ...span.args, ...traceArgs })]);
+}
+/**
+ * The timeline's threads of traced jobs held at once (1, 2, ...): a job's span from its arrival to its end covers its
+ * wait, compute and upload, and overlaps the other jobs this process holds.
+ */
+const traceSlots = new Set<number>();
+
+/** Shard jobs on their way to the compute; those of one config waiting together are computed as one batch. */
+const batches = new ComputeBatches(compute, writes, (ids) => send({ type: 'batched', ids }), traceCompute);
 
 /** A study's device state, shared by the jobs of that study; `users` counts the jobs holding it. */
 interface CachedContext {
@@ -104,7 +142,13 @@ function releaseContext(studyId: string): void {
   }
 }
 
-/** Runs one shard job; resolves with its manifest. `checked`, `batchAtMost`: see ToShardProcess. */
+/** Traced jobs whose shard this process computed (not found complete in the store): their spans say so. */
+const computedHere = new Set<string>();
+
+/**
+ * Runs one shard job; resolves with its manifest. `checked`, `batchAtMost`: see ToShardProcess. A job of a traced study
+ * also sends its span (`job`, from its arrival here to its end, with how it ended) to the study's timeline.
+ */
 async function runJob(jobId: string, data: unknown, checked: boolean, batchAtMost: number, report: (p: ShardProgress) => void): Promise<ShardManifest> {
   let payload: ShardPayload;
   try {
@@ -112,6 +156,27 @@ async function runJob(jobId: string, data: unknown, checked: boolean, batchAtMos
   } catch (err) {
     throw unrecoverable((err as Error).message);
   }
+  if (!payload.trace) return runParsedJob(payload, jobId, checked, batchAtMost, report);
+  const start = spanStart();
+  let slot = 1;
+  while (traceSlots.has(slot)) slot++;
+  traceSlots.add(slot);
+  let outcome = 'failed';
+  try {
+    const manifest = await runParsedJob(payload, jobId, checked, batchAtMost, report);
+    outcome = computedHere.delete(jobId) ? 'computed' : 'reused';
+    return manifest;
+  } finally {
+    traceSlots.delete(slot);
+    computedHere.delete(jobId);
+    const { configId, shard } = payload;
+    pushSpans(payload.studyId, [spanEvent(start, spanStart(), `job ${configId} ${shard.name}`, 'job', { config: configId, shard: shard.name, samples: shard.count, job: jobId, outcome, ...traceArgs }, slot)]);
+    await Promise.allSettled([...tracePushes]);
+  }
+}
+
+/** runJob once the payload is valid. */
+async function runParsedJob(payload: ShardPayload, jobId: string, checked: boolean, batchAtMost: number, report: (p: ShardProgress) => void): Promise<ShardManifest> {
   await backendReady;
   redis ??= new Redis(redisSettings().connection);
   if (await redis.exists(redisKeys.cancel(payload.studyId))) throw unrecoverable(`study ${payload.studyId} was cancelled`);
@@ -154,6 +219,7 @@ async function runJob(jobId: string, data: unknown, checked: boolean, batchAtMos
         config,
         shard,
         limit,
+        traced: payload.trace,
         onPoint: (done, total) => {
           // Checked at every time point, in the compute path itself: once the worker is gone, stop at once.
           if (!process.connected) process.exit(1);
@@ -165,6 +231,7 @@ async function runJob(jobId: string, data: unknown, checked: boolean, batchAtMos
           }
         },
       });
+      if (payload.trace) computedHere.add(jobId);
       return res.manifest;
     } finally {
       clearInterval(poll);
