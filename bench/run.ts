@@ -606,6 +606,21 @@ function readTimeline(file: string): Timeline {
 }
 
 /**
+ * What a timeline (`run --trace` or `submit --watch --trace`) says of the computing processes: their batches' wall
+ * and CPU seconds in all, and the seconds between one batch's end and the next one's start of each process (queueing,
+ * with a distributed study), summed over them.
+ */
+function batchFigures(file: string): { wall: number; cpu: number; gaps: number } {
+  const events = (JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: TraceEvent[] }).traceEvents.filter((e) => e.ph === 'X' && e.cat === 'batch');
+  let gaps = 0;
+  for (const pid of new Set(events.map((e) => e.pid))) {
+    const own = events.filter((e) => e.pid === pid).sort((a, b) => a.ts - b.ts);
+    for (let i = 1; i < own.length; i++) gaps += Math.max(0, own[i]!.ts - (own[i - 1]!.ts + own[i - 1]!.dur!)) / 1e6;
+  }
+  return { wall: events.reduce((n, e) => n + e.dur! / 1e6, 0), cpu: events.reduce((n, e) => n + Number(e.args!.cpu_ms) / 1e3, 0), gaps };
+}
+
+/**
  * Where a `--workers 2` run's time goes, from `--trace` (three rounds: a traced run with one process, one with two, and
  * two one-process runs at the same time): how much longer the shards' computing takes with two processes than with one,
  * how much of that the machine itself costs two processes computing side by side, and the wall time outside the part
@@ -697,7 +712,8 @@ async function distributed(uri: string | null, source: string) {
     // the S3 server runs in this process, which does nothing else meanwhile: its CPU time is this process's
     const cpu0 = process.cpuUsage();
     const before = childrenCpu(services.map((x) => x.proc.pid!));
-    const sub = await run(['submit', specPath, '--out', out, '--watch'], env);
+    const traceFile = join(dir, `dist-${tag}.trace.json`);
+    const sub = await run(['submit', specPath, '--out', out, '--watch', '--trace', traceFile], env);
     const cpu = process.cpuUsage(cpu0);
     const after = childrenCpu(services.map((x) => x.proc.pid!));
     if (sub.code !== 0) throw new Error(sub.stderr);
@@ -705,7 +721,7 @@ async function distributed(uri: string | null, source: string) {
     await Promise.all([redis.stop(), s3.stop(), proxy?.stop()]);
     // CPU used during the study: the two workers' shard processes, and the aggregator's sandboxed process
     const used = (i: number) => after[i]! - before[i]!;
-    return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6, shardCpu: used(0) + used(1), aggregationCpu: used(2) };
+    return { seconds: sub.seconds, s3Cpu: (cpu.user + cpu.system) / 1e6, shardCpu: used(0) + used(1), aggregationCpu: used(2), batches: batchFigures(traceFile) };
   };
   /**
    * Median seconds of `pairs` embedded `run --workers 2` (shard by shard, TRAJLAB_SHARD_BATCH=off, as the workers
@@ -726,18 +742,25 @@ async function distributed(uri: string | null, source: string) {
     const s3Cpu: number[] = [];
     const shardCpu: number[] = [];
     const aggregationCpu: number[] = [];
+    // both runs' timelines: the share of a core their batches got, and the distributed workers' wait between jobs
+    const shares: { embedded: number; dist: number; gaps: number }[] = [];
     for (let r = 0; r < pairs; r++) {
       // shard by shard, as the workers compute with their default 2 jobs per process (batched: both in batches): what
       // the pipeline adds to the same work
-      embedded.push(await runSeconds(spec, join(dir, `emb-${tag}-${r}`), 2, batched ? {} : { TRAJLAB_SHARD_BATCH: 'off' }));
+      const embTrace = join(dir, `emb-${tag}-${r}.trace.json`);
+      const emb = await run(['run', spec, '--out', join(dir, `emb-${tag}-${r}`), '--workers', '2', '--quiet', '--trace', embTrace], batched ? {} : { TRAJLAB_SHARD_BATCH: 'off' });
+      if (emb.code !== 0) throw new Error(emb.stderr);
+      embedded.push(emb.seconds);
       const d = await distributedRun(spec, `${tag}-${r}`, store, batched ? { TRAJLAB_JOBS_PER_PROCESS: String(BATCHED_JOBS_PER_PROCESS) } : {}, latencyMs);
+      const e = batchFigures(embTrace);
+      shares.push({ embedded: e.cpu / e.wall, dist: d.batches.cpu / d.batches.wall, gaps: d.batches.gaps });
       dist.push(d.seconds);
       s3Cpu.push(d.s3Cpu);
       shardCpu.push(d.shardCpu);
       aggregationCpu.push(d.aggregationCpu);
       if (withoutOverlap) serial.push((await distributedRun(spec, `${tag}-serial-${r}`, store, { TRAJLAB_JOBS_PER_PROCESS: '1' }, latencyMs)).seconds);
     }
-    return { embedded, dist, serial, e: median(embedded), d: median(dist), s: withoutOverlap ? median(serial) : NaN, s3Cpu: median(s3Cpu), shardCpu: median(shardCpu), aggregationCpu: median(aggregationCpu) };
+    return { embedded, dist, serial, e: median(embedded), d: median(dist), s: withoutOverlap ? median(serial) : NaN, s3Cpu: median(s3Cpu), shardCpu: median(shardCpu), aggregationCpu: median(aggregationCpu), shares };
   };
   /**
    * Adds the overhead of the distributed runs `d` (seconds) over the embedded ones `e` run just before each as a figure:
@@ -758,6 +781,19 @@ async function distributed(uri: string | null, source: string) {
     large.embedded,
     `2048 trajectories: submit --watch ${large.d.toFixed(1)} s vs run --workers 2 shard by shard ${large.e.toFixed(1)} s; CPU during the study: S3 server ${large.s3Cpu.toFixed(2)} s, shard processes ${large.shardCpu.toFixed(1)} s, aggregation ${large.aggregationCpu.toFixed(2)} s`,
   );
+  {
+    // where the difference goes, from both runs' timelines: a batch whose process is off its core (the S3 server, the
+    // aggregator, the workers' main processes and Redis run on the same two cores) gets less CPU than its wall time
+    const pct = (xs: number[]) => `${(100 * median(xs)).toFixed(0)}% (${range(xs.map((x) => 100 * x), (v) => v.toFixed(0))})`;
+    const gaps = large.shares.map((x) => x.gaps);
+    add({
+      name: 'distributed (2 workers), study x4, CPU share of the batches',
+      value: 100 * median(large.shares.map((x) => x.dist)),
+      unit: '%',
+      detail: `${source}; from the 2048-trajectory comparison's timelines (submit --watch --trace and run --trace, 3 pairs): while a worker computed a batch its process got ${pct(large.shares.map((x) => x.dist))} of a core, against ${pct(large.shares.map((x) => x.embedded))} for run --workers 2's processes; between one job's compute and the next the two workers waited ${median(gaps).toFixed(2)} s in all (${range(gaps, (v) => v.toFixed(2))} s): the distributed run loses its time to what shares the cores (S3 server, aggregator, the services' own processes), not to queueing`,
+      command: 'pnpm bench distributed',
+    });
+  }
   // the same workers holding one shard at a time: each waits for the store between shards
   addOverhead(', study x4, TRAJLAB_JOBS_PER_PROCESS=1', large.serial, large.embedded, `2048 trajectories, no overlap of the store with the compute: submit --watch ${large.s.toFixed(1)} s vs run --workers 2 shard by shard ${large.e.toFixed(1)} s (with the default 2 jobs per process: ${large.d.toFixed(1)} s)`);
   // workers that hold enough jobs to compute them in batches, against the embedded run's own batches
