@@ -578,8 +578,11 @@ async function study(uri: string | null, source: string) {
 interface Timeline {
   /** Wall seconds from the command's start to the end of its report. */
   wall: number;
-  /** Per process: when its first batch began, when its last one ended, and the seconds its batches took. */
-  processes: { first: number; last: number; busy: number }[];
+  /**
+   * Per computing process: when its first batch began and its last one ended, the wall and CPU seconds its batches
+   * took, and the seconds between one batch's end and the next one's start (queueing, with a distributed study).
+   */
+  processes: { first: number; last: number; busy: number; cpu: number; gaps: number }[];
   /** The aggregation and report after the last batch, in seconds. */
   finishing: number;
   /** Seconds the command spent folding shard files while shards still ran (its `fold` spans). */
@@ -588,36 +591,30 @@ interface Timeline {
   firstBatches: number[];
 }
 
+/** What a timeline (`run --trace` or `submit --watch --trace`) says, in seconds from its first event. */
 function readTimeline(file: string): Timeline {
   const events = (JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: TraceEvent[] }).traceEvents.filter((e) => e.ph === 'X');
   const t0 = Math.min(...events.map((e) => e.ts));
   const s = (us: number) => (us - t0) / 1e6;
   const end = (e: TraceEvent) => e.ts + e.dur!;
-  const pids = [...new Set(events.map((e) => e.pid))];
-  const processes = pids.map((pid) => {
-    const batches = events.filter((e) => e.pid === pid && e.cat === 'batch');
-    return { first: s(Math.min(...batches.map((e) => e.ts))), last: s(Math.max(...batches.map(end))), busy: batches.reduce((n, e) => n + e.dur! / 1e6, 0) };
+  const seconds = (es: TraceEvent[]) => es.reduce((n, e) => n + e.dur! / 1e6, 0);
+  const allBatches = events.filter((e) => e.cat === 'batch');
+  const processes = [...new Set(allBatches.map((e) => e.pid))].map((pid) => {
+    const batches = allBatches.filter((e) => e.pid === pid).sort((a, b) => a.ts - b.ts);
+    const gaps = batches.slice(1).reduce((n, e, i) => n + Math.max(0, e.ts - end(batches[i]!)) / 1e6, 0);
+    return { first: s(batches[0]!.ts), last: s(Math.max(...batches.map(end))), busy: seconds(batches), cpu: batches.reduce((n, e) => n + Number(e.args!.cpu_ms) / 1e3, 0), gaps };
   });
   const finishing = events.filter((e) => e.cat === 'aggregation');
-  const seconds = (es: TraceEvent[]) => es.reduce((n, e) => n + e.dur! / 1e6, 0);
   const main = finishing[0]!.pid;
-  const firstBatches = events.filter((e) => e.pid === main && e.cat === 'batch').sort((a, b) => a.ts - b.ts).slice(0, 2).map((e) => e.dur! / 1e6);
+  const firstBatches = allBatches.filter((e) => e.pid === main).sort((a, b) => a.ts - b.ts).slice(0, 2).map((e) => e.dur! / 1e6);
   return { wall: s(Math.max(...finishing.map(end))), processes, finishing: seconds(finishing), folding: seconds(events.filter((e) => e.cat === 'fold')), firstBatches };
 }
 
-/**
- * What a timeline (`run --trace` or `submit --watch --trace`) says of the computing processes: their batches' wall
- * and CPU seconds in all, and the seconds between one batch's end and the next one's start of each process (queueing,
- * with a distributed study), summed over them.
- */
+/** A timeline's computing processes together: their batches' wall and CPU seconds, and their waits between batches. */
 function batchFigures(file: string): { wall: number; cpu: number; gaps: number } {
-  const events = (JSON.parse(readFileSync(file, 'utf8')) as { traceEvents: TraceEvent[] }).traceEvents.filter((e) => e.ph === 'X' && e.cat === 'batch');
-  let gaps = 0;
-  for (const pid of new Set(events.map((e) => e.pid))) {
-    const own = events.filter((e) => e.pid === pid).sort((a, b) => a.ts - b.ts);
-    for (let i = 1; i < own.length; i++) gaps += Math.max(0, own[i]!.ts - (own[i - 1]!.ts + own[i - 1]!.dur!)) / 1e6;
-  }
-  return { wall: events.reduce((n, e) => n + e.dur! / 1e6, 0), cpu: events.reduce((n, e) => n + Number(e.args!.cpu_ms) / 1e3, 0), gaps };
+  const { processes } = readTimeline(file);
+  const sum = (k: 'busy' | 'cpu' | 'gaps') => processes.reduce((n, p) => n + p[k], 0);
+  return { wall: sum('busy'), cpu: sum('cpu'), gaps: sum('gaps') };
 }
 
 /**

@@ -154,10 +154,11 @@ export class TraceFileError extends Error {
 }
 
 /**
- * Checks that `path` can be written by writing it empty, before a study begins, so that a bad path is refused before
- * anything is computed; throws TraceFileError naming it.
+ * Checks that `path` (the value of --trace) can be written by writing it empty, before a study begins, so that a bad
+ * path, or none, is refused before anything is computed; throws TraceFileError naming it.
  */
 export function claimTraceFile(path: string): void {
+  if (path === '') throw new TraceFileError('--trace needs a file name');
   try {
     writeFileSync(path, '');
   } catch (err) {

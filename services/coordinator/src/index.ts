@@ -114,6 +114,7 @@ async function cmdRun(args: string[], started: StartedShardProcess[]): Promise<n
   // --trace: a path that cannot be written is refused before anything else is done
   if (traceFile !== undefined) claimTraceFile(traceFile);
   const trace = new TraceRecorder(traceFile !== undefined);
+  const writeTrace = () => traceFile !== undefined && writeTraceFile(traceFile, traceText(trace.recorded(), 'trajlab run'));
   trace.end(processStart(), 'modules', 'start-up', {}, entered);
   // The shard processes start before the spec is validated (if bin/trajlab.mjs has not started them before this
   // process loaded its modules), so that their start-up (Node, the tensor backend, the study's data and device state)
@@ -146,7 +147,7 @@ async function cmdRun(args: string[], started: StartedShardProcess[]): Promise<n
     process.stdout.write(`outputs  ${res.studyDir}\n`);
     process.stdout.write(`summary  ${res.summary}\n`);
     process.stdout.write(`curves   ${res.curves}\n`);
-    if (traceFile !== undefined) writeTraceFile(traceFile, traceText(trace.recorded(), 'trajlab run'));
+    writeTrace();
     process.stdout.write(`report   ${res.report}\n`);
     if (traceFile !== undefined) process.stdout.write(`trace    ${traceFile}\n`);
     process.stdout.write(`\n${await summaryText(openStore(out), res.studyId)}\n`);
@@ -154,9 +155,9 @@ async function cmdRun(args: string[], started: StartedShardProcess[]): Promise<n
   } catch (err) {
     early?.keep(0);
     // the timeline up to the failure, which is what is reported
-    if (traceFile !== undefined && !(err instanceof TraceFileError)) {
+    if (!(err instanceof TraceFileError)) {
       try {
-        writeTraceFile(traceFile, traceText(trace.recorded(), 'trajlab run'));
+        writeTrace();
       } catch (traceErr) {
         process.stderr.write(`trajlab: ${traceErr instanceof Error ? traceErr.message : String(traceErr)}\n`);
       }
@@ -198,7 +199,6 @@ async function cmdSubmit(args: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('submit takes one spec file');
   const traceFile = values.trace;
   if (traceFile !== undefined) {
-    if (traceFile === '') throw new UsageError('--trace needs a file name');
     // the jobs' spans wait in Redis until the watch takes them at the study's end
     if (!values.watch) throw new UsageError('--trace needs --watch (the timeline is written when the study ends)');
     claimTraceFile(traceFile);

@@ -34,6 +34,5 @@ export function parseRunArgs(args: string[]): RunArgs {
   if (positionals.length !== 1) throw new UsageError('run takes one spec file');
   const workers = values.workers === undefined ? availableParallelism() : Number(values.workers);
   if (!Number.isInteger(workers) || workers < 1) throw new UsageError(`--workers must be a positive integer; got '${values.workers}'`);
-  if (values.trace === '') throw new UsageError('--trace needs a file name');
   return { specPath: positionals[0]!, out: outRoot(values.out), workers, quiet: values.quiet, ...(values.trace !== undefined ? { trace: values.trace } : {}) };
 }

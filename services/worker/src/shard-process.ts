@@ -142,9 +142,6 @@ function releaseContext(studyId: string): void {
   }
 }
 
-/** Traced jobs whose shard this process computed (not found complete in the store): their spans say so. */
-const computedHere = new Set<string>();
-
 /**
  * Runs one shard job; resolves with its manifest. `checked`, `batchAtMost`: see ToShardProcess. A job of a traced study
  * also sends its span (`job`, from its arrival here to its end, with how it ended) to the study's timeline.
@@ -156,27 +153,26 @@ async function runJob(jobId: string, data: unknown, checked: boolean, batchAtMos
   } catch (err) {
     throw unrecoverable((err as Error).message);
   }
-  if (!payload.trace) return runParsedJob(payload, jobId, checked, batchAtMost, report);
+  if (!payload.trace) return (await runParsedJob(payload, jobId, checked, batchAtMost, report)).manifest;
   const start = spanStart();
   let slot = 1;
   while (traceSlots.has(slot)) slot++;
   traceSlots.add(slot);
   let outcome = 'failed';
   try {
-    const manifest = await runParsedJob(payload, jobId, checked, batchAtMost, report);
-    outcome = computedHere.delete(jobId) ? 'computed' : 'reused';
+    const { manifest, computed } = await runParsedJob(payload, jobId, checked, batchAtMost, report);
+    outcome = computed ? 'computed' : 'reused';
     return manifest;
   } finally {
     traceSlots.delete(slot);
-    computedHere.delete(jobId);
     const { configId, shard } = payload;
     pushSpans(payload.studyId, [spanEvent(start, spanStart(), `job ${configId} ${shard.name}`, 'job', { config: configId, shard: shard.name, samples: shard.count, job: jobId, outcome, ...traceArgs }, slot)]);
     await Promise.allSettled([...tracePushes]);
   }
 }
 
-/** runJob once the payload is valid. */
-async function runParsedJob(payload: ShardPayload, jobId: string, checked: boolean, batchAtMost: number, report: (p: ShardProgress) => void): Promise<ShardManifest> {
+/** runJob once the payload is valid; `computed`: the shard was computed here, not found complete in the store. */
+async function runParsedJob(payload: ShardPayload, jobId: string, checked: boolean, batchAtMost: number, report: (p: ShardProgress) => void): Promise<{ manifest: ShardManifest; computed: boolean }> {
   await backendReady;
   redis ??= new Redis(redisSettings().connection);
   if (await redis.exists(redisKeys.cancel(payload.studyId))) throw unrecoverable(`study ${payload.studyId} was cancelled`);
@@ -203,7 +199,7 @@ async function runParsedJob(payload: ShardPayload, jobId: string, checked: boole
       // another shard's job meanwhile (it computes the reference when missing): looked for here
       if (!(checked && !(payload.fresh && config.role === 'reference'))) {
         const existing = await existingShard(store, studyId, config, shard);
-        if (existing) return existing;
+        if (existing) return { manifest: existing, computed: false };
       }
       let limit: number;
       try {
@@ -231,8 +227,7 @@ async function runParsedJob(payload: ShardPayload, jobId: string, checked: boole
           }
         },
       });
-      if (payload.trace) computedHere.add(jobId);
-      return res.manifest;
+      return { manifest: res.manifest, computed: true };
     } finally {
       clearInterval(poll);
     }
