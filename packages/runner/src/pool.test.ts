@@ -13,13 +13,17 @@ function work(): ShardWork[] {
   return plan.configs.flatMap((config) => config.shards.map((shard) => ({ config, shard })));
 }
 
-/** A log entry: who was handed which batch (its shards' names) and how many batches it held then, this one included. */
+/**
+ * A log entry: who was handed which batch (its shards' names), and how many batches and shards it held then, this one
+ * included.
+ */
 interface Handed {
   who: string;
   shard: string;
   shards: string[];
   configs: string[];
   heldAtStart: number;
+  shardsHeldAtStart: number;
 }
 
 /**
@@ -36,6 +40,7 @@ function executor(name: string, ms: number, log: Handed[], fails = false) {
  */
 function forkedExecutor(name: string, ms: number, log: Handed[], opts: { fails?: boolean; readyAfterMs?: number; startFails?: boolean } = {}) {
   let held = 0;
+  let heldShards = 0;
   let maxHeld = 0;
   // Infinity: never ready; startFails: its start-up fails after readyAfterMs, and so does every batch it was handed
   const ready =
@@ -55,15 +60,17 @@ function forkedExecutor(name: string, ms: number, log: Handed[], opts: { fails?:
     giveBack: (batch) => notBegun.get(batch[0]!.shard.name)?.(),
     run: (batch) => {
       held++;
+      heldShards += batch.length;
       maxHeld = Math.max(maxHeld, held);
       const shards = batch.map((w) => w.shard.name);
-      log.push({ who: name, shard: shards[0]!, shards, configs: batch.map((w) => w.config.configId), heldAtStart: held });
+      log.push({ who: name, shard: shards[0]!, shards, configs: batch.map((w) => w.config.configId), heldAtStart: held, shardsHeldAtStart: heldShards });
       const done = new Promise<boolean[]>((resolve, reject) => {
         let givenBack = false;
         notBegun.set(shards[0]!, () => {
           givenBack = true;
           exec.gaveBack.push(shards[0]!);
           held--;
+          heldShards -= batch.length;
           reject(new BatchGivenBack('given back'));
         });
         ready.catch(reject);
@@ -73,6 +80,7 @@ function forkedExecutor(name: string, ms: number, log: Handed[], opts: { fails?:
           return new Promise<void>((finished) =>
             setTimeout(() => {
               held--;
+              heldShards -= batch.length;
               if (opts.fails) reject(new Error(`shard ${shards[0]} failed`));
               else resolve(batch.map(() => false));
               finished();
@@ -113,16 +121,27 @@ describe('runShards (this process plus forked shard processes)', () => {
     const done: string[] = [];
     await runShards(local, { executors: [forked] }, items, () => {}, (config, shard) => done.push(`${config.configId}/${shard.name}`), 4);
     expect([...done].sort()).toEqual(items.map((w) => `${w.config.configId}/${w.shard.name}`).sort());
-    // 40 shards wait for 2 executors: each batch takes ceil(waiting / 2) shards, at most 4, and fewer only where its
-    // config's shards end; so batches of 4 while 7 or more wait, then fewer, the last one single
+    // 40 shards wait for 2 executors: a batch handed to an executor that holds nothing takes ceil(waiting / 2) shards,
+    // at most 4, and fewer only where its config's shards end; one handed to a process still running a batch takes
+    // no more than brings it to its share of those waiting and those it holds, ceil((waiting + held) / 2)
     let position = 0;
     for (const entry of log) {
-      const limit = Math.min(4, Math.ceil((items.length - position) / 2));
+      const waiting = items.length - position;
+      const heldBefore = entry.shardsHeldAtStart - entry.shards.length;
       const end = position + entry.shards.length;
-      if (entry.shards.length < limit) expect(end === items.length || items[end]!.config !== items[position]!.config, `${entry.shard}: cut short`).toBe(true);
-      else expect(entry.shards, entry.shard).toHaveLength(limit);
+      const cutAtConfigEnd = end === items.length || items[end]!.config !== items[position]!.config;
+      expect(entry.shards.length, entry.shard).toBeLessThanOrEqual(4);
+      if (heldBefore === 0) {
+        const limit = Math.min(4, Math.ceil(waiting / 2));
+        if (entry.shards.length < limit) expect(cutAtConfigEnd, `${entry.shard}: cut short`).toBe(true);
+        else expect(entry.shards, entry.shard).toHaveLength(limit);
+      } else {
+        expect(entry.shardsHeldAtStart, `${entry.shard}: beyond its share`).toBeLessThanOrEqual(Math.ceil((waiting + heldBefore) / 2));
+      }
       position = end;
     }
+    // some batches were handed to a process still running one
+    expect(log.some((e) => e.shardsHeldAtStart > e.shards.length)).toBe(true);
     expect(log[0]!.shards).toHaveLength(4);
     expect(log.at(-1)!.shards).toHaveLength(1);
     // each batch is one config's shards, taken from the head of the queue: handed out in order, they are the queue
@@ -195,7 +214,7 @@ describe('runShards (this process plus forked shard processes)', () => {
     expect(alone.shares).toEqual([]);
   });
 
-  it('batchLimit: the whole batch for one executor; with several, at most the waiting shards / executors rounded up, at least 1', () => {
+  it('batchLimit: the whole batch for one executor; with several, at most the waiting shards / executors rounded up, at least 1; less by what the executor holds', () => {
     expect(batchLimit(3, 1, 4)).toBe(4);
     expect(batchLimit(16, 2, 4)).toBe(4);
     expect(batchLimit(7, 2, 4)).toBe(4);
@@ -204,6 +223,13 @@ describe('runShards (this process plus forked shard processes)', () => {
     expect(batchLimit(2, 2, 4)).toBe(1);
     expect(batchLimit(7, 3, 4)).toBe(3);
     expect(batchLimit(100, 3, 1)).toBe(1);
+    // a process running a batch of 4 while 4 wait (the trace of a 512-trajectory study: it was handed 2 more, and the
+    // command, left with 2, idled ~0.5 s while it finished them): its share is ceil(8 / 2) = 4, which it holds
+    expect(batchLimit(4, 2, 4, 4)).toBe(0);
+    expect(batchLimit(8, 2, 4, 4)).toBe(2);
+    expect(batchLimit(3, 2, 4, 2)).toBe(1);
+    expect(batchLimit(20, 2, 4, 4)).toBe(4);
+    expect(batchLimit(6, 3, 4, 1)).toBe(2);
   });
 
   it("a forked process's failure rejects the run with its error", async () => {

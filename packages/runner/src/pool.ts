@@ -156,7 +156,10 @@ export class ShardProcesses {
  * executors a batch is at most the shards waiting / executors, rounded up (guided self-scheduling): batches shrink as
  * the queue empties, down to single shards at the end, so no executor is left with a long batch while the others are
  * done; and the executors still computing then get the idle cores (below). Fewer, larger batches stream the training
- * set fewer times: halving the divisor from 2 x executors took ~40 ms off a 2.4 s `--workers 2` study.
+ * set fewer times: halving the divisor from 2 x executors took ~40 ms off a 2.4 s `--workers 2` study. The shards an
+ * executor already holds count as its own: a process handed its next batch while it runs one gets at most its share of
+ * those and the waiting ones together (batchLimit's `held`), so it is never left with two batches to finish while the
+ * others have nothing.
  *
  * This process only reads its messages between its own steps (tens of milliseconds with large batches), so a forked
  * process is never left to ask for work:
@@ -214,6 +217,9 @@ export async function runShards(
       // batches handed to each executor and not finished yet
       const held = new Map<ShardExecutor, number>();
       const holding = (exec: ShardExecutor) => held.get(exec) ?? 0;
+      // and the shards in them
+      const heldShards = new Map<ShardExecutor, number>();
+      const holdingShards = (exec: ShardExecutor) => heldShards.get(exec) ?? 0;
       const busy = () => [...held.values()].some((n) => n > 0);
       // batches handed to processes still starting, which this process may ask back
       const beforeReady = new Map<ForkedExecutor, ShardWork[]>();
@@ -233,7 +239,12 @@ export async function runShards(
       const pump = (exec: ShardExecutor) => {
         if (error !== null) return settle();
         const depth = exec !== local && queue.length > executorCount ? 2 : 1;
-        while (holding(exec) < depth && queue.length > 0) start(exec, takeBatch(queue, batchLimit(queue.length, executorCount, batchSize)));
+        while (holding(exec) < depth && queue.length > 0) {
+          // a process still running a batch gets a next one only up to its share of what is left (batchLimit)
+          const limit = batchLimit(queue.length, executorCount, batchSize, holdingShards(exec));
+          if (limit < 1) break;
+          start(exec, takeBatch(queue, limit));
+        }
         if (exec === local && holding(local) === 0) {
           // out of work: the batches of processes still starting come back here, unless begun meanwhile
           for (const [f, batch] of beforeReady) f.giveBack(batch);
@@ -244,15 +255,18 @@ export async function runShards(
       };
       const start = (exec: ShardExecutor, batch: ShardWork[]) => {
         held.set(exec, holding(exec) + 1);
+        heldShards.set(exec, holdingShards(exec) + batch.length);
         const first = batch[0]!;
         exec.run(batch, (f) => onProgress(first.config, first.shard, f)).then(
           (reused) => {
             held.set(exec, holding(exec) - 1);
+            heldShards.set(exec, holdingShards(exec) - batch.length);
             batch.forEach((w, i) => onDone(w.config, w.shard, reused[i]!));
             pump(exec);
           },
           (err: unknown) => {
             held.set(exec, holding(exec) - 1);
+            heldShards.set(exec, holdingShards(exec) - batch.length);
             if (err instanceof BatchGivenBack && error === null) {
               queue.unshift(...batch);
               return pump(local);
@@ -295,11 +309,18 @@ export const PREDISPATCH_WAITING = 4;
 
 /**
  * The most shards the next batch may take when `waiting` shards wait for `executors` executors (see runShards):
- * ceil(waiting / executors), at most batchSize.
+ * ceil(waiting / executors), at most batchSize, and at least 1 for an executor that holds nothing. An executor that
+ * still holds `held` shards (a batch it runs, one queued) may take ceil((waiting + held) / executors) - held more:
+ * 0 once it holds its share.
+ *
+ * @param held - shards handed to this executor and not finished. @defaultValue 0
  */
-export function batchLimit(waiting: number, executors: number, batchSize: number): number {
+export function batchLimit(waiting: number, executors: number, batchSize: number, held = 0): number {
   if (executors <= 1) return batchSize;
-  return Math.max(1, Math.min(batchSize, Math.ceil(waiting / executors)));
+  // guided self-scheduling over the shards not yet computed that this executor would answer for: the waiting ones and
+  // those it holds already; 0 when it holds its share
+  const share = Math.ceil((waiting + held) / executors) - held;
+  return held > 0 ? Math.max(0, Math.min(batchSize, share)) : Math.max(1, Math.min(batchSize, share));
 }
 
 /** Takes from the head of `queue` its first shard and up to `limit` - 1 more of the same config that follow it. */
