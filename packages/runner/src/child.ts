@@ -8,7 +8,7 @@ import { planStudy, prefetchSpecFile, resolveStudyFile } from '@trajlab/study';
 import { createContext, type StudyContext } from './context.js';
 import { executeShards } from './execute.js';
 import type { ChildMessage, ParentMessage } from './pool.js';
-import { batchSpan, processStart, spanStart, TraceRecorder } from './trace.js';
+import { processStart, spanStart, TraceRecorder } from './trace.js';
 
 // every module is loaded by now: the end of the timeline's first span (`--trace`)
 const loaded = spanStart();
@@ -57,8 +57,7 @@ async function handle(raw: Exclude<ParentMessage, { type: 'exit' } | { type: 'sh
       if (raw.sigmas) config.sigmas = raw.sigmas; // GITS: computed once by the parent
       const first = raw.shards[0]!;
       let last = 0;
-      const span = batchSpan(raw.configId, shards);
-      const res = await trace.span(span.name, 'batch', () => executeShards(context, sharedStore(out), config, shards, {
+      const res = await trace.batch(raw.configId, shards, () => executeShards(context, sharedStore(out), config, shards, {
         onPoint: (done, total) => {
           const now = Date.now();
           if (now - last > 100 || done === total) {
@@ -66,7 +65,7 @@ async function handle(raw: Exclude<ParentMessage, { type: 'exit' } | { type: 'sh
             send({ type: 'progress', configId: raw.configId, shard: first, fraction: done / total });
           }
         },
-      }), span.args);
+      }));
       send({ type: 'done', configId: raw.configId, shard: first, reused: res.map((r) => r.reused), ...(trace.enabled ? { trace: trace.take() } : {}) });
     }
   } catch (err) {

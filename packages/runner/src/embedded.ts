@@ -9,7 +9,7 @@ import { executeShards } from './execute.js';
 import { computeGitsSchedules, type GitsRecord } from './gits.js';
 import { runShards, ShardProcesses, type ShardWork } from './pool.js';
 import { studyJson } from './study-json.js';
-import { batchSpan, TraceRecorder } from './trace.js';
+import { TraceRecorder } from './trace.js';
 
 /** Progress of an embedded run. */
 export interface RunProgress {
@@ -148,8 +148,7 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
         run: async (batch: ShardWork[], onProgress: (f: number) => void) => {
           const config = batch[0]!.config;
           const shards = batch.map((w) => w.shard);
-          const span = batchSpan(config.configId, shards);
-          const res = await trace.span(span.name, 'batch', () => executeShards(localCtx, store, config, shards, { onPoint: (i, n) => onProgress(i / n) }), span.args);
+          const res = await trace.batch(config.configId, shards, () => executeShards(localCtx, store, config, shards, { onPoint: (i, n) => onProgress(i / n) }));
           return res.map((r) => r.reused);
         },
         shareCores: shareNativeThreads,
@@ -175,8 +174,7 @@ async function runStudy(opts: RunOptions, resolved: { study: ResolvedStudy; data
           const localCtx = await context();
           // progress is told of the batch's first shard while it computes, then of each shard as done
           const first = batch[0]!;
-          const span = batchSpan(config.configId, batch);
-          const res = await trace.span(span.name, 'batch', () => executeShards(localCtx, store, config, batch, { onPoint: (i, n) => progressOf(ci, config, first, i / n) }), span.args);
+          const res = await trace.batch(config.configId, batch, () => executeShards(localCtx, store, config, batch, { onPoint: (i, n) => progressOf(ci, config, first, i / n) }));
           batch.forEach((shard, j) => {
             if (res[j]!.reused) reused++;
             else computed++;

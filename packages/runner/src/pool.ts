@@ -253,20 +253,22 @@ export async function runShards(
         if (!busy()) resolve();
         else shareIdleCores();
       };
+      // a batch handed to `exec` (sign 1) or finished, failed or given back (-1)
+      const hold = (exec: ShardExecutor, batch: ShardWork[], sign: 1 | -1) => {
+        held.set(exec, holding(exec) + sign);
+        heldShards.set(exec, holdingShards(exec) + sign * batch.length);
+      };
       const start = (exec: ShardExecutor, batch: ShardWork[]) => {
-        held.set(exec, holding(exec) + 1);
-        heldShards.set(exec, holdingShards(exec) + batch.length);
+        hold(exec, batch, 1);
         const first = batch[0]!;
         exec.run(batch, (f) => onProgress(first.config, first.shard, f)).then(
           (reused) => {
-            held.set(exec, holding(exec) - 1);
-            heldShards.set(exec, holdingShards(exec) - batch.length);
+            hold(exec, batch, -1);
             batch.forEach((w, i) => onDone(w.config, w.shard, reused[i]!));
             pump(exec);
           },
           (err: unknown) => {
-            held.set(exec, holding(exec) - 1);
-            heldShards.set(exec, holdingShards(exec) - batch.length);
+            hold(exec, batch, -1);
             if (err instanceof BatchGivenBack && error === null) {
               queue.unshift(...batch);
               return pump(local);

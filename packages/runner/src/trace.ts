@@ -9,6 +9,9 @@
  */
 import { writeFileSync } from 'node:fs';
 
+/** What a span carries beside its times (`cpu_ms` is added to every span). */
+export type SpanArgs = Record<string, string | number | string[]>;
+
 /** One event: a complete span (`ph` 'X', `dur` set) or a process's name (`ph` 'M', name `process_name`). */
 export interface TraceEvent {
   name: string;
@@ -21,7 +24,7 @@ export interface TraceEvent {
   dur?: number;
   pid: number;
   tid: number;
-  args?: Record<string, string | number | string[]>;
+  args?: SpanArgs;
 }
 
 /** The clock of every event: microseconds since the Unix epoch, at the resolution of performance.now(). */
@@ -65,12 +68,12 @@ export class TraceRecorder {
    * Records the span `name` from `start` to `end` (now unless given), with `args` and the process's CPU time meanwhile
    * (`cpu_ms`).
    */
-  end(start: SpanStart, name: string, cat: string, args: Record<string, string | number | string[]> = {}, end: SpanStart = spanStart()): void {
+  end(start: SpanStart, name: string, cat: string, args: SpanArgs = {}, end: SpanStart = spanStart()): void {
     if (this.enabled) this.events.push(spanEvent(start, end, name, cat, args));
   }
 
   /** Runs `work` as the span `name` (recorded whether it succeeds or fails). */
-  async span<T>(name: string, cat: string, work: () => Promise<T> | T, args?: Record<string, string | number | string[]>): Promise<T> {
+  async span<T>(name: string, cat: string, work: () => Promise<T> | T, args?: SpanArgs): Promise<T> {
     if (!this.enabled) return work();
     const start = spanStart();
     try {
@@ -78,6 +81,12 @@ export class TraceRecorder {
     } finally {
       this.end(start, name, cat, args);
     }
+  }
+
+  /** Runs `work`, the computing of a batch of `shards` of config `configId`, as its span (batchSpan). */
+  batch<T>(configId: string, shards: readonly { name: string; count: number }[], work: () => Promise<T>): Promise<T> {
+    const { name, args } = batchSpan(configId, shards);
+    return this.span(name, 'batch', work, args);
   }
 
   /** Adds events another process recorded (a shard process's, sent over IPC). */
@@ -102,12 +111,12 @@ export class TraceRecorder {
  * The span `name` of this process from `start` to `end` on thread `tid` (0: the main one; a distributed worker's jobs,
  * which overlap, each get a thread of their own), with `args` and the process's CPU time meanwhile (`cpu_ms`).
  */
-export function spanEvent(start: SpanStart, end: SpanStart, name: string, cat: string, args: Record<string, string | number | string[]> = {}, tid = 0): TraceEvent {
+export function spanEvent(start: SpanStart, end: SpanStart, name: string, cat: string, args: SpanArgs = {}, tid = 0): TraceEvent {
   return { name, cat, ph: 'X', ts: start.ts, dur: Math.max(0, end.ts - start.ts), pid: process.pid, tid, args: { ...args, cpu_ms: round3(end.cpuMs - start.cpuMs) } };
 }
 
 /** A batch's span: named by its config and first shard (and how many more), its shards and samples as arguments. */
-export function batchSpan(configId: string, shards: readonly { name: string; count: number }[]): { name: string; args: Record<string, string | number | string[]> } {
+export function batchSpan(configId: string, shards: readonly { name: string; count: number }[]): { name: string; args: SpanArgs } {
   const more = shards.length > 1 ? ` +${shards.length - 1}` : '';
   return { name: `${configId} ${shards[0]?.name ?? ''}${more}`, args: { config: configId, shards: shards.map((s) => s.name), samples: shards.reduce((n, s) => n + s.count, 0) } };
 }
@@ -159,11 +168,7 @@ export class TraceFileError extends Error {
  */
 export function claimTraceFile(path: string): void {
   if (path === '') throw new TraceFileError('--trace needs a file name');
-  try {
-    writeFileSync(path, '');
-  } catch (err) {
-    throw new TraceFileError(`--trace ${path}: cannot write it (${err instanceof Error ? err.message : String(err)})`);
-  }
+  writeTraceFile(path, '');
 }
 
 /** Writes a trace file's `text` (traceText, distributedTraceText) to `path`; throws TraceFileError naming it. */
